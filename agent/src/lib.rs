@@ -1,0 +1,2 @@
+//! placeholder, crate essay below is written with the modules
+pub mod host;
