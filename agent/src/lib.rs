@@ -1,2 +1,6 @@
-//! placeholder, crate essay below is written with the modules
+//! placeholder
+pub mod config;
 pub mod host;
+pub mod pci;
+pub mod cmd;
+pub mod modinfo;

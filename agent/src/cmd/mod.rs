@@ -1,0 +1,2 @@
+//! Subcommands, one module each.
+pub mod modules;
