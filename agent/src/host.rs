@@ -149,8 +149,9 @@ impl Host {
         names
     }
 
-    /// Writes a value to an existing file (a sysfs attribute): no create, no truncate
-    /// semantics beyond what the kernel gives, one `write` call.
+    /// Writes a value to an existing file (a sysfs attribute): never creates one. The
+    /// file is opened with `O_TRUNC` (ignored by sysfs, and what keeps a fixture file
+    /// holding exactly the last value written, as an attribute reads back).
     pub fn write(&self, rel: impl AsRef<Path>, value: &str) -> HostResult<()> {
         let path = self.path(rel);
         write_existing(&path, value.as_bytes()).map_err(|e| HostError::io(path, e))
@@ -190,7 +191,7 @@ impl Host {
 }
 
 fn write_existing(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut f = fs::OpenOptions::new().write(true).open(path)?;
+    let mut f = fs::OpenOptions::new().write(true).truncate(true).open(path)?;
     f.write_all(bytes)
 }
 
@@ -223,7 +224,7 @@ fn bounded_write(path: &Path, bytes: &[u8], timeout: Duration) -> HostResult<()>
 
 fn child_write(cpath: &std::ffi::CStr, bytes: &[u8]) -> nix::Result<()> {
     use nix::fcntl::{open, OFlag};
-    let fd = open(cpath, OFlag::O_WRONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?;
+    let fd = open(cpath, OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?;
     // SAFETY: `fd` was just opened by this process and is owned here alone.
     let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
     let n = nix::unistd::write(&fd, bytes)?;

@@ -1,6 +1,8 @@
 //! placeholder
+pub mod cmdline;
 pub mod config;
 pub mod host;
+pub mod modules;
 pub mod pci;
-pub mod cmd;
-pub mod modinfo;
+pub mod plan;
+pub mod testing;

@@ -1,0 +1,342 @@
+//! The configuration file, `/etc/vfio-early.toml`.
+//!
+//! ```toml
+//! [[device]]
+//! address = "0000:01:00.0"  # strictly parsed, never used as a path before validation
+//! id = "1002:6779"          # vendor:device[:subvendor:subdevice]
+//! functions = "slot"        # "one" (default) or "slot": every function of that slot
+//! allow_boot_vga = false    # default false
+//! allow_storage = false     # default false
+//!
+//! [bind]
+//! timeout_ms = 3000         # bound on each blocking kernel write
+//! ```
+//!
+//! Parsing is strict: unknown keys, wrong types and bad values are errors that name the
+//! file, line and column. A config error never stops the boot; the agent reports it and
+//! does nothing.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::pci::{PciAddress, PciId};
+
+/// The default config path, relative to the host root.
+pub const DEFAULT_PATH: &str = "etc/vfio-early.toml";
+/// Larger files are refused before parsing (a config is a few hundred bytes).
+pub const MAX_SIZE: usize = 256 * 1024;
+
+/// A config error, with the place it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line and column, when the error has a place.
+    pub at: Option<(usize, usize)>,
+    /// What is wrong, as a sentence fragment.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.at {
+            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.path.display(), self.message),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// How many functions of a card a selector takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Functions {
+    /// Only the function named.
+    #[default]
+    One,
+    /// Every function of the slot (a GPU and its HDMI audio, USB, UCSI functions).
+    Slot,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    device: Vec<Spanned<RawDevice>>,
+    #[serde(default)]
+    hugepages: Vec<Spanned<HugepagesEntry>>,
+    #[serde(default)]
+    bind: BindSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevice {
+    address: Option<Spanned<String>>,
+    id: Option<Spanned<String>>,
+    #[serde(default)]
+    functions: Functions,
+    #[serde(default)]
+    allow_boot_vga: bool,
+    #[serde(default)]
+    allow_storage: bool,
+}
+
+/// One `[[hugepages]]` entry, as written (validated by the hugepages module).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HugepagesEntry {
+    /// Page size: `2M`, `1G`, or any size the kernel offers.
+    pub size: String,
+    /// Number of pages.
+    pub count: Option<u64>,
+    /// Or a total amount (`8G`), turned into pages.
+    pub total: Option<String>,
+    /// NUMA node, when the pages must come from one.
+    pub node: Option<u32>,
+}
+
+/// `[bind]`: how the binder behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BindSettings {
+    /// Bound on each blocking kernel write and on module loading, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for BindSettings {
+    fn default() -> Self {
+        Self { timeout_ms: 3000 }
+    }
+}
+
+impl BindSettings {
+    /// The bound as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+/// A validated device selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selector {
+    /// 1-based position among the `[[device]]` entries.
+    pub index: usize,
+    /// The line of its `[[device]]` header.
+    pub line: usize,
+    /// The address, when given.
+    pub address: Option<PciAddress>,
+    /// The id, when given.
+    pub id: Option<PciId>,
+    /// One function or the whole slot.
+    pub functions: Functions,
+    /// The config allows the boot display.
+    pub allow_boot_vga: bool,
+    /// The config allows a storage controller.
+    pub allow_storage: bool,
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[[device]] #{} (line {}", self.index, self.line)?;
+        if let Some(a) = self.address {
+            write!(f, ", address {a}")?;
+        }
+        if let Some(id) = self.id {
+            write!(f, ", id {id}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// A validated config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where it came from.
+    pub path: PathBuf,
+    /// The text as read (the boot record keeps it, so `check` can tell a stale image).
+    pub text: String,
+    /// Device selectors, in file order.
+    pub devices: Vec<Selector>,
+    /// Hugepage requests, with their line.
+    pub hugepages: Vec<(usize, HugepagesEntry)>,
+    /// Binder settings.
+    pub bind: BindSettings,
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text.as_bytes()[..offset];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    let col = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    (line, col)
+}
+
+impl Config {
+    /// Parses and validates a config from bytes read from `path`.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, ConfigError> {
+        let err = |at, message: String| ConfigError { path: path.to_path_buf(), at, message };
+        if bytes.len() > MAX_SIZE {
+            return Err(err(None, format!("{} bytes is too large for a config (limit {MAX_SIZE})", bytes.len())));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let (line, col) = line_col(&String::from_utf8_lossy(bytes), e.valid_up_to());
+            err(Some((line, col)), "not UTF-8 text (is this a binary file?)".to_owned())
+        })?;
+        if text.contains('\0') {
+            let (line, col) = line_col(text, text.find('\0').unwrap_or(0));
+            return Err(err(Some((line, col)), "contains a NUL byte (is this a binary file?)".to_owned()));
+        }
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|s| line_col(text, s.start));
+            err(at, e.message().trim().to_owned())
+        })?;
+        let at = |span: std::ops::Range<usize>| Some(line_col(text, span.start));
+
+        let mut devices = Vec::with_capacity(raw.device.len());
+        for (i, entry) in raw.device.iter().enumerate() {
+            let span = entry.span();
+            let dev = entry.get_ref();
+            let address = match &dev.address {
+                Some(a) => Some(a.get_ref().parse::<PciAddress>().map_err(|e| err(at(a.span()), format!("address: {e}")))?),
+                None => None,
+            };
+            let id = match &dev.id {
+                Some(v) => Some(v.get_ref().parse::<PciId>().map_err(|e| err(at(v.span()), format!("id: {e}")))?),
+                None => None,
+            };
+            if address.is_none() && id.is_none() {
+                return Err(err(at(span.clone()), "[[device]] needs an `address`, an `id`, or both".to_owned()));
+            }
+            devices.push(Selector {
+                index: i + 1,
+                line: line_col(text, span.start).0,
+                address,
+                id,
+                functions: dev.functions,
+                allow_boot_vga: dev.allow_boot_vga,
+                allow_storage: dev.allow_storage,
+            });
+        }
+        if raw.bind.timeout_ms == 0 || raw.bind.timeout_ms > 60_000 {
+            return Err(err(None, format!("bind.timeout_ms = {} is out of range (1..=60000)", raw.bind.timeout_ms)));
+        }
+        let hugepages = raw
+            .hugepages
+            .into_iter()
+            .map(|h| (line_col(text, h.span().start).0, h.into_inner()))
+            .collect();
+        Ok(Self { path: path.to_path_buf(), text: text.to_owned(), devices, hugepages, bind: raw.bind })
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let bytes = read_limited(path).map_err(|e| ConfigError {
+            path: path.to_path_buf(),
+            at: None,
+            message: e,
+        })?;
+        Self::parse(path, &bytes)
+    }
+}
+
+fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if meta.is_dir() {
+        return Err("is a directory, not a config file".to_owned());
+    }
+    let mut buf = Vec::new();
+    // One byte over the limit is enough to refuse a huge file without reading it all.
+    file.take(MAX_SIZE as u64 + 1).read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/vfio-early.toml"), text.as_bytes())
+    }
+
+    #[test]
+    fn full_schema() {
+        let c = parse(
+            "[[device]]\naddress = \"0000:01:00.0\"\nid = \"1002:6779\"\nfunctions = \"slot\"\n\n\
+             [[device]]\nid = \"8086:10d3\"\nallow_storage = true\n[bind]\ntimeout_ms = 500\n",
+        )
+        .unwrap();
+        assert_eq!(c.devices.len(), 2);
+        let d = &c.devices[0];
+        assert_eq!(d.address.unwrap().to_string(), "0000:01:00.0");
+        assert_eq!(d.id.unwrap().to_string(), "1002:6779");
+        assert_eq!((d.functions, d.line, d.index), (Functions::Slot, 1, 1));
+        assert!(!d.allow_boot_vga);
+        let e = &c.devices[1];
+        assert_eq!((e.address, e.functions, e.allow_storage, e.line), (None, Functions::One, true, 6));
+        assert_eq!(c.bind.timeout(), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn empty_config_is_valid_and_selects_nothing() {
+        let c = parse("").unwrap();
+        assert!(c.devices.is_empty());
+        assert_eq!(c.bind, BindSettings::default());
+    }
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        let e = parse("[[device]]\naddress = \"0000:01:00.0\"\nadress = \"x\"\n").unwrap_err();
+        assert_eq!(e.at.map(|a| a.0), Some(3), "{e}");
+        assert!(e.to_string().starts_with("/etc/vfio-early.toml:3:"), "{e}");
+        assert!(e.message.contains("adress"), "{e}");
+
+        let e = parse("[[device]]\naddress = \"../../0000:01:00.0\"\n").unwrap_err();
+        assert_eq!(e.at, Some((2, 11)), "{e}");
+        assert!(e.message.contains("not a PCI address"), "{e}");
+
+        let e = parse("[[device]]\naddress = 1\n").unwrap_err();
+        assert_eq!(e.at.map(|a| a.0), Some(2), "{e}");
+
+        let e = parse("[[device]]\nfunctions = \"all\"\n").unwrap_err();
+        assert_eq!(e.at.map(|a| a.0), Some(2), "{e}");
+
+        let e = parse("[[device]]\nallow_boot_vga = true\n").unwrap_err();
+        assert!(e.message.contains("needs an `address`"), "{e}");
+        assert_eq!(e.at.map(|a| a.0), Some(1), "{e}");
+
+        let e = parse("[[device]\n").unwrap_err();
+        assert_eq!(e.at.map(|a| a.0), Some(1), "{e}");
+
+        let e = parse("[bind]\ntimeout_ms = 0\n").unwrap_err();
+        assert!(e.message.contains("out of range"), "{e}");
+
+        let e = parse("[[device]]\nid = \"1002:67790\"\n").unwrap_err();
+        assert!(e.message.starts_with("id:"), "{e}");
+    }
+
+    #[test]
+    fn binary_and_huge_input_is_refused_cleanly() {
+        let e = Config::parse(Path::new("c"), b"\x7fELF\x02\x01\x01\0\xff\xfe").unwrap_err();
+        assert!(e.message.contains("binary"), "{e}");
+        let e = Config::parse(Path::new("c"), "#".repeat(MAX_SIZE + 1).as_bytes()).unwrap_err();
+        assert!(e.message.contains("too large"), "{e}");
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("é\nx", 3), (2, 1));
+        assert_eq!(line_col("ab", 99), (1, 3));
+    }
+}

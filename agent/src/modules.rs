@@ -1,0 +1,431 @@
+//! Kernel modules at run time: which driver would claim a device, and loading vfio-pci.
+//!
+//! At boot, before udev's coldplug, most devices have no driver yet. Whether a host
+//! driver *would* claim one is read from the same tables udev uses: the device's
+//! `modalias` matched against `modules.alias` (loadable drivers) and
+//! `modules.builtin.modinfo` (drivers built into the kernel).
+//!
+//! Loading vfio-pci prefers the image's kmod `modprobe` (it honours `modprobe.d` and
+//! the command line). Without one (busybox's applet cannot read kmod's binary index),
+//! the closure from `modules.dep` is loaded with `finit_module`, with the options
+//! `modprobe.d` and the kernel command line give, as modprobe would.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::cmdline::Cmdline;
+use crate::host::{Host, HostError, HostResult};
+
+/// Module names compare with `-` and `_` as one (`vfio-pci` is `vfio_pci`).
+pub fn normalize(name: &str) -> String {
+    name.replace('-', "_")
+}
+
+/// One `alias` line: a glob over modaliases and the module it loads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alias {
+    /// The glob, e.g. `pci:v00001002d00006779sv*sd*bc*sc*i*`.
+    pub pattern: String,
+    /// Module name, normalised.
+    pub module: String,
+}
+
+/// Parses `modules.alias` text, keeping `pci:` aliases only.
+pub fn parse_alias(text: &str) -> Vec<Alias> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next()? == "alias").then_some(())?;
+            let pattern = words.next()?;
+            let module = words.next()?;
+            pattern.starts_with("pci:").then(|| Alias { pattern: pattern.to_owned(), module: normalize(module) })
+        })
+        .collect()
+}
+
+/// Parses `modules.builtin.modinfo` (NUL-separated `module.key=value` records),
+/// keeping the `pci:` aliases of built-in drivers.
+pub fn parse_builtin_modinfo(bytes: &[u8]) -> Vec<Alias> {
+    bytes
+        .split(|&b| b == 0)
+        .filter_map(|rec| {
+            let rec = std::str::from_utf8(rec).ok()?;
+            let (module, rest) = rec.split_once('.')?;
+            let pattern = rest.strip_prefix("alias=")?;
+            pattern.starts_with("pci:").then(|| Alias { pattern: pattern.to_owned(), module: normalize(module) })
+        })
+        .collect()
+}
+
+/// fnmatch(3) without flags: `*`, `?` and `[...]` (with ranges and `!`/`^`).
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p = pattern.as_bytes();
+    let t = text.as_bytes();
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() {
+            match p[pi] {
+                b'*' => {
+                    star = Some((pi, ti));
+                    pi += 1;
+                    continue;
+                }
+                b'?' => {
+                    pi += 1;
+                    ti += 1;
+                    continue;
+                }
+                b'[' => {
+                    if let Some((matched, next)) = class_match(&p[pi..], t[ti]) {
+                        if matched {
+                            pi += next;
+                            ti += 1;
+                            continue;
+                        }
+                    } else if t[ti] == b'[' {
+                        pi += 1;
+                        ti += 1;
+                        continue;
+                    }
+                }
+                c if c == t[ti] => {
+                    pi += 1;
+                    ti += 1;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        match star {
+            Some((sp, st)) => {
+                pi = sp + 1;
+                ti = st + 1;
+                star = Some((sp, st + 1));
+            }
+            None => return false,
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// Matches one byte against a bracket expression at the start of `p`; returns
+/// (matched, length of the expression), or `None` when the bracket is unterminated.
+fn class_match(p: &[u8], c: u8) -> Option<(bool, usize)> {
+    let mut i = 1;
+    let negate = matches!(p.get(i), Some(b'!' | b'^'));
+    if negate {
+        i += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    while let Some(&b) = p.get(i) {
+        if b == b']' && !first {
+            return Some((matched != negate, i + 1));
+        }
+        first = false;
+        if p.get(i + 1) == Some(&b'-') && p.get(i + 2).is_some_and(|&e| e != b']') {
+            if (b..=p[i + 2]).contains(&c) {
+                matched = true;
+            }
+            i += 3;
+        } else {
+            if b == c {
+                matched = true;
+            }
+            i += 1;
+        }
+    }
+    None
+}
+
+/// The module-claim tables of one kernel.
+#[derive(Debug, Default, Clone)]
+pub struct ClaimTable {
+    aliases: Vec<Alias>,
+}
+
+/// Drivers that claim nothing for the host: a device they would take is fine.
+const VFIO_FRIENDLY: &[&str] = &["vfio_pci", "pci_stub"];
+
+impl ClaimTable {
+    /// Builds a table from alias lists (loadable and built-in).
+    pub fn new(mut aliases: Vec<Alias>) -> Self {
+        aliases.retain(|a| !VFIO_FRIENDLY.contains(&a.module.as_str()));
+        Self { aliases }
+    }
+
+    /// Reads `lib/modules/<release>/modules.alias` and `modules.builtin.modinfo`.
+    pub fn load(host: &Host, release: &str) -> Self {
+        let dir = format!("lib/modules/{release}");
+        let mut aliases = host.read(format!("{dir}/modules.alias")).map(|t| parse_alias(&t)).unwrap_or_default();
+        if let Ok(bytes) = host.read_bytes(format!("{dir}/modules.builtin.modinfo")) {
+            aliases.extend(parse_builtin_modinfo(&bytes));
+        }
+        Self::new(aliases)
+    }
+
+    /// Whether the table knows anything (an empty one proves nothing).
+    pub fn is_empty(&self) -> bool {
+        self.aliases.is_empty()
+    }
+
+    /// The host module that would claim a device with this modalias, if any.
+    pub fn claimant(&self, modalias: &str) -> Option<&str> {
+        self.aliases.iter().find(|a| glob_match(&a.pattern, modalias)).map(|a| a.module.as_str())
+    }
+}
+
+/// `modules.dep`: module path -> dependency paths, in the order modprobe loads them
+/// (dependencies of dependencies first).
+#[derive(Debug, Default, Clone)]
+pub struct DepTable {
+    entries: Vec<(String, Vec<String>)>,
+}
+
+/// The module name of a path in `modules.dep` (`kernel/.../vfio-pci.ko.zst` -> `vfio_pci`).
+pub fn module_name(path: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    normalize(file.split(".ko").next().unwrap_or(file))
+}
+
+impl DepTable {
+    /// Parses `modules.dep` text.
+    pub fn parse(text: &str) -> Self {
+        let entries = text
+            .lines()
+            .filter_map(|l| {
+                let (module, deps) = l.split_once(':')?;
+                Some((module.trim().to_owned(), deps.split_whitespace().map(str::to_owned).collect()))
+            })
+            .collect();
+        Self { entries }
+    }
+
+    fn find(&self, name: &str) -> Option<&(String, Vec<String>)> {
+        let name = normalize(name);
+        self.entries.iter().find(|(m, _)| module_name(m) == name)
+    }
+
+    /// The files to load for `name`, dependencies first; `None` when unknown.
+    pub fn load_order(&self, name: &str) -> Option<Vec<String>> {
+        let (module, deps) = self.find(name)?;
+        // depmod lists every dependency, transitively, with the deepest last.
+        let mut order: Vec<String> = deps.iter().rev().cloned().collect();
+        order.push(module.clone());
+        Some(order)
+    }
+}
+
+/// Options for a module from `modprobe.d` (`options <mod> k=v ...`) and the kernel
+/// command line (`<mod>.k=v`), the command line last, as modprobe applies them.
+pub fn module_options(host: &Host, cmdline: &Cmdline, module: &str) -> String {
+    let module = normalize(module);
+    let mut opts: Vec<String> = Vec::new();
+    for dir in ["lib/modprobe.d", "usr/lib/modprobe.d", "etc/modprobe.d", "run/modprobe.d"] {
+        for file in host.list(dir).iter().filter(|f| f.ends_with(".conf")) {
+            let Ok(text) = host.read(format!("{dir}/{file}")) else { continue };
+            for line in text.lines() {
+                let mut w = line.split_whitespace();
+                if w.next() == Some("options") && w.next().map(normalize).as_deref() == Some(module.as_str()) {
+                    opts.extend(w.map(str::to_owned));
+                }
+            }
+        }
+    }
+    for (key, value) in cmdline.params() {
+        if let Some((m, param)) = key.split_once('.') {
+            if normalize(m) == module {
+                opts.push(match value {
+                    Some(v) if v.contains(' ') => format!("{param}=\"{v}\""),
+                    Some(v) => format!("{param}={v}"),
+                    None => param.to_owned(),
+                });
+            }
+        }
+    }
+    opts.join(" ")
+}
+
+/// How vfio-pci became available.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Availability {
+    /// Built in, or loaded before the agent ran.
+    AlreadyThere,
+    /// Loaded by the image's `modprobe`.
+    Modprobe(PathBuf),
+    /// Loaded by the agent from `modules.dep` (these modules).
+    Loaded(Vec<String>),
+}
+
+/// Makes the `vfio-pci` driver available, within `timeout`.
+pub fn ensure_vfio_pci(host: &Host, cmdline: &Cmdline, timeout: Duration) -> HostResult<Availability> {
+    const DRIVER_DIR: &str = "sys/bus/pci/drivers/vfio-pci";
+    if host.exists(DRIVER_DIR) {
+        return Ok(Availability::AlreadyThere);
+    }
+    host.require_live("load module vfio-pci")?;
+    let result = match find_kmod_modprobe(host) {
+        Some(modprobe) => run_modprobe(&modprobe, timeout).map(|()| Availability::Modprobe(modprobe)),
+        None => load_closure(host, cmdline, "vfio_pci").map(Availability::Loaded),
+    };
+    let result = result?;
+    // Module init registers the driver synchronously; allow a moment for sysfs.
+    let start = Instant::now();
+    while !host.exists(DRIVER_DIR) {
+        if start.elapsed() > Duration::from_millis(500) {
+            return Err(HostError::Io {
+                path: host.path(DRIVER_DIR),
+                source: std::io::Error::other("vfio-pci was loaded but its driver did not appear"),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(result)
+}
+
+/// kmod's modprobe, never busybox's applet (it cannot read `modules.dep.bin`).
+fn find_kmod_modprobe(host: &Host) -> Option<PathBuf> {
+    ["usr/sbin/modprobe", "sbin/modprobe", "usr/bin/modprobe", "bin/modprobe"].into_iter().find_map(|rel| {
+        let path = host.path(rel);
+        let target = std::fs::canonicalize(&path).ok()?;
+        let name = target.file_name()?.to_string_lossy().into_owned();
+        (name != "busybox" && !name.starts_with("busybox.")).then_some(path)
+    })
+}
+
+fn run_modprobe(modprobe: &std::path::Path, timeout: Duration) -> HostResult<()> {
+    use std::process::{Command, Stdio};
+    let io = |e: std::io::Error| HostError::Io { path: modprobe.to_path_buf(), source: e };
+    // --ignore-install: our own modprobe.d backstop runs the agent on `install
+    // vfio-pci`; without it the agent would call itself.
+    let mut child = Command::new(modprobe)
+        .args(["--ignore-install", "vfio-pci"])
+        .env("VFIO_EARLY_NESTED", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(io)?;
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().map_err(io)? {
+            if status.success() {
+                return Ok(());
+            }
+            let mut msg = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = (&mut e).take(4096).read_to_string(&mut msg);
+            }
+            let msg = msg.trim();
+            return Err(io(std::io::Error::other(format!(
+                "modprobe vfio-pci failed ({status}){}{msg}",
+                if msg.is_empty() { "" } else { ": " }
+            ))));
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            return Err(HostError::Timeout { path: modprobe.to_path_buf(), timeout });
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Loads a module and its dependencies from `modules.dep` with `finit_module`.
+fn load_closure(host: &Host, cmdline: &Cmdline, name: &str) -> HostResult<Vec<String>> {
+    let release = host.kernel_release().unwrap_or_default();
+    let dir = format!("lib/modules/{release}");
+    let deps = DepTable::parse(&host.read(format!("{dir}/modules.dep"))?);
+    let order = deps.load_order(name).ok_or_else(|| HostError::Io {
+        path: host.path(format!("{dir}/modules.dep")),
+        source: std::io::Error::other(format!("no module {name} for kernel {release}")),
+    })?;
+    let mut loaded = Vec::new();
+    let mut seen = HashSet::new();
+    for file in order {
+        let m = module_name(&file);
+        if !seen.insert(m.clone()) || host.exists(format!("sys/module/{m}")) {
+            continue;
+        }
+        let path = host.path(format!("{dir}/{file}"));
+        let opts = module_options(host, cmdline, &m);
+        finit(&path, &opts, file.ends_with(".ko")).map_err(|e| HostError::Io { path: path.clone(), source: e })?;
+        loaded.push(m);
+    }
+    Ok(loaded)
+}
+
+fn finit(path: &std::path::Path, opts: &str, plain: bool) -> std::io::Result<()> {
+    use nix::kmod::{finit_module, ModuleInitFlags};
+    let file = std::fs::File::open(path)?;
+    let params = std::ffi::CString::new(opts).map_err(std::io::Error::other)?;
+    // Compressed modules are handed to the kernel as they are (MODULE_INIT_COMPRESSED_FILE,
+    // Linux 6.4+ with in-kernel decompression); older kernels need kmod's modprobe.
+    let flags = if plain { ModuleInitFlags::empty() } else { ModuleInitFlags::from_bits_retain(4) };
+    match finit_module(&file, &params, flags) {
+        Ok(()) | Err(nix::errno::Errno::EEXIST) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_matches_like_fnmatch() {
+        assert!(glob_match("pci:v00001002d00006779sv*sd*bc*sc*i*", "pci:v00001002d00006779sv00001458sd000021ACbc03sc00i00"));
+        assert!(!glob_match("pci:v00001002d00006779sv*sd*bc*sc*i*", "pci:v00001002d0000677Asv00001458sd000021ACbc03sc00i00"));
+        assert!(glob_match("pci:v*d*sv*sd*bc0Csc03i30*", "pci:v00001B36d0000000Dsv00001AF4sd00001100bc0Csc03i30"));
+        assert!(glob_match("pci:v0000100Ed*sv*sd*bc*sc*i*", "pci:v0000100Ed00001234sv0sd0bc0sc0i0"));
+        assert!(glob_match("a?c", "abc"));
+        assert!(glob_match("a[0-9]c", "a5c"));
+        assert!(!glob_match("a[!0-9]c", "a5c"));
+        assert!(glob_match("a[]]c", "a]c"));
+        assert!(glob_match("*", ""));
+        assert!(!glob_match("a*b", "a"));
+        assert!(glob_match("a*b*c", "axxbyyc"));
+    }
+
+    #[test]
+    fn alias_tables_keep_pci_and_drop_vfio_friendly_drivers() {
+        let text = "# Aliases extracted from modules themselves.\n\
+            alias pci:v00001AF4d00001000sv*sd*bc*sc*i* virtio_pci\n\
+            alias usb:v*p*d*dc*dsc*dp*ic09isc00ip00in* usbcore\n\
+            alias pci:v*d*sv*sd*bc*sc*i* pci-stub\n\
+            alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\n";
+        let t = ClaimTable::new(parse_alias(text));
+        assert_eq!(t.claimant("pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00"), Some("e1000e"));
+        assert_eq!(t.claimant("pci:v00001234d00001111sv0sd0bc03sc00i00"), None, "pci-stub's catch-all must not count");
+        let builtin = b"ahci.alias=pci:v*d*sv*sd*bc01sc06i01*\0ahci.license=GPL\0snd_hda_intel.alias=pci:v*d*sv*sd*bc04sc03i00*\0";
+        let t = ClaimTable::new(parse_builtin_modinfo(builtin));
+        assert_eq!(t.claimant("pci:v00008086d00002922sv1AF4sd1100bc01sc06i01"), Some("ahci"));
+        assert_eq!(t.claimant("pci:v00008086d0000293Esv1AF4sd1100bc04sc03i00"), Some("snd_hda_intel"));
+    }
+
+    #[test]
+    fn dep_table_orders_dependencies_first() {
+        let dep = DepTable::parse(
+            "kernel/drivers/vfio/pci/vfio-pci.ko: kernel/drivers/vfio/pci/vfio-pci-core.ko kernel/drivers/vfio/vfio_virqfd.ko kernel/drivers/vfio/vfio.ko kernel/drivers/virt/lib/irqbypass.ko\n\
+             kernel/drivers/vfio/vfio.ko:\n",
+        );
+        let order = dep.load_order("vfio-pci").unwrap();
+        assert_eq!(order.first().map(|s| module_name(s)), Some("irqbypass".to_owned()));
+        assert_eq!(order.last().map(|s| module_name(s)), Some("vfio_pci".to_owned()));
+        assert_eq!(dep.load_order("vfio").unwrap().len(), 1);
+        assert!(dep.load_order("nvidia").is_none());
+        assert_eq!(module_name("kernel/x/vfio-pci-core.ko.zst"), "vfio_pci_core");
+    }
+
+    #[test]
+    fn options_from_modprobe_d_then_cmdline() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc/modprobe.d")).unwrap();
+        std::fs::write(dir.path().join("etc/modprobe.d/vfio.conf"), "options vfio-pci disable_vga=1\noptions e1000e x=1\n").unwrap();
+        let host = Host::new(dir.path());
+        let cmdline = Cmdline::parse("quiet vfio_pci.disable_idle_d3=1 vfio-pci.ids=1002:6779");
+        assert_eq!(module_options(&host, &cmdline, "vfio_pci"), "disable_vga=1 disable_idle_d3=1 ids=1002:6779");
+    }
+}

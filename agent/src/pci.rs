@@ -1,0 +1,346 @@
+//! PCI addresses, ids and device records read from sysfs.
+//!
+//! A [`PciAddress`] is parsed strictly (`DDDD:BB:DD.F`, hex, in range), so a value
+//! from the config can never smuggle a path (`../../`) into a sysfs access: only the
+//! address's own `Display` form is ever joined to a path.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::host::Host;
+
+/// The sysfs directory of all PCI devices, relative to the host root.
+pub const DEVICES: &str = "sys/bus/pci/devices";
+/// The sysfs directory of IOMMU groups, relative to the host root.
+pub const IOMMU_GROUPS: &str = "sys/kernel/iommu_groups";
+/// The driver every selected device is handed to.
+pub const VFIO_DRIVER: &str = "vfio-pci";
+
+/// A PCI function address: domain, bus, device (slot) and function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PciAddress {
+    /// PCI segment (domain); VMD domains go beyond 0xffff.
+    pub domain: u32,
+    /// Bus number.
+    pub bus: u8,
+    /// Device (slot) number, 0..=31.
+    pub device: u8,
+    /// Function number, 0..=7.
+    pub function: u8,
+}
+
+/// Why a string is not a PCI address or id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{input:?} is not {expected}: {why}")]
+pub struct ParseError {
+    input: String,
+    expected: &'static str,
+    why: &'static str,
+}
+
+impl ParseError {
+    fn new(input: &str, expected: &'static str, why: &'static str) -> Self {
+        let mut input = input.to_owned();
+        if input.len() > 64 {
+            input.truncate(64);
+            input.push('…');
+        }
+        Self { input, expected, why }
+    }
+}
+
+fn hex_field(s: &str, min: usize, max: usize) -> Option<u32> {
+    if s.len() < min || s.len() > max || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(s, 16).ok()
+}
+
+impl FromStr for PciAddress {
+    type Err = ParseError;
+
+    /// Parses `DDDD:BB:DD.F` (domain of 4 to 8 hex digits) or the short `BB:DD.F`
+    /// (domain 0), as `lspci` prints them.
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        const WHAT: &str = "a PCI address (DDDD:BB:DD.F)";
+        let err = |why| ParseError::new(s, WHAT, why);
+        let (slot, func) = s.rsplit_once('.').ok_or_else(|| err("no '.' before the function"))?;
+        let parts: Vec<&str> = slot.split(':').collect();
+        let (dom, bus, dev) = match parts.as_slice() {
+            [d, b, v] => (hex_field(d, 4, 8).ok_or_else(|| err("bad domain"))?, *b, *v),
+            [b, v] => (0, *b, *v),
+            _ => return Err(err("expected DDDD:BB:DD.F")),
+        };
+        let bus = hex_field(bus, 2, 2).ok_or_else(|| err("bad bus (two hex digits)"))?;
+        let dev = hex_field(dev, 2, 2).ok_or_else(|| err("bad device (two hex digits)"))?;
+        let func = hex_field(func, 1, 1).ok_or_else(|| err("bad function (one digit 0-7)"))?;
+        if dev > 0x1f {
+            return Err(err("device out of range (00-1f)"));
+        }
+        if func > 7 {
+            return Err(err("function out of range (0-7)"));
+        }
+        Ok(Self {
+            domain: dom,
+            bus: u8::try_from(bus).map_err(|_| err("bad bus"))?,
+            device: u8::try_from(dev).map_err(|_| err("bad device"))?,
+            function: u8::try_from(func).map_err(|_| err("bad function"))?,
+        })
+    }
+}
+
+impl fmt::Display for PciAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04x}:{:02x}:{:02x}.{:x}", self.domain, self.bus, self.device, self.function)
+    }
+}
+
+impl PciAddress {
+    /// True when both name functions of the same slot (card).
+    pub fn same_slot(&self, other: &Self) -> bool {
+        (self.domain, self.bus, self.device) == (other.domain, other.bus, other.device)
+    }
+
+    /// This device's sysfs directory, relative to the host root.
+    pub fn sysfs_dir(&self) -> String {
+        format!("{DEVICES}/{self}")
+    }
+
+    /// One attribute of this device, relative to the host root.
+    pub fn attr(&self, name: &str) -> String {
+        format!("{DEVICES}/{self}/{name}")
+    }
+}
+
+impl Serialize for PciAddress {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PciAddress {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// `vendor:device[:subvendor:subdevice]`, as `vfio-pci.ids` takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PciId {
+    /// Vendor id.
+    pub vendor: u16,
+    /// Device id.
+    pub device: u16,
+    /// Subsystem vendor and device, when given.
+    pub subsystem: Option<(u16, u16)>,
+}
+
+impl FromStr for PciId {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        const WHAT: &str = "a PCI id (vendor:device[:subvendor:subdevice])";
+        let field = |f: &str| {
+            hex_field(f, 4, 4)
+                .and_then(|v| u16::try_from(v).ok())
+                .ok_or_else(|| ParseError::new(s, WHAT, "each field is four hex digits"))
+        };
+        let parts: Vec<&str> = s.split(':').collect();
+        match parts.as_slice() {
+            [v, d] => Ok(Self { vendor: field(v)?, device: field(d)?, subsystem: None }),
+            [v, d, sv, sd] => Ok(Self {
+                vendor: field(v)?,
+                device: field(d)?,
+                subsystem: Some((field(sv)?, field(sd)?)),
+            }),
+            _ => Err(ParseError::new(s, WHAT, "expected two or four fields")),
+        }
+    }
+}
+
+impl fmt::Display for PciId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04x}:{:04x}", self.vendor, self.device)?;
+        if let Some((sv, sd)) = self.subsystem {
+            write!(f, ":{sv:04x}:{sd:04x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl PciId {
+    /// Whether a device carries this id.
+    pub fn matches(&self, dev: &Device) -> bool {
+        self.vendor == dev.vendor
+            && self.device == dev.device
+            && self.subsystem.is_none_or(|s| s == (dev.subsystem_vendor, dev.subsystem_device))
+    }
+}
+
+/// One PCI function as sysfs shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Device {
+    /// Its address.
+    pub address: PciAddress,
+    /// Vendor id.
+    pub vendor: u16,
+    /// Device id.
+    pub device: u16,
+    /// Subsystem vendor id.
+    pub subsystem_vendor: u16,
+    /// Subsystem device id.
+    pub subsystem_device: u16,
+    /// Class code, 24 bits: class, subclass, programming interface.
+    pub class: u32,
+    /// The driver bound now, if any (`driver` link name).
+    pub driver: Option<String>,
+    /// `driver_override`, when set.
+    pub driver_override: Option<String>,
+    /// The firmware's boot display (`boot_vga` = 1).
+    pub boot_vga: bool,
+    /// The IOMMU group, when the IOMMU is on.
+    pub iommu_group: Option<u32>,
+    /// `modalias`, used to predict which driver would claim it at boot.
+    pub modalias: Option<String>,
+}
+
+impl Device {
+    /// Reads one device from `sys/bus/pci/devices/<addr>`; `None` when it does not exist.
+    pub fn read(host: &Host, address: PciAddress) -> Option<Self> {
+        let dir = address.sysfs_dir();
+        if !host.exists(&dir) {
+            return None;
+        }
+        let hex = |name: &str| -> u32 {
+            host.read_attr(address.attr(name))
+                .and_then(|v| u32::from_str_radix(v.trim_start_matches("0x"), 16).ok())
+                .unwrap_or(0)
+        };
+        let id16 = |name: &str| u16::try_from(hex(name)).unwrap_or(0);
+        let driver_override = host
+            .read_attr(address.attr("driver_override"))
+            .filter(|v| !v.is_empty() && v != "(null)");
+        Some(Self {
+            address,
+            vendor: id16("vendor"),
+            device: id16("device"),
+            subsystem_vendor: id16("subsystem_vendor"),
+            subsystem_device: id16("subsystem_device"),
+            class: hex("class"),
+            driver: host.link_name(address.attr("driver")),
+            driver_override,
+            boot_vga: host.read_attr(address.attr("boot_vga")).as_deref() == Some("1"),
+            iommu_group: host.link_name(address.attr("iommu_group")).and_then(|g| g.parse().ok()),
+            modalias: host.read_attr(address.attr("modalias")),
+        })
+    }
+
+    /// `vendor:device`.
+    pub fn id(&self) -> PciId {
+        PciId { vendor: self.vendor, device: self.device, subsystem: None }
+    }
+
+    /// The base class byte (0x03 display, 0x01 storage, 0x06 bridge...).
+    pub fn base_class(&self) -> u8 {
+        u8::try_from(self.class >> 16).unwrap_or(0xff)
+    }
+
+    /// A PCI-to-PCI bridge (a root or downstream port): `pcieport` or no driver is
+    /// fine for vfio.
+    pub fn is_bridge(&self) -> bool {
+        matches!(self.class >> 8, 0x0604 | 0x0609)
+    }
+
+    /// A mass-storage controller (class 0x01): possibly the root disk.
+    pub fn is_storage(&self) -> bool {
+        self.base_class() == 0x01
+    }
+
+    /// A display controller (class 0x03).
+    pub fn is_display(&self) -> bool {
+        self.base_class() == 0x03
+    }
+}
+
+/// Every PCI device the host shows, sorted by address. Entries whose names are not
+/// PCI addresses are ignored.
+pub fn scan(host: &Host) -> Vec<Device> {
+    let mut devices: Vec<Device> = host
+        .list(DEVICES)
+        .iter()
+        .filter_map(|name| name.parse().ok())
+        .filter_map(|addr| Device::read(host, addr))
+        .collect();
+    devices.sort_by_key(|d| d.address);
+    devices
+}
+
+/// Whether the kernel shows any IOMMU group at all.
+pub fn iommu_groups_present(host: &Host) -> bool {
+    !host.list(IOMMU_GROUPS).is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_full_and_short_addresses() {
+        let a: PciAddress = "0000:01:00.1".parse().unwrap();
+        assert_eq!((a.domain, a.bus, a.device, a.function), (0, 1, 0, 1));
+        assert_eq!(a.to_string(), "0000:01:00.1");
+        let b: PciAddress = "0a:1f.7".parse().unwrap();
+        assert_eq!(b.to_string(), "0000:0a:1f.7");
+        let vmd: PciAddress = "10000:e1:00.0".parse().unwrap();
+        assert_eq!(vmd.to_string(), "10000:e1:00.0");
+        assert_eq!("0000:AB:00.0".parse::<PciAddress>().unwrap().bus, 0xab);
+    }
+
+    #[test]
+    fn rejects_bad_and_path_like_addresses() {
+        for bad in [
+            "",
+            "0000:01:00",
+            "0000:01:20.0",
+            "0000:01:00.8",
+            "000:01:00.0",
+            "0000:001:00.0",
+            "../../0000:01:00.0",
+            "0000:01:00.0/../../x",
+            "0000:01:00.0 ",
+            "0000:0g:00.0",
+            "+000:01:00.0",
+            "0000:01:00.-1",
+            "0:0:0:0.0",
+        ] {
+            assert!(bad.parse::<PciAddress>().is_err(), "{bad:?} accepted");
+        }
+        let e = "0000:01:20.0".parse::<PciAddress>().unwrap_err().to_string();
+        assert!(e.contains("device out of range"), "{e}");
+    }
+
+    #[test]
+    fn parses_ids() {
+        let id: PciId = "1002:6779".parse().unwrap();
+        assert_eq!((id.vendor, id.device, id.subsystem), (0x1002, 0x6779, None));
+        let sub: PciId = "10de:1b80:1458:3702".parse().unwrap();
+        assert_eq!(sub.subsystem, Some((0x1458, 0x3702)));
+        assert_eq!(sub.to_string(), "10de:1b80:1458:3702");
+        for bad in ["1002", "1002:677", "1002:6779:1", "1002:6779:x:y", "g002:6779", "1002:6779:"] {
+            assert!(bad.parse::<PciId>().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn slot_and_class_helpers() {
+        let a: PciAddress = "0000:01:00.0".parse().unwrap();
+        let b: PciAddress = "0000:01:00.1".parse().unwrap();
+        let c: PciAddress = "0000:01:01.0".parse().unwrap();
+        assert!(a.same_slot(&b));
+        assert!(!a.same_slot(&c));
+        assert_eq!(a.attr("driver_override"), "sys/bus/pci/devices/0000:01:00.0/driver_override");
+    }
+}
