@@ -6,3 +6,5 @@ pub mod modules;
 pub mod pci;
 pub mod plan;
 pub mod testing;
+pub mod cmd;
+pub mod modinfo;
