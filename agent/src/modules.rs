@@ -158,12 +158,21 @@ impl ClaimTable {
 
     /// Reads `lib/modules/<release>/modules.alias` and `modules.builtin.modinfo`.
     pub fn load(host: &Host, release: &str) -> Self {
-        let dir = format!("lib/modules/{release}");
+        Self::load_dir(host, &format!("lib/modules/{release}"))
+    }
+
+    /// Reads `modules.alias` and `modules.builtin.modinfo` from one directory.
+    pub fn load_dir(host: &Host, dir: &str) -> Self {
         let mut aliases = host.read(format!("{dir}/modules.alias")).map(|t| parse_alias(&t)).unwrap_or_default();
         if let Ok(bytes) = host.read_bytes(format!("{dir}/modules.builtin.modinfo")) {
             aliases.extend(parse_builtin_modinfo(&bytes));
         }
         Self::new(aliases)
+    }
+
+    /// Adds another table's aliases.
+    pub fn extend(&mut self, other: Self) {
+        self.aliases.extend(other.aliases);
     }
 
     /// Whether the table knows anything (an empty one proves nothing).

@@ -55,7 +55,7 @@ pub struct HugepageRecord {
 }
 
 /// The whole record of one run.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// Format version.
     pub version: u32,

@@ -1,0 +1,367 @@
+//! The binder: carries out a [`Plan`], one IOMMU group at a time, and never leaves a
+//! group half-bound.
+//!
+//! For each group with devices to bind:
+//! 1. `driver_override` = `vfio-pci` on each selected device (only selected devices get
+//!    an override), so no other driver can take it from now on;
+//! 2. unbind each from the host driver that won the race (built in, or loaded early by
+//!    `rd.driver.pre=` / `MODULES=`), through a forked writer with a time bound;
+//! 3. `drivers_probe` each; vfio-pci matches through the override;
+//! 4. re-read each `driver` link: a probe never reports failure, only the link tells.
+//!
+//! If any device of the group fails, the whole group is rolled back: overrides cleared,
+//! vfio-pci unbound, the original drivers probed again.
+
+use std::time::{Duration, Instant};
+
+use log::{error, info, warn};
+
+use crate::cmdline::Cmdline;
+use crate::host::Host;
+use crate::modules::{self, Availability, ClaimTable};
+use crate::pci::{self, PciAddress, VFIO_DRIVER};
+use crate::plan::{Action, DevicePlan, Plan, Topology};
+use crate::record::DeviceRecord;
+
+/// Where the image keeps the full host alias tables (the initramfs's own
+/// `modules.alias` covers only the modules inside the image).
+pub const IMAGE_ALIAS_DIR: &str = "usr/lib/vfio-early";
+
+/// Reads what the planner needs from the host: devices, groups and alias tables.
+pub fn read_topology(host: &Host) -> Topology {
+    let devices = pci::scan(host);
+    let release = host.kernel_release().unwrap_or_default();
+    let mut table = ClaimTable::load(host, &release);
+    let image = ClaimTable::load_dir(host, IMAGE_ALIAS_DIR);
+    table.extend(image);
+    let claimants = devices
+        .iter()
+        .filter(|d| d.driver.is_none())
+        .filter_map(|d| Some((d.address, table.claimant(d.modalias.as_deref()?)?.to_owned())))
+        .collect();
+    Topology { iommu_groups: pci::iommu_groups_present(host), alias_tables: !table.is_empty(), claimants, devices }
+}
+
+/// What the binder did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// One record per planned device.
+    pub devices: Vec<DeviceRecord>,
+    /// How vfio-pci became available, when binding was attempted.
+    pub vfio_pci: Option<String>,
+    /// Failures, one line each.
+    pub errors: Vec<String>,
+}
+
+impl Outcome {
+    /// Devices bound by this run.
+    pub fn bound(&self) -> usize {
+        self.devices.iter().filter(|d| d.outcome == "bound").count()
+    }
+}
+
+/// Carries out a plan.
+pub fn execute(host: &Host, plan: &Plan, cmdline: &Cmdline, timeout: Duration) -> Outcome {
+    let mut out = Outcome {
+        devices: plan
+            .devices
+            .iter()
+            .map(|d| DeviceRecord {
+                address: d.address.to_string(),
+                iommu_group: d.iommu_group,
+                action: d.action.as_str().to_owned(),
+                reasons: d.reasons.clone(),
+                driver_before: d.driver.clone(),
+                driver_after: d.driver.clone(),
+                ..DeviceRecord::default()
+            })
+            .collect(),
+        ..Outcome::default()
+    };
+    let groups = plan.bind_groups();
+    if groups.is_empty() {
+        return out;
+    }
+    // vfio-pci first: loading it touches no device, and if it cannot be had, nothing
+    // has been changed yet.
+    match modules::ensure_vfio_pci(host, cmdline, timeout.saturating_mul(3)) {
+        Ok(a) => {
+            let how = match a {
+                Availability::AlreadyThere => "present".to_owned(),
+                Availability::Modprobe(p) => format!("loaded by {}", p.display()),
+                Availability::Loaded(m) => format!("loaded ({})", m.join(", ")),
+            };
+            out.vfio_pci = Some(how);
+        }
+        Err(e) => {
+            let msg = format!("vfio-pci is not available, nothing was bound: {e}");
+            error!("{msg}");
+            for r in out.devices.iter_mut().filter(|r| r.action == "bind") {
+                r.outcome = "failed".to_owned();
+                r.error = Some(msg.clone());
+            }
+            out.errors.push(msg);
+            return out;
+        }
+    }
+    for (group, devices) in groups {
+        let result = bind_group(host, &devices, timeout);
+        for (addr, driver_after, outcome, err) in result.per_device {
+            if let Some(r) = out.devices.iter_mut().find(|r| r.address == addr.to_string()) {
+                r.driver_after = driver_after;
+                r.outcome = outcome.to_owned();
+                r.error = err;
+            }
+        }
+        match result.failure {
+            None => {
+                for d in &devices {
+                    let was = d.driver.as_deref().map(|w| format!(" (was {w})")).unwrap_or_default();
+                    info!("{} [{}] bound to vfio-pci{was}, IOMMU group {group}", d.address, d.id);
+                }
+            }
+            Some(why) => {
+                let msg = format!("IOMMU group {group}: {why}; the group was rolled back{}", result.rollback_note);
+                error!("{msg}");
+                out.errors.push(msg);
+            }
+        }
+    }
+    out
+}
+
+struct GroupResult {
+    per_device: Vec<(PciAddress, Option<String>, &'static str, Option<String>)>,
+    failure: Option<String>,
+    rollback_note: String,
+}
+
+fn current_driver(host: &Host, addr: PciAddress) -> Option<String> {
+    host.link_name(addr.attr("driver"))
+}
+
+fn bind_group(host: &Host, devices: &[&DevicePlan], timeout: Duration) -> GroupResult {
+    let mut overridden: Vec<PciAddress> = Vec::new();
+    let failure = (|| -> Result<(), String> {
+        for d in devices {
+            host.write_bounded(d.address.attr("driver_override"), VFIO_DRIVER, timeout)
+                .map_err(|e| format!("{}: setting driver_override failed: {e}", d.address))?;
+            overridden.push(d.address);
+        }
+        for d in devices {
+            match current_driver(host, d.address) {
+                Some(drv) if drv != VFIO_DRIVER => {
+                    host.write_bounded(d.address.attr("driver/unbind"), &d.address.to_string(), timeout)
+                        .map_err(|e| format!("{}: unbinding from {drv} failed: {e}", d.address))?;
+                }
+                _ => {}
+            }
+        }
+        for d in devices {
+            if current_driver(host, d.address).as_deref() != Some(VFIO_DRIVER) {
+                // A probe that finds no driver is not an error to the kernel; the
+                // driver link below is the only verdict.
+                if let Err(e) = host.write_bounded("sys/bus/pci/drivers_probe", &d.address.to_string(), timeout) {
+                    warn!("{}: drivers_probe: {e}", d.address);
+                }
+            }
+        }
+        let pending = wait_for(host, devices.iter().map(|d| d.address), Some(VFIO_DRIVER), verify_window(timeout));
+        if pending.is_empty() {
+            Ok(())
+        } else {
+            let names: Vec<String> = pending
+                .iter()
+                .map(|(a, drv)| format!("{a} is on {}", drv.as_deref().unwrap_or("no driver")))
+                .collect();
+            Err(format!("vfio-pci did not take every device ({})", names.join(", ")))
+        }
+    })()
+    .err();
+
+    match failure {
+        None => GroupResult {
+            per_device: devices.iter().map(|d| (d.address, Some(VFIO_DRIVER.to_owned()), "bound", None)).collect(),
+            failure: None,
+            rollback_note: String::new(),
+        },
+        Some(why) => {
+            let (per_device, note) = rollback(host, devices, &overridden, timeout, &why);
+            GroupResult { per_device, failure: Some(why), rollback_note: note }
+        }
+    }
+}
+
+fn verify_window(timeout: Duration) -> Duration {
+    timeout.min(Duration::from_millis(250))
+}
+
+/// Polls the `driver` links until each device is on `want`, or the window ends;
+/// returns the devices that are not, with their driver.
+fn wait_for(
+    host: &Host,
+    addrs: impl Iterator<Item = PciAddress> + Clone,
+    want: Option<&str>,
+    window: Duration,
+) -> Vec<(PciAddress, Option<String>)> {
+    let start = Instant::now();
+    loop {
+        let pending: Vec<(PciAddress, Option<String>)> = addrs
+            .clone()
+            .map(|a| (a, current_driver(host, a)))
+            .filter(|(_, drv)| drv.as_deref() != want)
+            .collect();
+        if pending.is_empty() || start.elapsed() >= window {
+            return pending;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+type DeviceResult = (PciAddress, Option<String>, &'static str, Option<String>);
+
+/// Undoes a group: clear the overrides set, release vfio-pci, re-probe the original
+/// drivers; reports where each device ended.
+fn rollback(
+    host: &Host,
+    devices: &[&DevicePlan],
+    overridden: &[PciAddress],
+    timeout: Duration,
+    why: &str,
+) -> (Vec<DeviceResult>, String) {
+    let mut problems = Vec::new();
+    for a in overridden {
+        if let Err(e) = host.write_bounded(a.attr("driver_override"), "\n", timeout) {
+            problems.push(format!("{a}: clearing driver_override failed: {e}"));
+        }
+    }
+    for d in devices {
+        if current_driver(host, d.address).as_deref() == Some(VFIO_DRIVER) && d.driver.as_deref() != Some(VFIO_DRIVER) {
+            if let Err(e) = host.write_bounded(d.address.attr("driver/unbind"), &d.address.to_string(), timeout) {
+                problems.push(format!("{}: releasing vfio-pci failed: {e}", d.address));
+            }
+        }
+    }
+    for d in devices {
+        if d.driver.is_some() && current_driver(host, d.address).is_none() {
+            let _ = host.write_bounded("sys/bus/pci/drivers_probe", &d.address.to_string(), timeout);
+        }
+    }
+    let mut per_device = Vec::new();
+    for d in devices {
+        let now = current_driver(host, d.address);
+        if now != d.driver {
+            problems.push(format!(
+                "{} was on {} and is now on {}",
+                d.address,
+                d.driver.as_deref().unwrap_or("no driver"),
+                now.as_deref().unwrap_or("no driver")
+            ));
+        }
+        per_device.push((d.address, now, "rolled-back", Some(why.to_owned())));
+    }
+    let note = if problems.is_empty() {
+        String::new()
+    } else {
+        format!(" (incompletely: {})", problems.join("; "))
+    };
+    (per_device, note)
+}
+
+/// Logs the plan's refusals and warnings, one line each.
+pub fn log_plan(plan: &Plan) {
+    for w in &plan.warnings {
+        warn!("{w}");
+    }
+    for d in plan.devices.iter().filter(|d| d.action == Action::Refuse && d.selected) {
+        warn!("{} [{}] refused: {}", d.address, d.id, d.reasons.join("; "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::plan::plan;
+    use crate::testing::{seed_machine, TestSysfs};
+    use std::path::Path;
+
+    fn selectors(toml: &str) -> Vec<crate::config::Selector> {
+        Config::parse(Path::new("t.toml"), toml.as_bytes()).unwrap().devices
+    }
+
+    #[test]
+    fn topology_from_a_fixture_uses_alias_tables() {
+        let t = seed_machine(false);
+        let topo = read_topology(&Host::new(t.root()));
+        assert_eq!(topo.devices.len(), 8);
+        assert!(topo.iommu_groups && topo.alias_tables);
+        let claim = |a: &str| topo.claimants.get(&a.parse().unwrap()).cloned();
+        assert_eq!(claim("0000:01:00.0").as_deref(), Some("radeon"));
+        assert_eq!(claim("0000:00:14.2").as_deref(), Some("snd_hda_intel"));
+        assert_eq!(claim("0000:00:02.0"), None, "bridge is on pcieport");
+        let gpu = topo.devices.iter().find(|d| d.address.to_string() == "0000:01:00.0").unwrap();
+        assert_eq!((gpu.iommu_group, gpu.class, gpu.subsystem_vendor), (Some(1), 0x030000, 0x1458));
+    }
+
+    #[test]
+    fn a_fixture_never_binds_so_the_group_is_rolled_back() {
+        let t = seed_machine(true);
+        t.driver("vfio-pci");
+        let host = Host::new(t.root());
+        let topo = read_topology(&host);
+        let p = plan(&selectors("[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"slot\"\n"), &topo);
+        let out = execute(&host, &p, &Cmdline::default(), Duration::from_millis(500));
+        assert_eq!(out.bound(), 0);
+        assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
+        assert!(out.errors[0].contains("rolled back"), "{:?}", out.errors);
+        for a in ["0000:01:00.0", "0000:01:00.1"] {
+            let r = out.devices.iter().find(|r| r.address == a).unwrap();
+            assert_eq!(r.outcome, "rolled-back");
+            let ov = t.read(&format!("sys/bus/pci/devices/{a}/driver_override"));
+            assert_eq!(ov.trim(), "", "override of {a} not cleared: {ov:?}");
+        }
+        // The unbind was attempted through the host driver's own unbind file.
+        assert_eq!(t.read("sys/bus/pci/drivers/radeon/unbind"), "0000:01:00.0");
+    }
+
+    #[test]
+    fn vfio_pci_missing_on_a_fixture_touches_nothing() {
+        let t = seed_machine(true);
+        let host = Host::new(t.root());
+        let p = plan(&selectors("[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"slot\"\n"), &read_topology(&host));
+        let out = execute(&host, &p, &Cmdline::default(), Duration::from_millis(500));
+        assert!(out.errors[0].contains("vfio-pci is not available"), "{:?}", out.errors);
+        assert!(out.errors[0].contains("not the live system"), "{:?}", out.errors);
+        assert_eq!(t.read("sys/bus/pci/devices/0000:01:00.0/driver_override"), "(null)\n");
+        assert!(out.devices.iter().filter(|r| r.action == "bind").all(|r| r.outcome == "failed"));
+    }
+
+    #[test]
+    fn a_stuck_unbind_is_abandoned_and_the_group_rolled_back() {
+        let t = TestSysfs::new();
+        t.add(&crate::testing::Dev::new("0000:03:00.0", (0x8086, 0x10d3), 0x020000).group(4).driver("e1000e"));
+        t.driver("vfio-pci");
+        let unbind = t.path("sys/bus/pci/drivers/e1000e/unbind");
+        std::fs::remove_file(&unbind).unwrap();
+        nix::unistd::mkfifo(&unbind, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let host = Host::new(t.root());
+        let p = plan(&selectors("[[device]]\naddress = \"0000:03:00.0\"\n"), &read_topology(&host));
+        let out = execute(&host, &p, &Cmdline::default(), Duration::from_millis(200));
+        assert_eq!(out.errors.len(), 1);
+        assert!(out.errors[0].contains("0000:03:00.0: unbinding from e1000e failed"), "{:?}", out.errors);
+        assert!(out.errors[0].contains("no answer after 200 ms"), "{:?}", out.errors);
+        assert_eq!(t.read("sys/bus/pci/devices/0000:03:00.0/driver_override").trim(), "");
+    }
+
+    #[test]
+    fn wait_for_sees_a_link_change() {
+        let t = seed_machine(true);
+        let host = Host::new(t.root());
+        let a: PciAddress = "0000:01:00.0".parse().unwrap();
+        assert_eq!(wait_for(&host, [a].into_iter(), Some("radeon"), Duration::ZERO), vec![]);
+        t.bind_link("0000:01:00.0", "vfio-pci");
+        assert_eq!(wait_for(&host, [a].into_iter(), Some("vfio-pci"), Duration::ZERO), vec![]);
+        assert_eq!(wait_for(&host, [a].into_iter(), Some("radeon"), Duration::ZERO), vec![(a, Some("vfio-pci".to_owned()))]);
+    }
+}

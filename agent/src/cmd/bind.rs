@@ -1,0 +1,235 @@
+//! `vfio-early bind`: the boot path.
+//!
+//! Reads the config, plans, binds, reserves hugepages, logs, and leaves a record. It
+//! exits 0 whatever happens (a boot must go on); `--strict` exits 1 when anything was
+//! refused or failed and 2 for a config error, for people testing a config.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use log::{error, info, warn, LevelFilter};
+use serde::Serialize;
+
+use crate::bind::{self, read_topology};
+use crate::cmdline::Cmdline;
+use crate::config::{self, Config};
+use crate::host::Host;
+use crate::logger::KmsgLogger;
+use crate::plan::{self, Action, Plan};
+use crate::record::{HugepageRecord, Record};
+
+/// Arguments of `bind`.
+#[derive(clap::Args, Debug, Default)]
+pub struct Args {
+    /// Config file (default: ROOT/etc/vfio-early.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: print the plan as JSON.
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
+    /// Exit 1 when anything was refused or failed, 2 on a config error.
+    #[arg(long)]
+    pub strict: bool,
+    /// More detail on stderr (-v: every step).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// The dry-run JSON contract (documented in README).
+#[derive(Debug, Serialize)]
+struct DryRun<'a> {
+    version: u32,
+    config: String,
+    disabled_by: Option<String>,
+    config_error: Option<String>,
+    devices: &'a [plan::DevicePlan],
+    hugepages: &'a [HugepageRecord],
+    warnings: &'a [String],
+}
+
+/// Runs `bind`.
+pub fn run(args: &Args, host: &Host) -> ExitCode {
+    let stderr_level = match args.verbose {
+        0 if args.dry_run => LevelFilter::Warn,
+        0 => LevelFilter::Warn,
+        1 => LevelFilter::Info,
+        _ => LevelFilter::Debug,
+    };
+    // A dry run writes nothing, not even to the kernel log.
+    let kmsg_level = if args.dry_run { LevelFilter::Off } else { LevelFilter::Info };
+    let logger = KmsgLogger::new(host, stderr_level, kmsg_level).install();
+    let code = bind(args, host);
+    if !args.dry_run {
+        logger.finish(host);
+    }
+    code
+}
+
+fn config_path(args: &Args, host: &Host) -> PathBuf {
+    args.config.clone().unwrap_or_else(|| host.path(config::DEFAULT_PATH))
+}
+
+fn bind(args: &Args, host: &Host) -> ExitCode {
+    let strict = |failed: bool| ExitCode::from(if args.strict && failed { 1 } else { 0 });
+    let mut record = Record::new(host);
+    let cmdline = Cmdline::parse(&host.read("proc/cmdline").unwrap_or_default());
+    let path = config_path(args, host);
+    record.config_path = path.display().to_string();
+
+    if let Some(param) = cmdline.kill_switch() {
+        info!("disabled by {param} on the kernel command line; nothing done");
+        record.disabled_by = Some(param);
+        return finish(args, host, &record, &Plan::default(), &[], ExitCode::SUCCESS);
+    }
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) if e.at.is_none() && !path.exists() && args.config.is_none() => {
+            info!("no config at {}; nothing to do", path.display());
+            record.config_error = Some(e.to_string());
+            return finish(args, host, &record, &Plan::default(), &[], ExitCode::SUCCESS);
+        }
+        Err(e) => {
+            error!("{e}; nothing was changed");
+            record.config_error = Some(e.to_string());
+            let code = ExitCode::from(if args.strict { 2 } else { 0 });
+            return finish(args, host, &record, &Plan::default(), &[], code);
+        }
+    };
+    record.config_text = Some(config.text.clone());
+
+    let topo = read_topology(host);
+    let plan = plan::plan(&config.devices, &topo);
+    let hugepages = hugepages_shim::plan(host, &config, &cmdline);
+    if args.dry_run {
+        let failed = plan.has_problems() || hugepages.iter().any(|h| !h.notes.is_empty() && h.requested == 0);
+        return finish(args, host, &record, &plan, &hugepages, strict(failed));
+    }
+
+    if config.devices.is_empty() && config.hugepages.is_empty() {
+        info!("{} selects no device; nothing to do", path.display());
+    }
+    bind::log_plan(&plan);
+    let outcome = bind::execute(host, &plan, &cmdline, config.bind.timeout());
+    let mut hugepages = hugepages;
+    hugepages_shim::reserve(host, &mut hugepages, config.bind.timeout());
+
+    let bound = outcome.bound();
+    let refused = plan.devices.iter().filter(|d| d.action == Action::Refuse && d.selected).count();
+    let already = plan.with_action(Action::AlreadyBound).filter(|d| d.selected).count();
+    if !plan.devices.is_empty() || !plan.warnings.is_empty() {
+        let msg = format!(
+            "done: {bound} bound, {already} already on vfio-pci, {refused} refused, {} failed",
+            outcome.errors.len()
+        );
+        if refused + outcome.errors.len() + plan.warnings.len() > 0 {
+            warn!("{msg}");
+        } else {
+            info!("{msg}");
+        }
+    }
+    let failed = plan.has_problems() || !outcome.errors.is_empty();
+    record.vfio_pci.clone_from(&outcome.vfio_pci);
+    record.devices = outcome.devices;
+    record.warnings.clone_from(&plan.warnings);
+    record.errors = outcome.errors;
+    finish(args, host, &record, &plan, &hugepages, strict(failed))
+}
+
+fn finish(args: &Args, host: &Host, record: &Record, plan: &Plan, hugepages: &[HugepageRecord], code: ExitCode) -> ExitCode {
+    if args.dry_run {
+        print_dry_run(args, record, plan, hugepages);
+        return code;
+    }
+    let mut record = record.clone();
+    record.hugepages = hugepages.to_vec();
+    if let Err(e) = record.save(host) {
+        warn!("could not write the boot record: {e}");
+    }
+    code
+}
+
+fn print_dry_run(args: &Args, record: &Record, plan: &Plan, hugepages: &[HugepageRecord]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let doc = DryRun {
+            version: 1,
+            config: record.config_path.clone(),
+            disabled_by: record.disabled_by.clone(),
+            config_error: record.config_error.clone(),
+            devices: &plan.devices,
+            hugepages,
+            warnings: &plan.warnings,
+        };
+        let _ = serde_json::to_writer_pretty(&mut out, &doc);
+        let _ = writeln!(out);
+        return;
+    }
+    let _ = write!(out, "{}", render_plan(record, plan, hugepages));
+}
+
+/// The human form of a plan.
+pub fn render_plan(record: &Record, plan: &Plan, hugepages: &[HugepageRecord]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    if let Some(p) = &record.disabled_by {
+        let _ = writeln!(s, "disabled by {p} on the kernel command line: nothing would be done");
+        return s;
+    }
+    if let Some(e) = &record.config_error {
+        let _ = writeln!(s, "config: {e}");
+        return s;
+    }
+    let _ = writeln!(s, "plan for {}:", record.config_path);
+    if plan.devices.is_empty() && plan.warnings.is_empty() {
+        let _ = writeln!(s, "  no device selected");
+    }
+    let mut last_group = None;
+    for d in &plan.devices {
+        if last_group != Some(d.iommu_group) {
+            last_group = Some(d.iommu_group);
+            match d.iommu_group {
+                Some(g) => {
+                    let _ = writeln!(s, "IOMMU group {g}");
+                }
+                None => {
+                    let _ = writeln!(s, "no IOMMU group");
+                }
+            }
+        }
+        let class: u32 = u32::from_str_radix(&d.class, 16).unwrap_or(0);
+        let _ = writeln!(
+            s,
+            "  {}  [{}] {:<20} {:<14} {:<13} {}",
+            d.address,
+            d.id,
+            plan::class_name(class),
+            d.driver.as_deref().unwrap_or("-"),
+            d.action.as_str(),
+            d.reasons.join("; ")
+        );
+    }
+    for w in &plan.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    for h in hugepages {
+        let node = h.node.map(|n| format!(" node {n}")).unwrap_or_default();
+        let _ = writeln!(s, "hugepages {}{node}: reserve {}", h.size, h.requested);
+        for n in &h.notes {
+            let _ = writeln!(s, "  {n}");
+        }
+    }
+    s
+}
+
+// TEMPORARY until agent/src/hugepages.rs lands (issue 6): no reservations.
+mod hugepages_shim {
+    use crate::{cmdline::Cmdline, config::Config, host::Host, record::HugepageRecord};
+    pub fn plan(_: &Host, _: &Config, _: &Cmdline) -> Vec<HugepageRecord> {
+        Vec::new()
+    }
+    pub fn reserve(_: &Host, _: &mut [HugepageRecord], _: std::time::Duration) {}
+}
