@@ -8,6 +8,9 @@ CACHE_DIR=${VFIO_EARLY_QEMU_CACHE:-$QEMU_DIR/cache}
 WORK_DIR=${VFIO_EARLY_QEMU_WORK:-$QEMU_DIR/work}
 BOOT_TIMEOUT=${VFIO_EARLY_BOOT_TIMEOUT:-240}
 
+# shellcheck source=tests/qemu/stage.sh
+. "$QEMU_DIR/stage.sh"
+
 log() { printf 'qemu-harness: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 2; }
 
@@ -46,4 +49,90 @@ fetch_kernel() {
     KMODDIR=$KROOT/lib/modules/$KVER
     VMLINUZ=$KROOT/boot/vmlinuz-$KVER
     [[ -f $VMLINUZ ]] || die "no $VMLINUZ"
+}
+
+# build_agent: the static binary. Sets AGENT_BIN.
+build_agent() {
+    AGENT_BIN=${VFIO_EARLY_BIN:-$REPO_DIR/target/x86_64-unknown-linux-musl/release/vfio-early}
+    if [[ -z ${VFIO_EARLY_BIN:-} ]]; then
+        (cd "$REPO_DIR" && cargo build --quiet --release --target x86_64-unknown-linux-musl -p vfio-early) ||
+            die "cargo build of the static agent failed"
+    fi
+    [[ -x $AGENT_BIN ]] || die "no agent binary at $AGENT_BIN"
+    export VFIO_EARLY_BIN=$AGENT_BIN
+}
+
+# The machine every boot uses. Addresses are pinned (q35 adds devices otherwise):
+#   00:02.0 primary VGA (boot_vga = 1)                 -> the config names it: refused
+#   00:03.0 e1000e                                     -> selected, loaded early
+#   00:07.0 root port -> 01:00.0 bochs-display, 01:00.1 ich9-intel-hda  (card A, selected)
+#   00:08.0 root port -> 02:00.0 bochs-display, 02:00.1 ich9-intel-hda  (card B, host)
+topology_args() {
+    printf '%s\n' \
+        -device VGA,addr=02.0 \
+        -netdev user,id=n0 -device e1000e,addr=03.0,netdev=n0 \
+        -device pcie-root-port,id=rp1,chassis=1,slot=1,addr=07.0 \
+        -device bochs-display,bus=rp1,addr=00.0,multifunction=on \
+        -device ich9-intel-hda,bus=rp1,addr=00.1 \
+        -device pcie-root-port,id=rp2,chassis=2,slot=2,addr=08.0 \
+        -device bochs-display,bus=rp2,addr=00.0,multifunction=on \
+        -device ich9-intel-hda,bus=rp2,addr=00.1
+}
+
+# qemu_boot NAME IOMMU(intel|amd|none) INITRD APPEND: boots the topology with a hard
+# timeout; the serial console goes to $WORK_DIR/NAME.log. Returns qemu's status (124
+# on timeout).
+qemu_boot() {
+    local name=$1 iommu=$2 initrd=$3 append=$4 machine=q35 rc t
+    local -a iommu_args=()
+    case $iommu in
+    intel)
+        machine=q35,kernel-irqchip=split
+        iommu_args=(-device 'intel-iommu,intremap=on')
+        append="intel_iommu=on $append"
+        ;;
+    amd) iommu_args=(-device amd-iommu) ;;
+    none) ;;
+    *) die "qemu_boot: unknown IOMMU $iommu" ;;
+    esac
+    mkdir -p "$WORK_DIR"
+    local logf=$WORK_DIR/$name.log
+    local -a topo
+    mapfile -t topo < <(topology_args)
+    t=$(now)
+    timeout --kill-after=10 "$BOOT_TIMEOUT" qemu-system-x86_64 \
+        -machine "$machine" -accel tcg -cpu max -m "${VFIO_EARLY_QEMU_MEM:-1024}" -smp "${VFIO_EARLY_QEMU_SMP:-1}" \
+        -nographic -vga none -nic none -no-reboot -monitor none -serial "file:$logf" \
+        "${iommu_args[@]}" "${topo[@]}" \
+        -kernel "$VMLINUZ" -initrd "$initrd" \
+        -append "console=ttyS0 panic=-1 loglevel=4 $append" </dev/null >"$WORK_DIR/$name.qemu.out" 2>&1
+    rc=$?
+    log "boot $name ($iommu): exit $rc after $(elapsed "$t") s, log $logf"
+    return "$rc"
+}
+
+# dracut_image OUT MODE(shell|systemd) CONFIG: the real dracut, run from a private copy
+# of its base dir with our module and a test module added.
+dracut_image() {
+    local out=$1 mode=$2 config=$3 base=$WORK_DIR/dracut-base mods t
+    if [[ ! -d $base ]]; then
+        mkdir -p "$base"
+        cp -a /usr/lib/dracut/. "$base/"
+    fi
+    rm -rf "$base/modules.d/90vfio-early" "$base/modules.d/99vfio-early-test"
+    cp -a "$REPO_DIR/dracut/90vfio-early" "$base/modules.d/"
+    cp -a "$QEMU_DIR/dracut-test" "$base/modules.d/99vfio-early-test"
+    mods="base rootfs-block kernel-modules vfio-early vfio-early-test"
+    [[ $mode == systemd ]] && mods="systemd systemd-initrd $mods"
+    t=$(now)
+    dracutbasedir=$base VFIO_EARLY_CONFIG=$config VE_QEMU_DIR=$QEMU_DIR \
+        dracut --quiet --force --no-hostonly --no-compress --no-early-microcode \
+        --conf /dev/null --confdir "$WORK_DIR/empty-confdir" \
+        --kver "$KVER" --kmoddir "$KMODDIR" -m "$mods" \
+        --add-drivers "e1000e bochs snd_hda_intel" \
+        "$out" >"$out.build.log" 2>&1 || {
+        cat "$out.build.log" >&2
+        return 1
+    }
+    log "dracut $mode image: $(elapsed "$t") s"
 }

@@ -1,0 +1,73 @@
+#!/bin/bash
+# shellcheck disable=SC2154 # kernel, srcmods, initdir and moddir are set by dracut
+# dracut module: hand the devices named in /etc/vfio-early.toml to vfio-pci before
+# udev's coldplug can load their host drivers. All decisions live in the binary; this
+# file only installs it, its config, the vfio modules and the hook.
+#
+# Build-time overrides (for tests and staged installs): VFIO_EARLY_BIN (the binary on
+# the build host) and VFIO_EARLY_CONFIG (the config to put in the image).
+
+vfio_early_bin() {
+    printf '%s\n' "${VFIO_EARLY_BIN:-/usr/bin/vfio-early}"
+}
+
+vfio_early_config() {
+    printf '%s\n' "${VFIO_EARLY_CONFIG:-/etc/vfio-early.toml}"
+}
+
+# Prints the vfio module names for the target kernel; fails (with the binary's loud
+# warning on stderr) when vfio-pci is unavailable for it.
+vfio_early_modules() {
+    "$(vfio_early_bin)" modules --kver "$kernel" --kmoddir "${srcmods:-/lib/modules/$kernel}" "$@"
+}
+
+# called by dracut
+check() {
+    require_binaries "$(vfio_early_bin)" || return 1
+    # Without a config there is nothing to do: include only when asked for.
+    [[ -f $(vfio_early_config) ]] || return 255
+    return 0
+}
+
+# called by dracut
+depends() {
+    return 0
+}
+
+# called by dracut
+installkernel() {
+    local mods
+    mods=$(vfio_early_modules) || return 0
+    [[ -n $mods ]] || return 0
+    # shellcheck disable=SC2086 # one module name per word
+    hostonly='' instmods $mods
+}
+
+# called by dracut
+install() {
+    local bin config report rc
+    bin=$(vfio_early_bin)
+    config=$(vfio_early_config)
+    if ! vfio_early_modules >/dev/null; then
+        dwarn "vfio-early: vfio-pci is unavailable for kernel $kernel: the vfio-early boot hook is LEFT OUT of this image; no device will be handed to vfio-pci at boot"
+        return 0
+    fi
+    if [[ -f $config ]]; then
+        # Validate now, so a config error shows with its line while building the
+        # image rather than silently at boot. Never fail the build for it.
+        report=$("$bin" bind --dry-run --strict --config "$config" 2>&1 >/dev/null)
+        rc=$?
+        if ((rc != 0)); then
+            while IFS= read -r line; do
+                dwarn "vfio-early: $line"
+            done <<<"$report"
+            dwarn "vfio-early: bind --dry-run --strict --config $config exited $rc (the image is built anyway)"
+        fi
+        inst_simple "$config" /etc/vfio-early.toml
+    fi
+    inst_simple "$bin" /usr/bin/vfio-early
+    mkdir -p "$initdir/etc/modprobe.d"
+    vfio_early_modules --config "$config" --modprobe-conf >"$initdir/etc/modprobe.d/vfio-early.conf" ||
+        rm -f "$initdir/etc/modprobe.d/vfio-early.conf"
+    inst_hook pre-udev 00 "$moddir/vfio-early.sh"
+}

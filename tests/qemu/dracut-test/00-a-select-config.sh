@@ -1,0 +1,2 @@
+#!/bin/sh
+/ve/bin/sh /ve/select-config.sh

@@ -1,0 +1,28 @@
+#!/bin/sh
+# Runs inside the VM (busybox sh) once coldplug has settled: prints what the harness
+# asserts on to the console, captures the "after" fixture when asked, powers off.
+# Lines: VE-DEV <addr> <driver|none> <driver_override> <boot_vga|->
+#        VE-KMSG <kernel log line of the agent>   VE-RUN <line of the agent's record>
+PATH=/ve/bin:$PATH
+exec >/dev/console 2>&1
+echo "VE-STAGE report $1"
+for d in /sys/bus/pci/devices/*; do
+    a=${d##*/}
+    drv=none
+    [ -L "$d/driver" ] && drv=$(basename "$(readlink "$d/driver")")
+    ovr=$(cat "$d/driver_override" 2>/dev/null)
+    vga=$(cat "$d/boot_vga" 2>/dev/null)
+    echo "VE-DEV $a $drv ${ovr:-none} ${vga:--}"
+done
+dmesg | grep -i 'vfio' | sed 's/^/VE-KMSG /'
+dmesg | grep -E 'DMAR|AMD-Vi|IOMMU' | head -20 | sed 's/^/VE-IOMMU /'
+for f in /run/vfio-early/*; do
+    [ -f "$f" ] && sed "s|^|VE-RUN ${f##*/}: |" "$f"
+done
+if grep -q 've.capture=1' /proc/cmdline; then
+    sh /ve/capture.sh after
+fi
+echo VE-END
+sync
+echo o >/proc/sysrq-trigger
+sleep 30

@@ -1,0 +1,18 @@
+#!/bin/bash
+# Test-only pieces put into every image the harness builds. Sourced by lib.sh and by
+# the test dracut module (so it defines nothing but this function).
+
+# Installs the test-only pieces into a staging dir: busybox (static, with its applet
+# links, in /ve/bin), the guest scripts, the config variants.
+stage_guest_tools() { # $1 = root of the image being built
+    local root=$1 a
+    mkdir -p "$root/ve/bin" "$root/ve/configs"
+    cp /bin/busybox "$root/ve/bin/busybox"
+    for a in $(/bin/busybox --list); do
+        [[ $a == busybox ]] && continue
+        ln -sf busybox "$root/ve/bin/$a"
+    done
+    cp "${VE_QEMU_DIR:-$QEMU_DIR}"/guest/*.sh "$root/ve/"
+    cp "${VE_QEMU_DIR:-$QEMU_DIR}"/configs/*.toml "$root/ve/configs/"
+}
+
