@@ -166,7 +166,8 @@ fn bind_group(host: &Host, devices: &[&DevicePlan], timeout: Duration) -> GroupR
                 }
             }
         }
-        let pending = wait_for(host, devices.iter().map(|d| d.address), Some(VFIO_DRIVER), verify_window(timeout));
+        let addrs: Vec<PciAddress> = devices.iter().map(|d| d.address).collect();
+        let pending = wait_for(host, &addrs, Some(VFIO_DRIVER), verify_window(timeout));
         if pending.is_empty() {
             Ok(())
         } else {
@@ -200,15 +201,15 @@ fn verify_window(timeout: Duration) -> Duration {
 /// returns the devices that are not, with their driver.
 fn wait_for(
     host: &Host,
-    addrs: impl Iterator<Item = PciAddress> + Clone,
+    addrs: &[PciAddress],
     want: Option<&str>,
     window: Duration,
 ) -> Vec<(PciAddress, Option<String>)> {
     let start = Instant::now();
     loop {
         let pending: Vec<(PciAddress, Option<String>)> = addrs
-            .clone()
-            .map(|a| (a, current_driver(host, a)))
+            .iter()
+            .map(|&a| (a, current_driver(host, a)))
             .filter(|(_, drv)| drv.as_deref() != want)
             .collect();
         if pending.is_empty() || start.elapsed() >= window {
@@ -359,9 +360,9 @@ mod tests {
         let t = seed_machine(true);
         let host = Host::new(t.root());
         let a: PciAddress = "0000:01:00.0".parse().unwrap();
-        assert_eq!(wait_for(&host, [a].into_iter(), Some("radeon"), Duration::ZERO), vec![]);
+        assert_eq!(wait_for(&host, &[a], Some("radeon"), Duration::ZERO), vec![]);
         t.bind_link("0000:01:00.0", "vfio-pci");
-        assert_eq!(wait_for(&host, [a].into_iter(), Some("vfio-pci"), Duration::ZERO), vec![]);
-        assert_eq!(wait_for(&host, [a].into_iter(), Some("radeon"), Duration::ZERO), vec![(a, Some("vfio-pci".to_owned()))]);
+        assert_eq!(wait_for(&host, &[a], Some("vfio-pci"), Duration::ZERO), vec![]);
+        assert_eq!(wait_for(&host, &[a], Some("radeon"), Duration::ZERO), vec![(a, Some("vfio-pci".to_owned()))]);
     }
 }
