@@ -8,6 +8,15 @@
 //! allow_boot_vga = false    # default false
 //! allow_storage = false     # default false
 //!
+//! [[hugepages]]
+//! size = "1G"               # "2M", "1G", or any size the kernel offers
+//! count = 4                 # or total = "8G", turned into pages
+//! node = 0                  # optional: the pages come from this NUMA node
+//!
+//! [memory]
+//! floor = "2G"              # left to the host after hugepages; or "15%" of MemTotal;
+//!                           # default: the larger of 1G and 10% of MemTotal
+//!
 //! [bind]
 //! timeout_ms = 3000         # bound on each blocking kernel write
 //! ```
@@ -23,6 +32,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::hugepages::{parse_size_kb, Floor};
 use crate::pci::{PciAddress, PciId};
 
 /// The default config path, relative to the host root.
@@ -69,9 +79,26 @@ struct RawConfig {
     #[serde(default)]
     device: Vec<Spanned<RawDevice>>,
     #[serde(default)]
-    hugepages: Vec<Spanned<HugepagesEntry>>,
+    hugepages: Vec<Spanned<RawHugepages>>,
+    #[serde(default)]
+    memory: RawMemory,
     #[serde(default)]
     bind: BindSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHugepages {
+    size: Spanned<String>,
+    count: Option<Spanned<u64>>,
+    total: Option<Spanned<String>>,
+    node: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMemory {
+    floor: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,6 +126,13 @@ pub struct HugepagesEntry {
     pub total: Option<String>,
     /// NUMA node, when the pages must come from one.
     pub node: Option<u32>,
+}
+
+/// `[memory]`: what hugepage reservations must leave to the host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemorySettings {
+    /// The floor; `None` is the default (the larger of 1 GiB and 10 % of MemTotal).
+    pub floor: Option<Floor>,
 }
 
 /// `[bind]`: how the binder behaves.
@@ -165,6 +199,8 @@ pub struct Config {
     pub devices: Vec<Selector>,
     /// Hugepage requests, with their line.
     pub hugepages: Vec<(usize, HugepagesEntry)>,
+    /// `[memory]`: the floor hugepages must leave.
+    pub memory: MemorySettings,
     /// Binder settings.
     pub bind: BindSettings,
 }
@@ -228,12 +264,48 @@ impl Config {
         if raw.bind.timeout_ms == 0 || raw.bind.timeout_ms > 60_000 {
             return Err(err(None, format!("bind.timeout_ms = {} is out of range (1..=60000)", raw.bind.timeout_ms)));
         }
-        let hugepages = raw
-            .hugepages
-            .into_iter()
-            .map(|h| (line_col(text, h.span().start).0, h.into_inner()))
-            .collect();
-        Ok(Self { path: path.to_path_buf(), text: text.to_owned(), devices, hugepages, bind: raw.bind })
+        let mut hugepages = Vec::with_capacity(raw.hugepages.len());
+        for h in raw.hugepages {
+            let line = line_col(text, h.span().start).0;
+            let span = h.span();
+            let h = h.into_inner();
+            let size = h.size.get_ref();
+            parse_size_kb(size).map_err(|e| err(at(h.size.span()), format!("hugepages size: {e}")))?;
+            match (&h.count, &h.total) {
+                (Some(_), Some(t)) => {
+                    return Err(err(at(t.span()), "[[hugepages]] takes `count` or `total`, not both".to_owned()))
+                }
+                (None, None) => return Err(err(at(span), "[[hugepages]] needs `count` or `total`".to_owned())),
+                (Some(c), None) if *c.get_ref() == 0 => {
+                    return Err(err(at(c.span()), "hugepages count: 0 reserves nothing (leave the entry out)".to_owned()))
+                }
+                (None, Some(t)) => {
+                    parse_size_kb(t.get_ref()).map_err(|e| err(at(t.span()), format!("hugepages total: {e}")))?;
+                }
+                (Some(_), None) => {}
+            }
+            hugepages.push((
+                line,
+                HugepagesEntry {
+                    size: size.clone(),
+                    count: h.count.map(Spanned::into_inner),
+                    total: h.total.map(Spanned::into_inner),
+                    node: h.node,
+                },
+            ));
+        }
+        let floor = match &raw.memory.floor {
+            Some(f) => Some(f.get_ref().parse::<Floor>().map_err(|e| err(at(f.span()), format!("memory.floor: {e}")))?),
+            None => None,
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            text: text.to_owned(),
+            devices,
+            hugepages,
+            memory: MemorySettings { floor },
+            bind: raw.bind,
+        })
     }
 
     /// Reads and parses a config file.
@@ -322,6 +394,56 @@ mod tests {
 
         let e = parse("[[device]]\nid = \"1002:67790\"\n").unwrap_err();
         assert!(e.message.starts_with("id:"), "{e}");
+    }
+
+    #[test]
+    fn hugepages_and_memory_floor() {
+        let c = parse(
+            "[[hugepages]]\nsize = \"1G\"\ncount = 4\nnode = 0\n\n[[hugepages]]\nsize = \"2M\"\ntotal = \"8G\"\n\
+             [memory]\nfloor = \"15%\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.hugepages.len(), 2);
+        assert_eq!(c.hugepages[0].0, 1);
+        assert_eq!(c.hugepages[0].1, HugepagesEntry { size: "1G".into(), count: Some(4), total: None, node: Some(0) });
+        assert_eq!(c.hugepages[1].0, 6);
+        assert_eq!(c.hugepages[1].1.total.as_deref(), Some("8G"));
+        assert_eq!(c.memory.floor, Some(Floor::Percent(15)));
+        assert_eq!(parse("").unwrap().memory, MemorySettings::default());
+    }
+
+    #[test]
+    fn hugepages_errors_name_line_and_column() {
+        let e = parse("[[device]]\nid = \"1002:6779\"\n[[hugepages]]\nsize = \"2X\"\ncount = 1\n").unwrap_err();
+        assert_eq!(e.at, Some((4, 8)), "{e}");
+        assert!(e.message.starts_with("hugepages size:"), "{e}");
+
+        let e = parse("[[hugepages]]\nsize = \"2M\"\ncount = 1\ntotal = \"1G\"\n").unwrap_err();
+        assert_eq!(e.at.map(|a| a.0), Some(4), "{e}");
+        assert!(e.message.contains("not both"), "{e}");
+
+        let e = parse("\n[[hugepages]]\nsize = \"2M\"\n").unwrap_err();
+        assert_eq!(e.at.map(|a| a.0), Some(2), "{e}");
+        assert!(e.message.contains("needs `count` or `total`"), "{e}");
+
+        let e = parse("[[hugepages]]\nsize = \"2M\"\ncount = 0\n").unwrap_err();
+        assert_eq!(e.at, Some((3, 9)), "{e}");
+
+        let e = parse("[[hugepages]]\nsize = \"2M\"\ncount = -1\n").unwrap_err();
+        assert_eq!(e.at.map(|a| a.0), Some(3), "{e}");
+
+        let e = parse("[[hugepages]]\nsize = \"2M\"\ntotal = \"lots\"\n").unwrap_err();
+        assert!(e.message.starts_with("hugepages total:"), "{e}");
+
+        let e = parse("[[hugepages]]\nsize = \"2M\"\ncount = 1\npages = 2\n").unwrap_err();
+        assert!(e.message.contains("pages"), "{e}");
+        assert_eq!(e.at.map(|a| a.0), Some(4), "{e}");
+
+        let e = parse("[memory]\nfloor = \"200%\"\n").unwrap_err();
+        assert_eq!(e.at, Some((2, 9)), "{e}");
+        assert!(e.message.starts_with("memory.floor:"), "{e}");
+        let e = parse("[memory]\nfloors = \"1G\"\n").unwrap_err();
+        assert!(e.message.contains("floors"), "{e}");
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub mod cmd;
 pub mod cmdline;
 pub mod config;
 pub mod host;
+pub mod hugepages;
 pub mod logger;
 pub mod modinfo;
 pub mod modules;
