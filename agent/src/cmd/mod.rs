@@ -1,3 +1,4 @@
 //! Subcommands, one module each.
 pub mod bind;
+pub mod kconfig;
 pub mod modules;

@@ -1,0 +1,268 @@
+//! `vfio-early check-kconfig`: does a kernel configuration support passthrough?
+//!
+//! The thin glue around the `kernel-config` crate: find the config (PATH, or the
+//! running kernel's, resolved under the host root), read it (plain or gzip), pick the
+//! CPU vendor, check, print.
+//!
+//! Default sources, first found wins (`RELEASE` is `--kver`, else the running
+//! kernel's `proc/sys/kernel/osrelease`): `proc/config.gz`, `boot/config-RELEASE`,
+//! `usr/src/linux-RELEASE/.config`, `usr/src/linux/.config`. `/proc/config.gz` only
+//! describes the running kernel, so with `--kver` naming another release it is skipped.
+//!
+//! Exit status: 0 when nothing required fails (warnings allowed), 1 when something
+//! does, 2 for usage or I/O errors. A closed stdout (`| head`) is not an error.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use kernel_config::{Config, Cpu, KernelVersion, Options};
+
+use crate::host::Host;
+
+/// The CPU vendor the checks assume.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CpuArg {
+    /// Either vendor: one vendor's IOMMU and KVM module suffice, the other's absence
+    /// is a warning.
+    #[default]
+    Any,
+    /// An Intel host.
+    Intel,
+    /// An AMD host.
+    Amd,
+    /// This host's vendor, from its ACPI tables (DMAR: Intel, IVRS: AMD).
+    Auto,
+}
+
+/// Options of `vfio-early check-kconfig`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Kernel config to check, plain or gzip (default: the running kernel's, see
+    /// below).
+    #[arg(value_name = "PATH")]
+    pub path: Option<PathBuf>,
+    /// Kernel release whose config to look for (default: the running kernel's); also
+    /// the version assumed when the file's header has none.
+    #[arg(long, value_name = "RELEASE")]
+    pub kver: Option<String>,
+    /// CPU vendor to check for.
+    #[arg(long, value_enum, default_value_t = CpuArg::Any)]
+    pub cpu: CpuArg,
+    /// Print the report as JSON.
+    #[arg(long, conflicts_with = "fragment")]
+    pub json: bool,
+    /// Print a config fragment that fixes every failure (for
+    /// scripts/kconfig/merge_config.sh).
+    #[arg(long)]
+    pub fragment: bool,
+}
+
+/// Where the config came from.
+#[derive(Debug)]
+struct Source {
+    shown: String,
+    bytes: Vec<u8>,
+}
+
+/// Runs `vfio-early check-kconfig`.
+pub fn run(args: &Args, host: &Host) -> ExitCode {
+    let source = match find_source(args, host) {
+        Ok(s) => s,
+        Err(msg) => {
+            eprintln!("vfio-early: check-kconfig: {msg}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match Config::from_bytes(&source.bytes) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vfio-early: check-kconfig: {}: {}", source.shown, chain(&e));
+            return ExitCode::from(2);
+        }
+    };
+    let kver = args.kver.as_deref().and_then(KernelVersion::from_release);
+    let options = Options {
+        cpu: resolve_cpu(args.cpu, host),
+        kver,
+    };
+    let report = kernel_config::check(&config, &options).with_source(source.shown);
+    let text = if args.json {
+        let mut j = report.to_json();
+        j.push('\n');
+        j
+    } else if args.fragment {
+        report.fragment()
+    } else {
+        report.render_human(colour())
+    };
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+        Err(e) => {
+            eprintln!("vfio-early: check-kconfig: writing the report: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::from(report.verdict().exit_code())
+}
+
+/// The vendor to check for; `auto` reads the host's ACPI tables.
+pub fn resolve_cpu(cpu: CpuArg, host: &Host) -> Cpu {
+    match cpu {
+        CpuArg::Any => Cpu::Any,
+        CpuArg::Intel => Cpu::Intel,
+        CpuArg::Amd => Cpu::Amd,
+        CpuArg::Auto => Cpu::from_acpi(
+            host.exists("sys/firmware/acpi/tables/DMAR"),
+            host.exists("sys/firmware/acpi/tables/IVRS"),
+        ),
+    }
+}
+
+/// The default places, in order, relative to the host root. `running` is false when
+/// the release asked for is not the running kernel's (then `proc/config.gz`, which
+/// describes the running kernel, is left out).
+pub fn default_candidates(release: Option<&str>, running: bool) -> Vec<String> {
+    let mut c = Vec::new();
+    if running {
+        c.push("proc/config.gz".to_owned());
+    }
+    if let Some(r) = release {
+        c.push(format!("boot/config-{r}"));
+        c.push(format!("usr/src/linux-{r}/.config"));
+    }
+    c.push("usr/src/linux/.config".to_owned());
+    c
+}
+
+fn find_source(args: &Args, host: &Host) -> Result<Source, String> {
+    if let Some(path) = &args.path {
+        // A path the user typed: relative to the working directory, not the root.
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        return Ok(Source {
+            shown: path.display().to_string(),
+            bytes,
+        });
+    }
+    let running_release = host.kernel_release();
+    let running = args.kver.is_none() || args.kver == running_release;
+    let release = args.kver.clone().or(running_release);
+    if let Some(r) = &release {
+        if r.contains('/') || r.is_empty() || r == "." || r == ".." {
+            return Err(format!("{r:?} is not a kernel release"));
+        }
+    }
+    let candidates = default_candidates(release.as_deref(), running);
+    for rel in &candidates {
+        if !host.exists(rel) {
+            continue;
+        }
+        let bytes = host.read_bytes(rel).map_err(|e| e.to_string())?;
+        return Ok(Source {
+            shown: host.path(rel).display().to_string(),
+            bytes,
+        });
+    }
+    let tried: Vec<String> = candidates
+        .iter()
+        .map(|c| host.path(c).display().to_string())
+        .collect();
+    let mut msg = format!("no kernel config found (tried {})", tried.join(", "));
+    if release.is_none() {
+        msg += "; the running kernel's release is unreadable, give --kver";
+    }
+    msg += ". Give the path, or build the kernel with CONFIG_IKCONFIG_PROC=y for /proc/config.gz";
+    Err(msg)
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s += &format!(": {c}");
+        cur = c.source();
+    }
+    s
+}
+
+/// Colour on a terminal unless `NO_COLOR` is set to something non-empty.
+fn colour() -> bool {
+    io::stdout().is_terminal() && std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_follow_the_usual_order() {
+        assert_eq!(
+            default_candidates(Some("6.1.0-13-amd64"), true),
+            [
+                "proc/config.gz",
+                "boot/config-6.1.0-13-amd64",
+                "usr/src/linux-6.1.0-13-amd64/.config",
+                "usr/src/linux/.config"
+            ]
+        );
+        // Another release than the running one: /proc/config.gz would describe the wrong kernel.
+        assert_eq!(
+            default_candidates(Some("6.9.0"), false)[0],
+            "boot/config-6.9.0"
+        );
+        assert_eq!(
+            default_candidates(None, true),
+            ["proc/config.gz", "usr/src/linux/.config"]
+        );
+    }
+
+    #[test]
+    fn auto_cpu_reads_acpi_tables_under_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(dir.path());
+        assert_eq!(resolve_cpu(CpuArg::Auto, &host), Cpu::Any);
+        std::fs::create_dir_all(dir.path().join("sys/firmware/acpi/tables")).unwrap();
+        std::fs::write(dir.path().join("sys/firmware/acpi/tables/IVRS"), b"IVRS").unwrap();
+        assert_eq!(resolve_cpu(CpuArg::Auto, &host), Cpu::Amd);
+        std::fs::write(dir.path().join("sys/firmware/acpi/tables/DMAR"), b"DMAR").unwrap();
+        assert_eq!(resolve_cpu(CpuArg::Auto, &host), Cpu::Any);
+        assert_eq!(resolve_cpu(CpuArg::Intel, &host), Cpu::Intel);
+    }
+
+    #[test]
+    fn sources_resolve_under_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(dir.path());
+        let args = |kver: Option<&str>| Args {
+            path: None,
+            kver: kver.map(str::to_owned),
+            cpu: CpuArg::Any,
+            json: false,
+            fragment: false,
+        };
+        let err = find_source(&args(None), &host).unwrap_err();
+        assert!(err.contains("give --kver"), "{err}");
+        std::fs::create_dir_all(dir.path().join("proc/sys/kernel")).unwrap();
+        std::fs::write(dir.path().join("proc/sys/kernel/osrelease"), "6.1.0-test\n").unwrap();
+        std::fs::create_dir_all(dir.path().join("boot")).unwrap();
+        std::fs::write(dir.path().join("boot/config-6.1.0-test"), "CONFIG_VFIO=m\n").unwrap();
+        let s = find_source(&args(None), &host).unwrap();
+        assert!(s.shown.ends_with("boot/config-6.1.0-test"), "{}", s.shown);
+        std::fs::write(dir.path().join("proc/config.gz"), "CONFIG_VFIO=y\n").unwrap();
+        let s = find_source(&args(None), &host).unwrap();
+        assert!(s.shown.ends_with("proc/config.gz"), "{}", s.shown);
+        // --kver looks for that release, never the running kernel's /proc/config.gz.
+        let err = find_source(&args(Some("6.9.0")), &host).unwrap_err();
+        assert!(
+            err.contains("boot/config-6.9.0")
+                && !err.contains(&host.path("proc/config.gz").display().to_string()),
+            "{err}"
+        );
+        // --kver naming the running release still takes /proc/config.gz.
+        let s = find_source(&args(Some("6.1.0-test")), &host).unwrap();
+        assert!(s.shown.ends_with("proc/config.gz"), "{}", s.shown);
+        assert!(find_source(&args(Some("../../etc")), &host).is_err());
+    }
+}
