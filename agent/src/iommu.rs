@@ -1,0 +1,605 @@
+//! Is the IOMMU really on? Evidence from independent sources, never a guess.
+//!
+//! - **Which IOMMU** comes from the firmware's ACPI tables: `DMAR` means Intel VT-d,
+//!   `IVRS` AMD-Vi, `IORT` an Arm SMMU. Not from the CPU vendor: emulators (QEMU's
+//!   `-cpu max` says `AuthenticAMD` with an Intel IOMMU) and some hosts disagree.
+//! - **That it is on**: sysfs (`/sys/class/iommu/*` units, `/sys/kernel/iommu_groups`),
+//!   and the kernel log: `DMAR: Intel(R) Virtualization Technology for Directed I/O`,
+//!   `AMD-Vi: Found IOMMU`. `DMAR: IOMMU enabled` is only an echo of `intel_iommu=on`
+//!   being parsed, and Intel boots also print `AMD-Vi: AMD IOMMUv2 functionality not
+//!   available`: neither proves anything. The log may have rotated on a long-running
+//!   host; sysfs alone then suffices.
+//! - **Interrupt remapping**: `DMAR-IR: Enabled IRQ remapping in ... mode`, `AMD-Vi:
+//!   Interrupt remapping enabled`, or the `IR-` interrupt chips in `/proc/interrupts`.
+//!
+//! Known failure lines of the log become findings with hints.
+
+use std::fmt;
+
+use crate::cmdline::Cmdline;
+use crate::cmdline_check;
+use crate::host::Host;
+use crate::kmsg;
+use crate::pci;
+use crate::report::{Finding, Status};
+
+/// The sysfs class of IOMMU units, relative to the host root.
+pub const CLASS_IOMMU: &str = "sys/class/iommu";
+/// The ACPI tables directory, relative to the host root.
+pub const ACPI_TABLES: &str = "sys/firmware/acpi/tables";
+
+/// An IOMMU family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Vendor {
+    /// Intel VT-d (ACPI `DMAR`).
+    Intel,
+    /// AMD-Vi (ACPI `IVRS`).
+    Amd,
+    /// Arm SMMU (ACPI `IORT`).
+    Arm,
+}
+
+impl fmt::Display for Vendor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Intel => "Intel VT-d",
+            Self::Amd => "AMD-Vi",
+            Self::Arm => "Arm SMMU",
+        })
+    }
+}
+
+impl Vendor {
+    /// The ACPI table that describes this IOMMU.
+    pub fn acpi_table(self) -> &'static str {
+        match self {
+            Self::Intel => "DMAR",
+            Self::Amd => "IVRS",
+            Self::Arm => "IORT",
+        }
+    }
+}
+
+/// What the kernel log says about the IOMMU.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogEvidence {
+    /// Whether the log could be read at all.
+    pub readable: bool,
+    /// Why not, when it could not.
+    pub error: Option<String>,
+    /// Whether it still starts at the boot (first record has sequence 0).
+    pub from_boot: bool,
+    /// Lines that prove the IOMMU came up.
+    pub proof: Vec<String>,
+    /// The vendor those lines name.
+    pub vendor: Option<Vendor>,
+    /// A line that proves interrupt remapping is on.
+    pub irq_remap: Option<String>,
+    /// A line saying interrupt remapping is off.
+    pub irq_remap_off: Option<String>,
+    /// `DMAR: IOMMU enabled` was seen (an echo of `intel_iommu=on`).
+    pub cmdline_echo: bool,
+    /// `Intel-IOMMU force enabled due to platform opt in` was seen.
+    pub platform_opt_in: bool,
+    /// Known failure lines, as findings.
+    pub failures: Vec<Finding>,
+}
+
+/// All the evidence gathered on one host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Evidence {
+    /// ACPI tables present (`DMAR`, `IVRS`, `IORT`).
+    pub acpi: Vec<Vendor>,
+    /// Whether the ACPI tables directory exists at all (absent: no ACPI, or not mounted).
+    pub acpi_visible: bool,
+    /// IOMMU units in sysfs (`dmar0`, `ivhd0`...).
+    pub units: Vec<String>,
+    /// Number of IOMMU groups.
+    pub groups: usize,
+    /// The kernel log's part.
+    pub log: LogEvidence,
+    /// Interrupt chips in `/proc/interrupts` whose name starts with `IR-`.
+    pub ir_chips: Vec<String>,
+    /// Whether `/proc/interrupts` was readable.
+    pub interrupts_readable: bool,
+}
+
+/// Classifies kernel log records.
+pub fn scan_log(records: &[kmsg::Record]) -> LogEvidence {
+    let mut e = LogEvidence {
+        readable: true,
+        from_boot: kmsg::from_boot(records),
+        ..LogEvidence::default()
+    };
+    for r in records {
+        classify(&r.text, &mut e);
+    }
+    e
+}
+
+/// Reads one line of log text into the evidence.
+fn classify(t: &str, e: &mut LogEvidence) {
+    let prove = |e: &mut LogEvidence, v: Vendor| {
+        if e.proof.len() < 4 {
+            e.proof.push(t.to_owned());
+        }
+        e.vendor.get_or_insert(v);
+    };
+    if t.contains("DMAR: Intel(R) Virtualization Technology for Directed I/O") {
+        prove(e, Vendor::Intel);
+    } else if t.contains("AMD-Vi: Found IOMMU")
+        || t.starts_with("perf/amd_iommu: Detected AMD IOMMU")
+    {
+        prove(e, Vendor::Amd);
+    } else if t.trim_end() == "DMAR: IOMMU enabled" {
+        e.cmdline_echo = true;
+    } else if t.contains("force enabled due to platform opt in") {
+        e.platform_opt_in = true;
+    }
+    if t.contains("DMAR-IR: Enabled IRQ remapping")
+        || t.contains("AMD-Vi: Interrupt remapping enabled")
+    {
+        e.irq_remap.get_or_insert_with(|| t.to_owned());
+    }
+    if t.contains("Not enabling interrupt remapping")
+        || t.contains("IRQ remapping was disabled")
+        || t.contains("Failed to enable irq remapping")
+    {
+        e.irq_remap_off.get_or_insert_with(|| t.to_owned());
+    }
+    if let Some(f) = failure(t) {
+        if !e.failures.iter().any(|x| x.detail == f.detail) && e.failures.len() < 16 {
+            e.failures.push(f);
+        }
+    }
+}
+
+/// A known failure line as a finding.
+fn failure(t: &str) -> Option<Finding> {
+    const CHECK: &str = "kernel log";
+    if t.contains("[Firmware Bug]")
+        && (t.contains("DMAR") || t.contains("AMD-Vi") || t.contains("IOMMU"))
+    {
+        let hint = if t.contains("AMD-Vi") {
+            "the firmware's IVRS table is wrong; update the firmware. For a missing IOAPIC/HPET entry \
+             the kernel takes ivrs_ioapic[ID]=BDF / ivrs_hpet[ID]=BDF on the command line"
+        } else {
+            "the firmware's DMAR table is wrong; update the firmware (BIOS/UEFI). The kernel may have \
+             turned off the IOMMU or interrupt remapping because of it"
+        };
+        return Some(Finding::new(CHECK, Status::Warn, t).hint(hint));
+    }
+    if t.contains("No interrupt remapping support") {
+        return Some(Finding::new(CHECK, Status::Fail, t).hint(
+            "vfio refused a group because interrupts are not remapped: enable interrupt remapping \
+             (x2APIC / IR in the firmware settings, no intremap=off); \
+             vfio_iommu_type1.allow_unsafe_interrupts=1 works but lets a guest inject interrupts",
+        ));
+    }
+    if t.starts_with("vfio-pci ") && t.contains("can't reserve") {
+        return Some(Finding::new(CHECK, Status::Fail, t).hint(
+            "something holds the BAR, usually the boot framebuffer (see the framebuffer check): \
+             video=efifb:off or initcall_blacklist=sysfb_init on the kernel command line",
+        ));
+    }
+    if t.contains("probe of ") && t.contains("failed with error") {
+        let hint = if t.contains("error -22") && t.starts_with("vfio-pci") {
+            "vfio-pci gives -22 (EINVAL) when the device has no IOMMU group: the IOMMU is off \
+             (see the iommu check)"
+        } else {
+            "the driver refused the device; the lines before this one in dmesg say why"
+        };
+        return Some(Finding::new(CHECK, Status::Fail, t).hint(hint));
+    }
+    None
+}
+
+/// The `IR-` chips named in `/proc/interrupts` (`IR-IO-APIC`, `IR-PCI-MSI`...).
+pub fn ir_chips(interrupts: &str) -> Vec<String> {
+    let mut chips: Vec<String> = interrupts
+        .lines()
+        .flat_map(str::split_whitespace)
+        .filter(|w| w.starts_with("IR-"))
+        .map(str::to_owned)
+        .collect();
+    chips.sort();
+    chips.dedup();
+    chips
+}
+
+impl Evidence {
+    /// Gathers the evidence of a host, with its log records already read.
+    pub fn gather(host: &Host, log: Result<&[kmsg::Record], String>) -> Self {
+        let tables = host.list(ACPI_TABLES);
+        let acpi = [Vendor::Intel, Vendor::Amd, Vendor::Arm]
+            .into_iter()
+            .filter(|v| tables.iter().any(|t| t == v.acpi_table()))
+            .collect();
+        let interrupts = host.read("proc/interrupts");
+        Self {
+            acpi,
+            acpi_visible: host.exists(ACPI_TABLES),
+            units: host.list(CLASS_IOMMU),
+            groups: host
+                .list(pci::IOMMU_GROUPS)
+                .iter()
+                .filter(|g| g.parse::<u32>().is_ok())
+                .count(),
+            log: match log {
+                Ok(records) => scan_log(records),
+                Err(e) => LogEvidence {
+                    error: Some(e),
+                    ..LogEvidence::default()
+                },
+            },
+            ir_chips: interrupts.as_deref().map(ir_chips).unwrap_or_default(),
+            interrupts_readable: interrupts.is_ok(),
+        }
+    }
+
+    /// Reads the host's log and gathers everything.
+    pub fn read(host: &Host) -> Self {
+        let records = kmsg::read(host).map_err(|e| e.to_string());
+        Self::gather(host, records.as_deref().map_err(Clone::clone))
+    }
+
+    /// The IOMMU family: from the firmware tables, else from the sysfs unit names,
+    /// else from the log's proof lines.
+    pub fn vendor(&self) -> Option<Vendor> {
+        self.acpi
+            .first()
+            .copied()
+            .or_else(|| self.vendor_from_units())
+            .or(self.log.vendor)
+    }
+
+    fn vendor_from_units(&self) -> Option<Vendor> {
+        self.units.iter().find_map(|u| {
+            if u.starts_with("dmar") {
+                Some(Vendor::Intel)
+            } else if u.starts_with("ivhd") {
+                Some(Vendor::Amd)
+            } else if u.contains("smmu") {
+                Some(Vendor::Arm)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Where the vendor was read from.
+    pub fn vendor_source(&self) -> &'static str {
+        if !self.acpi.is_empty() {
+            "ACPI table"
+        } else if self.vendor_from_units().is_some() {
+            "sysfs unit name"
+        } else if self.log.vendor.is_some() {
+            "kernel log"
+        } else {
+            "nothing"
+        }
+    }
+
+    /// The sources that prove the IOMMU is on, each as a short phrase.
+    pub fn proof(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.units.is_empty() {
+            out.push(format!("sysfs class/iommu: {}", self.units.join(", ")));
+        }
+        if self.groups > 0 {
+            out.push(format!("sysfs: {} IOMMU groups", self.groups));
+        }
+        if let Some(l) = self.log.proof.first() {
+            out.push(format!("kernel log: \"{l}\""));
+        }
+        out
+    }
+
+    /// Whether any source proves the IOMMU is on.
+    pub fn is_on(&self) -> bool {
+        !self.units.is_empty() || self.groups > 0 || !self.log.proof.is_empty()
+    }
+
+    /// Interrupt remapping: `Some(true)` with the proof, `Some(false)` with the line
+    /// that says it is off, `None` when nothing tells.
+    pub fn irq_remapping(&self) -> (Option<bool>, String) {
+        if !self.ir_chips.is_empty() {
+            return (
+                Some(true),
+                format!("/proc/interrupts: {}", self.ir_chips.join(", ")),
+            );
+        }
+        if let Some(l) = &self.log.irq_remap {
+            return (Some(true), format!("kernel log: \"{l}\""));
+        }
+        if let Some(l) = &self.log.irq_remap_off {
+            return (Some(false), format!("kernel log: \"{l}\""));
+        }
+        if self.interrupts_readable {
+            return (
+                Some(false),
+                "no IR- interrupt chip in /proc/interrupts".to_owned(),
+            );
+        }
+        (
+            None,
+            "neither /proc/interrupts nor the log tells".to_owned(),
+        )
+    }
+
+    /// Why the IOMMU is off, and the fix, for a host where [`Evidence::is_on`] is false.
+    pub fn why_off(&self, cmdline: &Cmdline) -> (String, String) {
+        let off = cmdline_check::iommu_switches(cmdline);
+        if let Some(p) = off.disabled_by() {
+            return (
+                format!("{p} on the kernel command line turns the IOMMU off"),
+                format!("remove {p}"),
+            );
+        }
+        match self.vendor() {
+            Some(Vendor::Intel) if off.intel != Some(true) => (
+                "the firmware has a DMAR table (Intel VT-d) but the kernel did not enable it".to_owned(),
+                "add intel_iommu=on to the kernel command line (or build the kernel with \
+                 CONFIG_INTEL_IOMMU_DEFAULT_ON=y)"
+                    .to_owned(),
+            ),
+            Some(v) => (
+                format!(
+                    "the firmware describes an {v} IOMMU ({}) but the kernel shows no IOMMU unit and no group",
+                    v.acpi_table()
+                ),
+                format!(
+                    "check that the kernel has {} support (vfio-early check-kconfig) and look for \
+                     DMAR/AMD-Vi errors in dmesg",
+                    match v {
+                        Vendor::Intel => "CONFIG_INTEL_IOMMU",
+                        Vendor::Amd => "CONFIG_AMD_IOMMU",
+                        Vendor::Arm => "CONFIG_ARM_SMMU_V3",
+                    }
+                ),
+            ),
+            None if self.acpi_visible => (
+                "the firmware has no IOMMU table (no DMAR or IVRS): the IOMMU is switched off in the \
+                 firmware, or the machine has none"
+                    .to_owned(),
+                "enable VT-d / AMD-Vi (often called \"IOMMU\" or \"Virtualization Technology for Directed \
+                 I/O\") in the firmware settings"
+                    .to_owned(),
+            ),
+            None => (
+                "no IOMMU unit, no IOMMU group, and no ACPI tables to tell which IOMMU the machine has".to_owned(),
+                "enable VT-d / AMD-Vi in the firmware settings; on Intel add intel_iommu=on".to_owned(),
+            ),
+        }
+    }
+
+    /// The findings about the IOMMU itself: which, whether on, interrupt remapping,
+    /// and the log's failure lines.
+    pub fn findings(&self, cmdline: &Cmdline) -> Vec<Finding> {
+        let mut out = Vec::new();
+        out.push(match self.vendor() {
+            Some(v) if !self.acpi.is_empty() => {
+                Finding::new("iommu vendor", Status::Pass, format!("{v}, from the ACPI {} table", v.acpi_table()))
+            }
+            Some(v) => Finding::new(
+                "iommu vendor",
+                Status::Info,
+                format!("{v}, from the {} (no ACPI DMAR/IVRS table visible)", self.vendor_source()),
+            ),
+            None if self.acpi_visible => Finding::new(
+                "iommu vendor",
+                Status::Fail,
+                "no DMAR, IVRS or IORT table in /sys/firmware/acpi/tables: the firmware offers no IOMMU",
+            )
+            .hint("enable VT-d / AMD-Vi (\"IOMMU\") in the firmware settings"),
+            None => Finding::new("iommu vendor", Status::Info, "unknown: no ACPI tables visible"),
+        });
+
+        if self.is_on() {
+            let mut detail = format!("on, proven by {}", self.proof().join("; "));
+            if self.log.proof.is_empty() {
+                detail.push_str(if self.log.readable && !self.log.from_boot {
+                    " (the kernel log has rotated past the boot messages; sysfs suffices)"
+                } else if self.log.readable {
+                    " (the kernel log does not confirm it)"
+                } else {
+                    " (kernel log not readable)"
+                });
+            }
+            out.push(Finding::new("iommu", Status::Pass, detail));
+        } else {
+            let (why, fix) = self.why_off(cmdline);
+            let mut detail = format!("off: no IOMMU unit in sysfs, no IOMMU group; {why}");
+            if self.log.cmdline_echo {
+                detail.push_str(" (\"DMAR: IOMMU enabled\" in the log only echoes intel_iommu=on)");
+            }
+            out.push(Finding::new("iommu", Status::Fail, detail).hint(fix));
+        }
+
+        let (ir, source) = self.irq_remapping();
+        out.push(match ir {
+            Some(true) => Finding::new("interrupt remapping", Status::Pass, format!("on, per {source}")),
+            Some(false) if self.is_on() => Finding::new("interrupt remapping", Status::Warn, format!("off: {source}"))
+                .hint(
+                    "without it vfio refuses devices unless vfio_iommu_type1.allow_unsafe_interrupts=1; \
+                     enable x2APIC / interrupt remapping in the firmware and drop intremap=off",
+                ),
+            Some(false) => Finding::new("interrupt remapping", Status::NotApplicable, format!("off ({source}): the IOMMU is off")),
+            None => Finding::new("interrupt remapping", Status::Info, format!("unknown: {source}")),
+        });
+
+        if let Some(e) = &self.log.error {
+            out.push(
+                Finding::new(
+                    "kernel log",
+                    Status::Info,
+                    format!("not readable ({e}); judged from sysfs alone"),
+                )
+                .hint("run as root to include the kernel log (dmesg_restrict)"),
+            );
+        }
+        out.extend(self.log.failures.iter().cloned());
+        out
+    }
+}
+
+/// The one-line verdict `bind` logs at boot: IOMMU vendor and source of proof,
+/// interrupt remapping, command-line problems. Error when the IOMMU is off, warning
+/// when something else is wrong, info otherwise.
+pub fn boot_verdict(host: &Host, cmdline: &Cmdline) -> (log::Level, String) {
+    let ev = Evidence::read(host);
+    let devices = pci::scan(host);
+    let ctx = cmdline_check::Context {
+        vendor: ev.vendor(),
+        iommu_on: ev.is_on(),
+        intel_default_on: cmdline_check::intel_default_on(host),
+        platform_opt_in: ev.log.platform_opt_in,
+        devices: &devices,
+        configured: &[],
+    };
+    verdict(&ev, cmdline, &ctx)
+}
+
+/// [`boot_verdict`] over gathered evidence (pure).
+pub fn verdict(
+    ev: &Evidence,
+    cmdline: &Cmdline,
+    ctx: &cmdline_check::Context<'_>,
+) -> (log::Level, String) {
+    let mut level = log::Level::Info;
+    let vendor = ev
+        .vendor()
+        .map_or_else(|| "unknown IOMMU".to_owned(), |v| v.to_string());
+    let mut line = if ev.is_on() {
+        let src: Vec<&str> = [
+            (!ev.units.is_empty() || ev.groups > 0).then_some("sysfs"),
+            (!ev.log.proof.is_empty()).then_some("kernel log"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        format!(
+            "IOMMU {vendor} on (proof: {}; {} groups)",
+            src.join(" + "),
+            ev.groups
+        )
+    } else {
+        level = log::Level::Error;
+        let (why, fix) = ev.why_off(cmdline);
+        format!("IOMMU off ({vendor}): {why}; fix: {fix}")
+    };
+    match ev.irq_remapping().0 {
+        Some(true) => line.push_str(", interrupt remapping on"),
+        Some(false) if ev.is_on() => {
+            line.push_str(", interrupt remapping OFF");
+            if level > log::Level::Warn {
+                level = log::Level::Warn;
+            }
+        }
+        Some(false) => {}
+        None => line.push_str(", interrupt remapping unknown"),
+    }
+    let problems: Vec<String> = cmdline_check::judge(cmdline, ctx)
+        .into_iter()
+        .filter(|f| matches!(f.status, Status::Fail | Status::Warn))
+        .map(|f| f.detail)
+        .collect();
+    if problems.is_empty() {
+        line.push_str("; command line ok");
+    } else {
+        line.push_str("; command line: ");
+        line.push_str(&problems.join("; "));
+        if level > log::Level::Warn {
+            level = log::Level::Warn;
+        }
+    }
+    (level, line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(lines: &[&str]) -> LogEvidence {
+        let text: String = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| format!("6,{i},{},-;{l}\n", i * 1000))
+            .collect();
+        scan_log(&kmsg::parse(&text))
+    }
+
+    #[test]
+    fn echo_and_amd_v2_line_prove_nothing() {
+        let e = log(&[
+            "DMAR: IOMMU enabled",
+            "AMD-Vi: AMD IOMMUv2 functionality not available on this system - This is not a bug.",
+        ]);
+        assert!(e.proof.is_empty());
+        assert!(e.cmdline_echo);
+        assert_eq!(e.vendor, None);
+    }
+
+    #[test]
+    fn intel_and_amd_proof_lines() {
+        let e = log(&[
+            "DMAR: IOMMU enabled",
+            "DMAR-IR: Enabled IRQ remapping in xapic mode",
+            "DMAR: Intel(R) Virtualization Technology for Directed I/O",
+        ]);
+        assert_eq!(e.vendor, Some(Vendor::Intel));
+        assert_eq!(
+            e.irq_remap.as_deref(),
+            Some("DMAR-IR: Enabled IRQ remapping in xapic mode")
+        );
+        let a = log(&[
+            "AMD-Vi: Found IOMMU at 0000:00:00.2 cap 0x40",
+            "AMD-Vi: Interrupt remapping enabled",
+        ]);
+        assert_eq!(a.vendor, Some(Vendor::Amd));
+        assert!(a.irq_remap.is_some());
+        let new = log(&["pci 0000:00:00.2: AMD-Vi: Found IOMMU cap 0x40"]);
+        assert_eq!(new.vendor, Some(Vendor::Amd));
+    }
+
+    #[test]
+    fn failure_lines_become_findings() {
+        let e = log(&[
+            "DMAR: [Firmware Bug]: No firmware reserved region can cover this RMRR [0x00000000bd800000-0x00000000bfffffff], contact BIOS vendor for fixes",
+            "vfio-pci 0000:01:00.0: BAR 0: can't reserve [mem 0xc0000000-0xcfffffff 64bit pref]",
+            "vfio-pci: probe of 0000:00:03.0 failed with error -22",
+            "vfio_iommu_type1_attach_group: No interrupt remapping support.  Use the module param \"allow_unsafe_interrupts\" to enable VFIO IOMMU support on this platform",
+            "vfio-pci: probe of 0000:00:03.0 failed with error -22",
+        ]);
+        let st: Vec<Status> = e.failures.iter().map(|f| f.status).collect();
+        assert_eq!(
+            st,
+            [Status::Warn, Status::Fail, Status::Fail, Status::Fail],
+            "duplicate dropped"
+        );
+        assert!(e.failures[1]
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("initcall_blacklist=sysfb_init"));
+        assert!(e.failures[2]
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("no IOMMU group"));
+        assert!(e.failures[3]
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("allow_unsafe_interrupts"));
+    }
+
+    #[test]
+    fn ir_chips_from_interrupts() {
+        let t = "           CPU0       CPU1\n  0:         45          0   IO-APIC   2-edge      timer\n \
+                 24:          0          0  IR-PCI-MSI 49152-edge      aerdrv\n 25:  1 0 IR-IO-APIC 9-fasteoi acpi\n";
+        assert_eq!(ir_chips(t), ["IR-IO-APIC", "IR-PCI-MSI"]);
+        assert!(ir_chips("  0: 45 0 IO-APIC 2-edge timer\n").is_empty());
+    }
+}
