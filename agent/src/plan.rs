@@ -257,6 +257,9 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
         if d.boot_vga && !sel.allow_boot_vga {
             why.push("the boot display (boot_vga = 1): taking it can leave the host without a screen; set allow_boot_vga = true to mean it".to_owned());
         }
+        if d.is_bridge() || d.class >> 8 == 0x0600 {
+            why.push("a bridge (host or PCI-to-PCI): it carries other devices, and vfio-pci does not take bridges".to_owned());
+        }
         if d.is_storage() && !sel.allow_storage {
             why.push("a storage controller, possibly holding the root disk; set allow_storage = true to mean it".to_owned());
         }
@@ -475,6 +478,15 @@ mod tests {
         assert_eq!(action(&p, "0000:01:00.0"), Some(Action::Refuse));
         assert_eq!(action(&p, "0000:01:00.1"), Some(Action::Refuse));
         assert!(reasons(&p, "0000:01:00.1").contains("refused itself"));
+    }
+
+    #[test]
+    fn bridges_are_never_bound() {
+        let p = plan(&selectors("[[device]]\naddress = \"0000:00:02.0\"\n"), &seed(true));
+        assert_eq!(action(&p, "0000:00:02.0"), Some(Action::Refuse));
+        assert!(reasons(&p, "0000:00:02.0").contains("bridge"), "{p:?}");
+        // The card behind it is refused too: its port is refused itself.
+        assert_eq!(action(&p, "0000:01:00.0"), Some(Action::Refuse));
     }
 
     #[test]

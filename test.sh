@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs every test: lint, unit and integration tests, the QEMU boots, a fuzz smoke run.
+# Usage: ./test.sh [--fast]   (--fast skips the QEMU boots)
+set -uo pipefail
+cd "$(dirname "$0")"
+
+fast=0
+[[ ${1:-} == --fast ]] && fast=1
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+failed_steps=()
+
+step() {
+  local name=$1
+  shift
+  echo "==> $name"
+  if ! "$@" 2>&1 | tee -a "$log"; then
+    failed_steps+=("$name")
+  fi
+}
+
+step deps tests/deps.sh
+step fmt cargo fmt --all -- --check
+step clippy cargo clippy --workspace --all-targets -- -D warnings
+step "cargo test" cargo test --workspace
+step shellcheck tests/shellcheck.sh
+if ((!fast)) && [[ -x tests/qemu/run.sh ]]; then
+  step "qemu boots" tests/qemu/run.sh all
+fi
+if [[ -x tests/fuzz.sh ]]; then
+  step "fuzz smoke" tests/fuzz.sh smoke
+fi
+
+# One closing line over everything: tests counted by cargo and by the QEMU harness.
+sum() { grep -Eo "[0-9]+ $1" "$log" | awk '{ n += $1 } END { print n + 0 }'; }
+passed=$(sum passed)
+failed=$(sum failed)
+failed=$(( ${failed:-0} + ${#failed_steps[@]} ))
+if ((${#failed_steps[@]})); then
+  echo "failed steps: ${failed_steps[*]}"
+fi
+echo "${passed:-0} passed, ${failed} failed"
+((failed == 0))

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a Debian machine (idempotent; root for apt-get).
+set -euo pipefail
+
+packages=(
+  # QEMU end-to-end boots (tests/qemu): the emulator, busybox, kmod's depmod/modprobe, cpio,
+  # the real initramfs generators, UEFI firmware for the framebuffer boot.
+  qemu-system-x86 busybox-static kmod cpio dracut-core initramfs-tools-core ovmf
+  # Shell lint, and pciutils/hwdata for the `groups` comparison benchmark.
+  shellcheck pciutils hwdata
+  # Fetching the kernel package (apt-get download) and unpacking it.
+  dpkg-dev xz-utils zstd file
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "deps: missing Debian packages (run as root to install): ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The static boot binary.
+rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl ||
+  rustup target add x86_64-unknown-linux-musl

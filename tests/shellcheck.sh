@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# shellcheck over every shell script of the project.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mapfile -t scripts < <(
+  git ls-files | while read -r f; do
+    [[ -f $f ]] || continue
+    case $f in
+      *.sh | dracut/* | mkinitcpio/* | initramfs-tools/* | .ci/run) ;;
+      *) continue ;;
+    esac
+    head -n1 "$f" | grep -Eq '^#!.*(ba|da|a)?sh' || [[ $f == *.sh ]] || continue
+    echo "$f"
+  done
+)
+echo "shellcheck: ${#scripts[@]} scripts"
+shellcheck -x "${scripts[@]}"
