@@ -45,7 +45,7 @@ installkernel() {
 
 # called by dracut
 install() {
-    local bin config report rc
+    local bin config report rc line
     bin=$(vfio_early_bin)
     config=$(vfio_early_config)
     if ! vfio_early_modules >/dev/null; then
@@ -57,11 +57,13 @@ install() {
         # image rather than silently at boot. Never fail the build for it.
         report=$("$bin" bind --dry-run --strict --config "$config" 2>&1 >/dev/null)
         rc=$?
-        if ((rc != 0)); then
+        if ((rc == 2)); then
             while IFS= read -r line; do
                 dwarn "vfio-early: $line"
             done <<<"$report"
-            dwarn "vfio-early: bind --dry-run --strict --config $config exited $rc (the image is built anyway)"
+            dwarn "vfio-early: config error in $config: the agent will change nothing at boot until it is fixed (the image is built anyway)"
+        elif ((rc != 0)); then
+            dwarn "vfio-early: on this machine as it runs now, the config plans refusals (exit $rc): see 'vfio-early bind --dry-run --config $config'"
         fi
         inst_simple "$config" /etc/vfio-early.toml
     fi

@@ -136,3 +136,94 @@ dracut_image() {
     }
     log "dracut $mode image: $(elapsed "$t") s"
 }
+
+# itools_image OUT CONFIG: the real mkinitramfs, with its own view of /lib/modules and
+# /boot (it hard-codes both) through an overlay and a tmpfs in a private mount
+# namespace: nothing is created or removed there on the host.
+itools_image() {
+    local out=$1 config=$2 conf=$WORK_DIR/itools-conf t
+    rm -rf "$conf"
+    mkdir -p "$conf"
+    cp -a /etc/initramfs-tools/. "$conf/"
+    mkdir -p "$conf/hooks" "$conf/scripts/init-top" "$conf/scripts/init-premount"
+    cp "$REPO_DIR/initramfs-tools/hooks/vfio-early" "$conf/hooks/"
+    cp "$REPO_DIR/initramfs-tools/scripts/init-top/vfio-early" "$conf/scripts/init-top/"
+    cp "$QEMU_DIR/itools-test/hooks/ve-test" "$conf/hooks/"
+    cp "$QEMU_DIR/itools-test/scripts/init-premount/ve-report" "$conf/scripts/init-premount/"
+    sed -i 's/^MODULES=.*/MODULES=list/; s/^COMPRESS=.*/COMPRESS=gzip/' "$conf/initramfs.conf"
+    grep -q '^MODULES=' "$conf/initramfs.conf" || echo MODULES=list >>"$conf/initramfs.conf"
+    t=$(now)
+    local ns=$WORK_DIR/itools-ns
+    rm -rf "$ns"
+    mkdir -p "$ns/upper" "$ns/work"
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    unshare -m /bin/bash -euc '
+        ns=$1 kroot=$2 kver=$3 conf=$4 out=$5
+        mount --make-rprivate /
+        libdir=$(readlink -f /lib)
+        mount -t overlay overlay -o "lowerdir=$libdir,upperdir=$ns/upper,workdir=$ns/work" "$libdir"
+        mkdir -p "/lib/modules/$kver"
+        mount --bind "$kroot/lib/modules/$kver" "/lib/modules/$kver"
+        mount -t tmpfs tmpfs /boot
+        cp "$kroot/boot/config-$kver" /boot/
+        mkinitramfs -d "$conf" -o "$out" "$kver"
+    ' itools "$ns" "$KROOT" "$KVER" "$conf" "$out" \
+        >"$out.build.log" 2>&1 || {
+        cat "$out.build.log" >&2
+        return 1
+    }
+    rm -rf "$ns"
+    log "initramfs-tools image: $(elapsed "$t") s"
+}
+
+# mkinitcpio_build ROOT RECORD CONFIG [HOOKS...]: sources mkinitcpio/install/vfio-early
+# against the recording add_* stand-ins and runs its build() into ROOT, the way
+# mkinitcpio would with HOOKS=(HOOKS...). Returns build()'s status.
+mkinitcpio_build() {
+    local root=$1 record=$2 config=$3
+    shift 3
+    (
+        BUILDROOT=$root KERNELVERSION=$KVER VE_KROOT=$KROOT VE_REPO_DIR=$REPO_DIR VE_RECORD=$record
+        _d_kmoduledir=${VE_KMODDIR_OVERRIDE:-$KMODDIR}
+        HOOKS=("$@")
+        # shellcheck disable=SC2030 # read by the sourced functions only
+        hookname=vfio-early
+        export VFIO_EARLY_CONFIG=$config VFIO_EARLY_UNIT=$REPO_DIR/mkinitcpio/vfio-early.service
+        # shellcheck source=tests/qemu/mkinitcpio-test/functions.sh
+        . "$QEMU_DIR/mkinitcpio-test/functions.sh"
+        # shellcheck source=mkinitcpio/install/vfio-early
+        . "$REPO_DIR/mkinitcpio/install/vfio-early"
+        build
+    )
+}
+
+# mkinitcpio_image OUT CONFIG: a busybox image whose /init runs hooks as mkinitcpio's
+# does, HOOKS=(base udev vfio-early ve-report), MODULES=(e1000e); built by our real
+# build() through the stand-ins, plus kmod's modprobe.
+mkinitcpio_image() {
+    local out=$1 config=$2 root=$WORK_DIR/mkinitcpio-root t m f
+    t=$(now)
+    rm -rf "$root"
+    mkdir -p "$root"/{proc,sys,dev,run,tmp,etc,hooks,usr/bin,usr/sbin,lib/modules/"$KVER"}
+    : >"$out.record"
+    mkinitcpio_build "$root" "$out.record" "$config" base udev vfio-early ve-report || return 1
+    (
+        BUILDROOT=$root KERNELVERSION=$KVER VE_KROOT=$KROOT VE_REPO_DIR=$REPO_DIR VE_RECORD=$out.record.test
+        # shellcheck source=tests/qemu/mkinitcpio-test/functions.sh
+        . "$QEMU_DIR/mkinitcpio-test/functions.sh"
+        for m in e1000e bochs snd_hda_intel; do add_module "$m"; done
+        add_binary "$(command -v kmod)" /usr/bin/kmod
+    )
+    ln -sf ../bin/kmod "$root/usr/sbin/modprobe"
+    for f in modules.order modules.builtin modules.builtin.modinfo; do
+        cp "$KMODDIR/$f" "$root/lib/modules/$KVER/"
+    done
+    depmod -b "$root" "$KVER"
+    stage_guest_tools "$root"
+    cp "$QEMU_DIR/mkinitcpio-test/init" "$root/init"
+    cp "$QEMU_DIR/mkinitcpio-test/hooks/udev" "$QEMU_DIR/mkinitcpio-test/hooks/ve-report" "$root/hooks/"
+    chmod 755 "$root/init" "$root"/hooks/*
+    printf '%s\n' "EARLYHOOKS='udev vfio-early'" "HOOKS='udev ve-report'" "MODULES='e1000e'" >"$root/config"
+    (cd "$root" && find . | cpio --quiet -o -H newc) >"$out"
+    log "mkinitcpio-style busybox image: $(elapsed "$t") s"
+}

@@ -9,7 +9,7 @@ stage_guest_tools() { # $1 = root of the image being built
     mkdir -p "$root/ve/bin" "$root/ve/configs"
     cp /bin/busybox "$root/ve/bin/busybox"
     for a in $(/bin/busybox --list); do
-        [[ $a == busybox ]] && continue
+        [ "$a" = busybox ] && continue
         ln -sf busybox "$root/ve/bin/$a"
     done
     cp "${VE_QEMU_DIR:-$QEMU_DIR}"/guest/*.sh "$root/ve/"
