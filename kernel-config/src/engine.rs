@@ -191,9 +191,10 @@ pub struct Finding {
     /// Fragment lines (`CONFIG_X=y`, `# CONFIG_X is not set`) that fix it, when it
     /// is not met.
     pub fix: Vec<String>,
-    /// The parent options whose being off explains an absence (before blocking).
+    /// Sets of parent options whose being off explains an absence (for a choice, one
+    /// set per alternative that only they keep off); used to block.
     #[serde(skip)]
-    causes: Vec<String>,
+    causes: Vec<Vec<String>>,
 }
 
 /// The kernel a report is about.
@@ -276,7 +277,7 @@ pub fn check_with(rules: &Rules, config: &Config, options: &Options) -> Report {
         (None, None) => (None, "unknown"),
     };
     let arch = config.arch();
-    let x86 = arch.as_ref().map_or(true, |a| a.matches("x86"));
+    let x86 = arch.as_ref().is_none_or(|a| a.matches("x86"));
     let mut notes = Vec::new();
     let cpu = if x86 {
         options.cpu
@@ -351,12 +352,16 @@ fn block(findings: &mut [Finding]) {
             .is_some_and(|s| matches!(s, Status::Fail | Status::Warn))
     };
     for f in findings.iter_mut() {
-        if matches!(f.status, Status::Fail | Status::Warn)
-            && !f.causes.is_empty()
-            && f.causes.iter().all(failing)
-        {
+        if !matches!(f.status, Status::Fail | Status::Warn) {
+            continue;
+        }
+        let set = f
+            .causes
+            .iter()
+            .find(|set| !set.is_empty() && set.iter().all(failing));
+        if let Some(set) = set {
+            f.blocked_by = set.first().cloned();
             f.status = Status::Blocked;
-            f.blocked_by = f.causes.first().cloned();
         }
     }
 }
@@ -692,7 +697,7 @@ impl Ctx<'_> {
                 Absence::NotArch(why) | Absence::NotInKernel(why) => Stand::NotApplicable(why),
                 Absence::ParentOff { root, why } => {
                     let fixhint = format!("absent because {why}");
-                    f.causes = vec![root];
+                    f.causes = vec![vec![root]];
                     Stand::Off(fixhint)
                 }
                 Absence::Missing => Stand::Off("missing: no line for it in the file".to_owned()),
@@ -712,12 +717,13 @@ impl Ctx<'_> {
         let mut f = self.blank(check, "any_of");
         let mut first_applicable: Option<String> = None;
         let mut satisfied: Vec<String> = Vec::new();
-        let mut causes: Vec<String> = Vec::new();
-        let mut blockable = true;
+        let mut causes: Vec<Vec<String>> = Vec::new();
         for (label, terms) in check.alternatives() {
             let mut ok = true;
             let mut applicable = true;
             let mut states = Vec::new();
+            // The off parents that alone keep this alternative unsatisfied, if so.
+            let mut roots: Option<Vec<String>> = Some(Vec::new());
             for term in &terms {
                 match term {
                     Term::Symbol(s) => {
@@ -733,10 +739,14 @@ impl Ctx<'_> {
                         ok = false;
                         match (&state, self.absence(s, 0)) {
                             (State::Absent, Absence::NotArch(_) | Absence::NotInKernel(_)) => {
-                                applicable = false
+                                applicable = false;
                             }
-                            (State::Absent, Absence::ParentOff { root, .. }) => causes.push(root),
-                            _ => blockable = false,
+                            (State::Absent, Absence::ParentOff { root, .. }) => {
+                                if let Some(r) = roots.as_mut() {
+                                    r.push(root);
+                                }
+                            }
+                            _ => roots = None,
                         }
                         if !sym.on_arch(self.arch.as_ref()) {
                             applicable = false;
@@ -744,6 +754,9 @@ impl Ctx<'_> {
                     }
                     Term::Cmdline { param, value } => {
                         let found = self.cmdline_has(param, value);
+                        if !found {
+                            roots = None;
+                        }
                         states.push(format!(
                             "cmdline {param}={value} {}",
                             if found { "found" } else { "not found" }
@@ -753,6 +766,10 @@ impl Ctx<'_> {
                 }
             }
             if applicable {
+                if let Some(mut r) = roots.filter(|r| !r.is_empty()) {
+                    r.dedup();
+                    causes.push(r);
+                }
                 if first_applicable.is_none() {
                     first_applicable = first_symbol(&terms);
                 }
@@ -807,7 +824,7 @@ impl Ctx<'_> {
                 return f;
             }
         }
-        if first_applicable.is_none() && f.alternatives.iter().all(|a| !a.applicable) {
+        if first_applicable.is_none() {
             f.status = Status::NotApplicable;
             f.detail = format!(
                 "none of {} exists for this kernel ({})",
@@ -840,10 +857,7 @@ impl Ctx<'_> {
             Level::Info => Status::Info,
         };
         f.detail = join(&format!("none of: {listing}"), check.note_off.as_deref());
-        if blockable {
-            causes.dedup();
-            f.causes = causes;
-        }
+        f.causes = causes;
         f.fix = self.fix_for(check, || {
             first_applicable
                 .iter()

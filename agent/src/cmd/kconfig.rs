@@ -189,7 +189,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 /// Colour on a terminal unless `NO_COLOR` is set to something non-empty.
 fn colour() -> bool {
-    io::stdout().is_terminal() && std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty())
+    io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 #[cfg(test)]
