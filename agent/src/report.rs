@@ -192,6 +192,13 @@ pub fn exit_code(findings: &[Finding]) -> ExitCode {
     ExitCode::from(exit_status(findings))
 }
 
+/// Writes text to stdout; a closed pipe (`| head`) is not an error.
+pub fn print_stdout(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 #[derive(Serialize)]
 struct JsonReport<'a> {
     version: u32,

@@ -2,3 +2,5 @@
 pub mod bind;
 pub mod kconfig;
 pub mod modules;
+pub mod check;
+pub mod groups;

@@ -1,0 +1,620 @@
+//! `vfio-early check`: after a boot, tell the truth about the machine.
+//!
+//! One [`Finding`] per check, from the kernel's own evidence:
+//!
+//! - `iommu vendor`, `iommu`, `interrupt remapping`, `kernel log`: [`crate::iommu`];
+//! - `cmdline ...`: [`crate::cmdline_check`];
+//! - `framebuffer`: a boot framebuffer in `/proc/iomem` over a BAR of a configured
+//!   device ([`crate::iomem`]);
+//! - `device ADDR`: each configured device is on vfio-pci and its group is usable;
+//!   `boot ADDR`: what the agent did at boot (its record under `/run/vfio-early/`, else
+//!   its `vfio-early:` kernel log lines), and why a host driver had to be unbound;
+//! - `image`: the config the agent used at boot versus the file now;
+//! - `hugepages SIZE`: the pools versus the config;
+//! - `kernel config`: the running kernel's config, summarised.
+//!
+//! Exit status: 0 when nothing fails, 1 when something does, 2 when the config cannot
+//! be read or parsed (the other findings are still printed).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::cmd::groups;
+use crate::cmdline::Cmdline;
+use crate::cmdline_check::{self, Context};
+use crate::config::{self, Config};
+use crate::host::Host;
+use crate::iomem;
+use crate::iommu::Evidence;
+use crate::kmsg;
+use crate::modules::{module_name, normalize};
+use crate::pci::{self, Device, PciAddress};
+use crate::plan::{self, Topology};
+use crate::record::Record;
+use crate::report::{self, Finding, Status};
+
+/// Options of `vfio-early check`.
+#[derive(clap::Args, Debug, Default)]
+pub struct Args {
+    /// Print the findings as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The config to check against (default: ROOT/etc/vfio-early.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// The findings, and whether the config was unusable (exit 2).
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Every finding, in report order.
+    pub findings: Vec<Finding>,
+    /// The config could not be read or parsed.
+    pub config_error: bool,
+}
+
+impl Outcome {
+    /// 0, 1 or 2.
+    pub fn exit_status(&self) -> u8 {
+        if self.config_error {
+            2
+        } else {
+            report::exit_status(&self.findings)
+        }
+    }
+}
+
+/// Runs `vfio-early check`.
+pub fn run(args: &Args, host: &Host) -> ExitCode {
+    let out = check(host, args.config.as_deref());
+    let text = if args.json {
+        report::render_json(&out.findings)
+    } else {
+        report::render_human(&out.findings, report::stdout_colour())
+    };
+    report::print_stdout(&text);
+    ExitCode::from(out.exit_status())
+}
+
+/// Every check, against `config` (default: the host's `etc/vfio-early.toml`).
+pub fn check(host: &Host, config_path: Option<&Path>) -> Outcome {
+    let mut f: Vec<Finding> = Vec::new();
+    let cmdline = Cmdline::parse(&host.read("proc/cmdline").unwrap_or_default());
+    let records = kmsg::read(host).map_err(|e| e.to_string());
+    let ev = Evidence::gather(host, records.as_deref().map_err(Clone::clone));
+    let records = records.unwrap_or_default();
+    f.extend(ev.findings(&cmdline));
+
+    // The config and the devices it selects.
+    let path = config_path.map_or_else(|| host.path(config::DEFAULT_PATH), Path::to_path_buf);
+    let mut config_error = false;
+    let config = match Config::load(&path) {
+        Ok(c) => Some(c),
+        Err(e) if config_path.is_none() && !path.exists() => {
+            f.push(Finding::new(
+                "config",
+                Status::Info,
+                format!(
+                    "no config at {}: no device is configured for passthrough",
+                    path.display()
+                ),
+            ));
+            let _ = e;
+            None
+        }
+        Err(e) => {
+            config_error = true;
+            f.push(
+                Finding::new("config", Status::Fail, e.to_string())
+                    .hint("fix the config, then rebuild the initramfs"),
+            );
+            None
+        }
+    };
+    let devices = pci::scan(host);
+    let topo = Topology {
+        iommu_groups: pci::iommu_groups_present(host),
+        alias_tables: true,
+        claimants: Default::default(),
+        devices: devices.clone(),
+    };
+    let plan = config
+        .as_ref()
+        .map(|c| plan::plan(&c.devices, &topo))
+        .unwrap_or_default();
+    for w in &plan.warnings {
+        f.push(Finding::new("config", Status::Warn, w.clone()));
+    }
+    let configured: Vec<PciAddress> = plan
+        .devices
+        .iter()
+        .filter(|d| d.selected)
+        .map(|d| d.address)
+        .collect();
+
+    let kconfig = cmdline_check::read_kernel_config(host);
+    let ctx = Context {
+        vendor: ev.vendor(),
+        iommu_on: ev.is_on(),
+        intel_default_on: kconfig.as_ref().map(|(_, t)| {
+            cmdline_check::kconfig_value(t, "CONFIG_INTEL_IOMMU_DEFAULT_ON") == Some("y")
+        }),
+        platform_opt_in: ev.log.platform_opt_in,
+        devices: &devices,
+        configured: &configured,
+    };
+    f.extend(cmdline_check::judge(&cmdline, &ctx));
+    f.push(framebuffer(host, &cmdline, &configured));
+
+    let record = Record::load(host);
+    f.extend(device_findings(
+        host,
+        &cmdline,
+        &devices,
+        &configured,
+        record.as_ref(),
+        &records,
+    ));
+    f.push(freshness(host, config.as_ref(), record.as_ref()));
+    if let Some(c) = &config {
+        f.extend(hugepages(host, c));
+    }
+    f.extend(kernel_config(kconfig.as_ref()));
+    Outcome {
+        findings: f,
+        config_error,
+    }
+}
+
+/// The framebuffer check.
+pub fn framebuffer(host: &Host, cmdline: &Cmdline, configured: &[PciAddress]) -> Finding {
+    const CHECK: &str = "framebuffer";
+    let Ok(text) = host.read("proc/iomem") else {
+        return Finding::new(CHECK, Status::Info, "/proc/iomem is not readable");
+    };
+    let regions = iomem::parse(&text);
+    let fbs = iomem::framebuffers(&regions);
+    if configured.is_empty() {
+        return Finding::new(
+            CHECK,
+            Status::NotApplicable,
+            "no device is configured for passthrough",
+        );
+    }
+    if fbs.is_empty() {
+        return Finding::new(CHECK, Status::Pass, "no boot framebuffer in /proc/iomem");
+    }
+    let bars: Vec<(PciAddress, Vec<iomem::Bar>)> = configured
+        .iter()
+        .map(|a| (*a, iomem::bars(host, *a)))
+        .collect();
+    let overlaps = iomem::overlaps(&regions, &bars);
+    let Some(o) = overlaps.first() else {
+        let names: Vec<String> = fbs
+            .iter()
+            .map(|fb| match fb.inside {
+                Some(a) => format!("{} (in {a})", fb.region.name),
+                None => fb.region.name.clone(),
+            })
+            .collect();
+        return Finding::new(
+            CHECK,
+            Status::Pass,
+            format!(
+                "boot framebuffer {} overlaps no BAR of a configured device",
+                names.join(", ")
+            ),
+        );
+    };
+    let at = match (o.range, o.bar) {
+        (Some((s, e)), Some(b)) => format!(" at {s:#x}-{e:#x}, inside BAR {b}"),
+        (Some((s, e)), None) => format!(" at {s:#x}-{e:#x}"),
+        _ => " (nested under it in /proc/iomem; addresses hidden, run as root for them)".to_owned(),
+    };
+    let detail = format!(
+        "the boot framebuffer {} lies in a BAR of {}{at}: vfio-pci cannot reserve that BAR",
+        o.framebuffer, o.device
+    );
+    Finding::new(CHECK, Status::Fail, detail).hint(framebuffer_fix(host, cmdline, &o.framebuffer))
+}
+
+/// The kernel parameter that removes a given framebuffer on this kernel.
+fn framebuffer_fix(host: &Host, cmdline: &Cmdline, name: &str) -> String {
+    let n = name.to_ascii_lowercase();
+    let sysfb = host
+        .kernel_release()
+        .and_then(|r| {
+            let mut it = r.split(['.', '-']).map(|x| x.parse::<u32>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .is_none_or(|v| v >= (5, 15));
+    let efifb_off = cmdline
+        .all("video")
+        .iter()
+        .flatten()
+        .any(|v| v.starts_with("efifb:off"));
+    if n.contains("vesafb") {
+        "add video=vesafb:off to the kernel command line".to_owned()
+    } else if n.contains("efifb") && !efifb_off {
+        "add video=efifb:off to the kernel command line".to_owned()
+    } else if sysfb {
+        let also = if efifb_off {
+            " (video=efifb:off is not enough: simpledrm/simplefb hold it)"
+        } else {
+            ""
+        };
+        format!("add initcall_blacklist=sysfb_init to the kernel command line{also}")
+    } else {
+        "add video=efifb:off to the kernel command line".to_owned()
+    }
+}
+
+/// Why a host driver was already bound when the agent ran: (why, fix).
+pub fn early_driver_reason(host: &Host, cmdline: &Cmdline, driver: &str) -> (String, String) {
+    let drv = normalize(driver);
+    if let Some(rel) = host.kernel_release() {
+        let builtin = host
+            .read(format!("lib/modules/{rel}/modules.builtin"))
+            .unwrap_or_default();
+        if builtin.lines().any(|l| module_name(l) == drv) {
+            return (
+                format!(
+                    "{driver} is built into the kernel, so it probes before any initramfs hook"
+                ),
+                format!(
+                    "build {driver} as a module (=m), or leave it: the agent unbinds it at boot"
+                ),
+            );
+        }
+    }
+    let pre: Vec<String> = cmdline
+        .all("rd.driver.pre")
+        .into_iter()
+        .flatten()
+        .flat_map(|v| v.split(','))
+        .map(normalize)
+        .collect();
+    if pre.contains(&drv) {
+        return (
+            format!("rd.driver.pre={driver} loads it before the hook"),
+            format!("remove {driver} from rd.driver.pre= on the kernel command line"),
+        );
+    }
+    let listed = |rel: &str, key: &str| -> bool {
+        host.read(rel).is_ok_and(|t| {
+            t.lines()
+                .map(str::trim)
+                .filter(|l| !l.starts_with('#'))
+                .any(|l| {
+                    let body = if key.is_empty() {
+                        Some(l)
+                    } else {
+                        l.strip_prefix(key)
+                            .map(|r| r.trim_start_matches(['+', '=']))
+                    };
+                    body.is_some_and(|b| {
+                        b.split(|c: char| c.is_whitespace() || "()\"',".contains(c))
+                            .any(|w| normalize(w) == drv)
+                    })
+                })
+        })
+    };
+    if listed("etc/mkinitcpio.conf", "MODULES") {
+        return (
+            format!("MODULES= in /etc/mkinitcpio.conf loads {driver} early"),
+            format!("remove {driver} from MODULES= in /etc/mkinitcpio.conf, then mkinitcpio -P"),
+        );
+    }
+    let mut dracut = vec!["etc/dracut.conf".to_owned()];
+    dracut.extend(
+        host.list("etc/dracut.conf.d")
+            .into_iter()
+            .map(|n| format!("etc/dracut.conf.d/{n}")),
+    );
+    if let Some(file) = dracut.iter().find(|p| listed(p, "force_drivers")) {
+        return (
+            format!("force_drivers in /{file} loads {driver} early"),
+            format!("remove {driver} from force_drivers in /{file}, then dracut -f"),
+        );
+    }
+    if listed("etc/initramfs-tools/modules", "") {
+        return (
+            format!("/etc/initramfs-tools/modules loads {driver} early"),
+            format!("remove {driver} from /etc/initramfs-tools/modules, then update-initramfs -u"),
+        );
+    }
+    (
+        format!("{driver} was loaded before the agent ran (another early hook or udev)"),
+        "make sure the vfio-early hook runs before udev coldplug in the initramfs".to_owned(),
+    )
+}
+
+fn device_findings(
+    host: &Host,
+    cmdline: &Cmdline,
+    devices: &[Device],
+    configured: &[PciAddress],
+    record: Option<&Record>,
+    log: &[kmsg::Record],
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let agent_lines: Vec<&kmsg::Record> = log
+        .iter()
+        .filter(|r| r.text.starts_with("vfio-early:"))
+        .collect();
+    if let Some(r) = record {
+        if let Some(p) = &r.disabled_by {
+            out.push(Finding::new(
+                "boot",
+                Status::Warn,
+                format!("the agent was switched off at boot by {p}"),
+            ));
+        }
+        if let Some(e) = &r.config_error {
+            out.push(Finding::new(
+                "boot",
+                Status::Fail,
+                format!("the agent could not use its config at boot: {e}"),
+            ));
+        }
+        for e in &r.errors {
+            out.push(Finding::new("boot", Status::Fail, format!("at boot: {e}")));
+        }
+        for w in &r.warnings {
+            out.push(Finding::new("boot", Status::Warn, format!("at boot: {w}")));
+        }
+    } else if !configured.is_empty() {
+        if agent_lines.is_empty() {
+            out.push(
+                Finding::new(
+                    "boot",
+                    Status::Warn,
+                    "no boot record (/run/vfio-early/record.json) and no vfio-early: lines in the kernel log: \
+                     the agent did not run at boot",
+                )
+                .hint(format!("is the hook in the initramfs? rebuild it: {}", rebuild_command(host))),
+            );
+        } else {
+            out.push(Finding::new(
+                "boot",
+                Status::Info,
+                format!(
+                    "no boot record; the kernel log has {} vfio-early: lines",
+                    agent_lines.len()
+                ),
+            ));
+        }
+    }
+
+    for addr in configured {
+        let check = format!("device {addr}");
+        let Some(d) = devices.iter().find(|d| d.address == *addr) else {
+            continue;
+        };
+        match d.driver.as_deref() {
+            Some(pci::VFIO_DRIVER) => {
+                let members = d
+                    .iommu_group
+                    .map(|g| groups::group_devices(host, g))
+                    .unwrap_or_default();
+                let blockers = groups::blockers(&members);
+                out.push(match (d.iommu_group, blockers.is_empty()) {
+                    (None, _) => Finding::new(check, Status::Fail, "on vfio-pci, but in no IOMMU group"),
+                    (Some(g), true) => {
+                        Finding::new(check, Status::Pass, format!("on vfio-pci; IOMMU group {g} is usable"))
+                    }
+                    (Some(g), false) => Finding::new(
+                        check,
+                        Status::Fail,
+                        format!("on vfio-pci, but IOMMU group {g} is not usable: {}", blockers.join("; ")),
+                    )
+                    .hint("add the other members to the config, or move the card to a slot with its own group"),
+                });
+            }
+            other => {
+                let now = other.map_or_else(
+                    || "no driver".to_owned(),
+                    |d| format!("the host driver {d}"),
+                );
+                out.push(
+                    Finding::new(check, Status::Fail, format!("on {now}, not vfio-pci"))
+                        .hint(format!(
+                        "see the boot {addr} finding; `vfio-early bind --dry-run` shows the plan"
+                    )),
+                );
+            }
+        }
+        out.push(boot_finding(host, cmdline, *addr, record, &agent_lines));
+    }
+    out
+}
+
+fn boot_finding(
+    host: &Host,
+    cmdline: &Cmdline,
+    addr: PciAddress,
+    record: Option<&Record>,
+    agent_lines: &[&kmsg::Record],
+) -> Finding {
+    let check = format!("boot {addr}");
+    let a = addr.to_string();
+    let Some(r) = record else {
+        let lines: Vec<&str> = agent_lines
+            .iter()
+            .filter(|l| l.text.contains(&a))
+            .map(|l| l.text.as_str())
+            .collect();
+        return match lines.last() {
+            Some(l) => Finding::new(
+                check,
+                Status::Info,
+                format!("no record; the kernel log says: {l}"),
+            ),
+            None => Finding::new(
+                check,
+                Status::Info,
+                "no record and no kernel log line about it",
+            ),
+        };
+    };
+    let Some(d) = r.devices.iter().find(|d| d.address == a) else {
+        return Finding::new(
+            check,
+            Status::Warn,
+            "the boot run did not plan it: the config in the initramfs differs",
+        )
+        .hint(format!("rebuild the initramfs: {}", rebuild_command(host)));
+    };
+    match (d.action.as_str(), d.outcome.as_str()) {
+        ("refuse", _) => Finding::new(
+            check,
+            Status::Fail,
+            format!("refused at boot: {}", d.reasons.join("; ")),
+        ),
+        (_, "rolled-back" | "failed") => Finding::new(
+            check,
+            Status::Fail,
+            format!(
+                "{} at boot: {}",
+                d.outcome,
+                d.error.as_deref().unwrap_or("no error recorded")
+            ),
+        ),
+        ("already-bound", _) => Finding::new(
+            check,
+            Status::Pass,
+            "already on vfio-pci when the agent ran",
+        ),
+        (_, "bound") => match d.driver_before.as_deref() {
+            Some(h) if h != pci::VFIO_DRIVER => {
+                let (why, fix) = early_driver_reason(host, cmdline, h);
+                Finding::new(
+                    check,
+                    Status::Warn,
+                    format!("bound at boot after unbinding {h}: {why}"),
+                )
+                .hint(fix)
+            }
+            _ => Finding::new(
+                check,
+                Status::Pass,
+                "bound to vfio-pci at boot before any host driver",
+            ),
+        },
+        (action, outcome) => Finding::new(
+            check,
+            Status::Info,
+            format!("at boot: action {action}, outcome {outcome:?}"),
+        ),
+    }
+}
+
+/// The command that rebuilds the initramfs on this system, from what is installed.
+pub fn rebuild_command(host: &Host) -> String {
+    let has = |names: &[&str]| {
+        names.iter().any(|n| {
+            ["usr/bin", "usr/sbin", "bin", "sbin"]
+                .iter()
+                .any(|d| host.exists(format!("{d}/{n}")))
+        })
+    };
+    let mut cmds = Vec::new();
+    if has(&["dracut"]) {
+        cmds.push("dracut -f");
+    }
+    if has(&["mkinitcpio"]) {
+        cmds.push("mkinitcpio -P");
+    }
+    if has(&["update-initramfs"]) {
+        cmds.push("update-initramfs -u");
+    }
+    if cmds.is_empty() {
+        "your initramfs generator (dracut -f / mkinitcpio -P / update-initramfs -u)".to_owned()
+    } else {
+        cmds.join(" or ")
+    }
+}
+
+fn freshness(host: &Host, config: Option<&Config>, record: Option<&Record>) -> Finding {
+    const CHECK: &str = "image";
+    let Some(r) = record else {
+        return Finding::new(
+            CHECK,
+            Status::NotApplicable,
+            "no boot record to compare with",
+        );
+    };
+    let now = config.map(|c| c.text.as_str());
+    match (r.config_text.as_deref(), now) {
+        (Some(a), Some(b)) if a == b => Finding::new(
+            CHECK,
+            Status::Pass,
+            "the config used at boot is the config on disk",
+        ),
+        (Some(_), Some(_)) => Finding::new(
+            CHECK,
+            Status::Warn,
+            "the config on disk changed since the initramfs was built: the boot used the old one",
+        )
+        .hint(format!("rebuild the initramfs: {}", rebuild_command(host))),
+        (None, Some(_)) => Finding::new(
+            CHECK,
+            Status::Warn,
+            "the boot run had no config; there is one on disk now",
+        )
+        .hint(format!("rebuild the initramfs: {}", rebuild_command(host))),
+        (Some(_), None) => Finding::new(
+            CHECK,
+            Status::Info,
+            "the boot run used a config that is no longer on disk",
+        ),
+        (None, None) => Finding::new(CHECK, Status::NotApplicable, "no config at boot nor now"),
+    }
+}
+
+fn hugepages(host: &Host, config: &Config) -> Vec<Finding> {
+    crate::hugepages::status(host, config)
+        .into_iter()
+        .map(|r| {
+            let what = match r.node {
+                Some(n) => format!("hugepages {} node {n}", r.size),
+                None => format!("hugepages {}", r.size),
+            };
+            let got = r
+                .obtained
+                .map_or_else(|| "unknown".to_owned(), |g| g.to_string());
+            let notes = r.notes.join("; ");
+            if r.requested == 0 {
+                let detail = if notes.is_empty() {
+                    format!("{got} reserved")
+                } else {
+                    format!("{got} reserved; {notes}")
+                };
+                let status = if r.obtained.is_none() && !r.notes.is_empty() {
+                    Status::Warn
+                } else {
+                    Status::Info
+                };
+                Finding::new(what, status, detail)
+            } else if r.obtained.is_some_and(|g| g >= r.requested) {
+                Finding::new(
+                    what,
+                    Status::Pass,
+                    format!("{got} reserved, config asks {}", r.requested),
+                )
+            } else {
+                Finding::new(
+                    what,
+                    Status::Warn,
+                    format!("{got} reserved, config asks {}", r.requested),
+                )
+                .hint(notes)
+            }
+        })
+        .collect()
+}
+
+fn kernel_config(kconfig: Option<&(String, String)>) -> Vec<Finding> {
+    let _ = kconfig;
+    Vec::new()
+}
