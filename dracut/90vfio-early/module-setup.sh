@@ -59,7 +59,7 @@ install() {
         rc=$?
         if ((rc == 2)); then
             while IFS= read -r line; do
-                dwarn "vfio-early: $line"
+                dwarn "$line"
             done <<<"$report"
             dwarn "vfio-early: config error in $config: the agent will change nothing at boot until it is fixed (the image is built anyway)"
         elif ((rc != 0)); then

@@ -227,3 +227,8 @@ mkinitcpio_image() {
     (cd "$root" && find . | cpio --quiet -o -H newc) >"$out"
     log "mkinitcpio-style busybox image: $(elapsed "$t") s"
 }
+
+# lsinitrd_hook IMAGE: the dracut image carries our hook at pre-udev priority 00.
+lsinitrd_hook() {
+    cpio -it --quiet <"$1" 2>/dev/null | grep -q 'dracut/hooks/pre-udev/00-vfio-early\.sh$'
+}

@@ -2,7 +2,8 @@
 # Runs inside the VM (busybox sh) once coldplug has settled: prints what the harness
 # asserts on to the console, captures the "after" fixture when asked, powers off.
 # Lines: VE-DEV <addr> <driver|none> <driver_override> <boot_vga|->
-#        VE-KMSG <kernel log line of the agent>   VE-RUN <line of the agent's record>
+#        VE-KMSG <kernel log line about vfio>   VE-RUN <line of the agent's record>
+#        VE-CONF <line of the image's modprobe.d backstop>
 PATH=/ve/bin:$PATH
 exec >/dev/console 2>&1
 echo "VE-STAGE report $1"
@@ -19,6 +20,7 @@ dmesg | grep -E 'DMAR|AMD-Vi|IOMMU' | head -20 | sed 's/^/VE-IOMMU /'
 for f in /run/vfio-early/*; do
     [ -f "$f" ] && sed "s|^|VE-RUN ${f##*/}: |" "$f"
 done
+[ -f /etc/modprobe.d/vfio-early.conf ] && sed 's/^/VE-CONF /' /etc/modprobe.d/vfio-early.conf
 if grep -q 've.capture=1' /proc/cmdline; then
     sh /ve/capture.sh after
 fi

@@ -1,0 +1,204 @@
+#!/bin/bash
+# shellcheck disable=SC2016 # assertions are eval'd single-quoted on purpose
+# End-to-end tests: real initramfs images (dracut shell and systemd, initramfs-tools,
+# mkinitcpio's hooks) booting Debian's generic kernel under QEMU (TCG) with an
+# emulated Intel or AMD IOMMU. Usage: tests/qemu/run.sh [intel|amd|all]
+# Exit 0 only when every assertion held; the last line is "N passed, M failed".
+# Environment: VFIO_EARLY_BIN (use this binary instead of building it),
+# VFIO_EARLY_BOOT_TIMEOUT (seconds per boot, default 240), VE_SKIP_DEPS=1.
+set -uo pipefail
+
+QEMU_DIR=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/qemu/lib.sh
+. "$QEMU_DIR/lib.sh"
+
+which=${1:-all}
+case $which in intel | amd | all) ;; *)
+    echo "usage: $0 [intel|amd|all]" >&2
+    exit 2
+    ;;
+esac
+
+passed=0
+failed=0
+ok() { # ok DESCRIPTION COMMAND...: one assertion
+    local desc=$1
+    shift
+    if "$@"; then
+        passed=$((passed + 1))
+        printf 'ok     %s\n' "$desc"
+    else
+        failed=$((failed + 1))
+        printf 'FAILED %s\n' "$desc"
+    fi
+}
+
+# Readers of a boot log (the guest's report lines).
+report() { tr -d '\r' <"$WORK_DIR/$1.log" | grep -a '^VE-'; }
+dev_field() { report "$1" | awk -v a="$2" -v f="$3" '$1 == "VE-DEV" && $2 == a { v = $f } END { print v }'; }
+driver_is() { [[ $(dev_field "$1" "$2" 3) == "$3" ]]; }
+override_clear() { [[ $(dev_field "$1" "$2" 4) == "(null)" ]]; }
+kmsg_has() { report "$1" | grep '^VE-KMSG' | grep -Eq -- "$2"; }
+reached_report() { report "$1" | grep -q '^VE-END'; }
+conf_has() { report "$1" | grep '^VE-CONF' | grep -Eq -- "$2"; }
+agent_lines() { report "$1" | grep '^VE-KMSG' | grep -c 'vfio-early:'; }
+# Devices that are neither selected nor vfio-pci's: never on vfio-pci, no override.
+others_untouched() {
+    local b=$1 a
+    for a in 0000:00:00.0 0000:00:02.0 0000:00:07.0 0000:00:08.0 0000:00:1f.0 0000:00:1f.2 \
+        0000:00:1f.3 0000:02:00.0 0000:02:00.1; do
+        [[ $(dev_field "$b" "$a" 3) != vfio-pci ]] && override_clear "$b" "$a" || return 1
+    done
+}
+nothing_on_vfio() { ! report "$1" | awk '$1 == "VE-DEV"' | grep -q ' vfio-pci'; }
+
+# The main config (configs/main.toml) on the standard topology.
+assert_main() { # BOOT LABEL EARLY_E1000E(yes|no)
+    local b=$1 l=$2
+    ok "$l: boot reached the report (the agent did not stall it)" reached_report "$b"
+    ok "$l: card A display 01:00.0 on vfio-pci" driver_is "$b" 0000:01:00.0 vfio-pci
+    ok "$l: card A audio 01:00.1 on vfio-pci (functions = slot)" driver_is "$b" 0000:01:00.1 vfio-pci
+    ok "$l: e1000e 00:03.0 handed to vfio-pci" driver_is "$b" 0000:00:03.0 vfio-pci
+    if [[ $3 == yes ]]; then
+        ok "$l: e1000e was bound early and unbound by the agent" kmsg_has "$b" 'vfio-early: 0000:00:03\.0.*was e1000e'
+    fi
+    ok "$l: identical card B stays on the host (bochs-drm)" driver_is "$b" 0000:02:00.0 bochs-drm
+    ok "$l: card B audio stays on the host (snd_hda_intel)" driver_is "$b" 0000:02:00.1 snd_hda_intel
+    ok "$l: boot VGA 00:02.0 keeps bochs-drm" driver_is "$b" 0000:00:02.0 bochs-drm
+    ok "$l: boot VGA refusal logged with its reason" kmsg_has "$b" 'vfio-early: 0000:00:02\.0.*refused.*boot_vga'
+    ok "$l: no other device touched" others_untouched "$b"
+    ok "$l: summary line in the kernel log" kmsg_has "$b" 'vfio-early: .*3 bound.*1 refused'
+}
+
+assert_untouched() { # BOOT LABEL
+    local b=$1 l=$2
+    ok "$l: boot reached the report" reached_report "$b"
+    ok "$l: no device on vfio-pci" nothing_on_vfio "$b"
+    ok "$l: card A stays on bochs-drm" driver_is "$b" 0000:01:00.0 bochs-drm
+    ok "$l: e1000e stays on e1000e" driver_is "$b" 0000:00:03.0 e1000e
+    ok "$l: no driver_override set" override_clear "$b" 0000:01:00.0
+}
+
+DRACUT_ARGS="root=/dev/nonexistent rd.retry=6 rd.shell=0 rd.emergency=poweroff"
+T0=$(now)
+
+boot_scenarios() { # VENDOR
+    local v=$1
+    qemu_boot "$v-dracut-shell" "$v" "$WORK_DIR/dracut-shell.img" \
+        "$DRACUT_ARGS rd.driver.pre=e1000e printk.devkmsg=on ve.config=main"
+    assert_main "$v-dracut-shell" "$v dracut shell" yes
+    ok "$v dracut shell: IOMMU groups exist ($v)" kmsg_has "$v-dracut-shell" 'IOMMU group [0-9]+'
+    ok "$v dracut shell: modprobe.d backstop in the image" conf_has "$v-dracut-shell" '^install vfio-pci .*vfio-early bind; modprobe --ignore-install vfio-pci'
+
+    qemu_boot "$v-itools" "$v" "$WORK_DIR/itools.img" "root=/dev/nonexistent"
+    assert_main "$v-itools" "$v initramfs-tools (no printk.devkmsg)" no
+
+    if [[ $v == intel ]]; then
+        qemu_boot "$v-dracut-systemd" "$v" "$WORK_DIR/dracut-systemd.img" \
+            "$DRACUT_ARGS rd.driver.pre=e1000e ve.config=main"
+        assert_main "$v-dracut-systemd" "$v dracut systemd (no printk.devkmsg)" yes
+
+        qemu_boot "$v-mkinitcpio" "$v" "$WORK_DIR/mkinitcpio.img" "ve.config=main"
+        assert_main "$v-mkinitcpio" "$v mkinitcpio runtime hook" no
+        ok "$v mkinitcpio: early hook ran before MODULES= and udev's run_hook" \
+            grep -aq ':: running early hook \[vfio-early\]' "$WORK_DIR/$v-mkinitcpio.log"
+
+        qemu_boot "$v-killswitch" "$v" "$WORK_DIR/dracut-shell.img" \
+            "$DRACUT_ARGS rd.driver.pre=e1000e ve.config=main vfio_early=off"
+        assert_untouched "$v-killswitch" "$v kill switch"
+        ok "$v kill switch: exactly one agent line, naming the switch" \
+            eval '[[ $(agent_lines '"$v"'-killswitch) == 1 ]] && kmsg_has '"$v"'-killswitch "vfio-early: .*vfio_early=off"'
+
+        qemu_boot "$v-badconfig" "$v" "$WORK_DIR/dracut-shell.img" \
+            "$DRACUT_ARGS rd.driver.pre=e1000e ve.config=bad"
+        assert_untouched "$v-badconfig" "$v malformed config"
+        ok "$v malformed config: the error names the line" kmsg_has "$v-badconfig" 'vfio-early: .*vfio-early\.toml:3:'
+    else
+        qemu_boot "$v-mkinitcpio" "$v" "$WORK_DIR/mkinitcpio.img" "ve.config=main"
+        assert_main "$v-mkinitcpio" "$v mkinitcpio runtime hook" no
+    fi
+}
+
+# --- setup -------------------------------------------------------------------------
+if [[ -z ${VE_SKIP_DEPS:-} ]]; then
+    "$QEMU_DIR/deps.sh" || die "deps.sh failed"
+fi
+t=$(now)
+fetch_kernel
+log "kernel $KVER ready: $(elapsed "$t") s"
+t=$(now)
+build_agent
+log "agent built: $(elapsed "$t") s"
+export VE_QEMU_DIR=$QEMU_DIR
+mkdir -p "$WORK_DIR/empty-confdir"
+
+# --- build-time checks (no boot) ---------------------------------------------------
+mods=$("$AGENT_BIN" modules --kver "$KVER" --kmoddir "$KMODDIR")
+for m in vfio_pci vfio_pci_core vfio vfio_iommu_type1 irqbypass; do
+    ok "modules: $m in vfio-pci's closure for $KVER" grep -qx "$m" <<<"$mods"
+done
+empty_kmod=$WORK_DIR/empty-kmoddir
+mkdir -p "$empty_kmod"
+ok "modules: exit 1 when the kernel has no vfio-pci" \
+    eval '"$AGENT_BIN" modules --kver "$KVER" --kmoddir "$empty_kmod" >/dev/null 2>&1; [[ $? == 1 ]]'
+fixture=$REPO_DIR/tests/fixtures/qemu-intel-before
+if [[ -d $fixture ]]; then
+    conf=$("$AGENT_BIN" --root "$fixture" modules --kver "$KVER" --kmoddir "$KMODDIR" \
+        --config "$QEMU_DIR/configs/main.toml" --modprobe-conf)
+    for d in bochs snd_hda_intel e1000e; do
+        ok "modules --modprobe-conf on the captured VM: softdep $d pre: vfio-pci" grep -qx "softdep $d pre: vfio-pci" <<<"$conf"
+    done
+fi
+
+mk=$WORK_DIR/mkinitcpio-build
+rm -rf "$mk"
+mkdir -p "$mk/root" "$mk/root-systemd" "$mk/root-novfio" "$mk/root-bad"
+mkinitcpio_build "$mk/root" "$mk/record" "$QEMU_DIR/configs/main.toml" base udev vfio-early 2>/dev/null
+ok "mkinitcpio build(): returns 0" test $? -eq 0
+ok "mkinitcpio build(): adds vfio_pci and vfio_iommu_type1" \
+    eval 'grep -qx "add_module vfio_pci" "$mk/record" && grep -qx "add_module vfio_iommu_type1" "$mk/record"'
+ok "mkinitcpio build(): adds the binary and the config" \
+    eval 'grep -q "^add_binary .* /usr/bin/vfio-early$" "$mk/record" && grep -q "^add_file .* /etc/vfio-early.toml$" "$mk/record"'
+ok "mkinitcpio build(): adds the runtime hook" grep -qx "add_runscript vfio-early" "$mk/record"
+ok "mkinitcpio build(): writes the modprobe.d backstop" grep -q '^install vfio-pci ' "$mk/root/etc/modprobe.d/vfio-early.conf"
+ok "mkinitcpio build(): no systemd unit without the systemd hook" eval '! grep -q vfio-early.service "$mk/record"'
+mkinitcpio_build "$mk/root-systemd" "$mk/record-systemd" "$QEMU_DIR/configs/main.toml" base systemd vfio-early 2>/dev/null
+ok "mkinitcpio build() with HOOKS=(systemd): installs and enables the oneshot unit" \
+    eval 'grep -q "^add_file .* /usr/lib/systemd/system/vfio-early.service$" "$mk/record-systemd" && grep -q "^add_symlink /usr/lib/systemd/system/sysinit.target.wants/vfio-early.service" "$mk/record-systemd"'
+ok "mkinitcpio unit: DefaultDependencies=no, before udev trigger and modules-load" \
+    eval 'grep -qx "DefaultDependencies=no" "$mk/root-systemd/usr/lib/systemd/system/vfio-early.service" && grep -q "^Before=systemd-udev-trigger.service systemd-modules-load.service" "$mk/root-systemd/usr/lib/systemd/system/vfio-early.service"'
+VE_KMODDIR_OVERRIDE=$empty_kmod mkinitcpio_build "$mk/root-novfio" "$mk/record-novfio" "$QEMU_DIR/configs/main.toml" base udev vfio-early 2>/dev/null
+ok "mkinitcpio build() without vfio-pci: returns 0" test $? -eq 0
+ok "mkinitcpio build() without vfio-pci: warns loudly and leaves the hook out" \
+    eval 'grep -q "^warning .*unavailable.*LEFT OUT" "$mk/record-novfio" && ! grep -q "^add_runscript" "$mk/record-novfio"'
+mkinitcpio_build "$mk/root-bad" "$mk/record-bad" "$QEMU_DIR/configs/bad.toml" base udev vfio-early 2>/dev/null
+ok "mkinitcpio build() with a malformed config: warns with the line, still builds" \
+    eval 'grep -q "^warning vfio-early: .*bad.toml:3:" "$mk/record-bad" && grep -qx "add_runscript vfio-early" "$mk/record-bad"'
+
+# --- images --------------------------------------------------------------------------
+t=$(now)
+dracut_image "$WORK_DIR/dracut-shell.img" shell "$QEMU_DIR/configs/main.toml" || die "dracut shell image"
+dracut_image "$WORK_DIR/dracut-bad.img" shell "$QEMU_DIR/configs/bad.toml" || die "dracut image, bad config"
+ok "dracut build with a malformed config: warns with the line" grep -q 'vfio-early: .*bad.toml:3:' "$WORK_DIR/dracut-bad.img.build.log"
+ok "dracut image: the hook runs at pre-udev 00" eval 'lsinitrd_hook "$WORK_DIR/dracut-shell.img"'
+if [[ $which != amd ]]; then
+    dracut_image "$WORK_DIR/dracut-systemd.img" systemd "$QEMU_DIR/configs/main.toml" || die "dracut systemd image"
+fi
+VFIO_EARLY_CONFIG=$QEMU_DIR/configs/main.toml itools_image "$WORK_DIR/itools.img" || die "initramfs-tools image"
+mkinitcpio_image "$WORK_DIR/mkinitcpio.img" "$QEMU_DIR/configs/main.toml" || die "mkinitcpio image"
+log "images built: $(elapsed "$t") s"
+
+# --- boots -----------------------------------------------------------------------------
+t=$(now)
+[[ $which == amd ]] || boot_scenarios intel
+[[ $which == intel ]] || boot_scenarios amd
+if [[ $which != amd ]]; then
+    qemu_boot noiommu none "$WORK_DIR/dracut-shell.img" "$DRACUT_ARGS ve.config=main"
+    ok "no IOMMU: boot reached the report" reached_report noiommu
+    ok "no IOMMU: nothing on vfio-pci" nothing_on_vfio noiommu
+    ok "no IOMMU: refusal names the missing IOMMU" kmsg_has noiommu 'vfio-early: .*IOMMU'
+fi
+log "boots: $(elapsed "$t") s; total $(elapsed "$T0") s"
+
+echo "$passed passed, $failed failed"
+((failed == 0))
