@@ -42,6 +42,7 @@
 #![deny(missing_docs)]
 
 pub mod bind;
+pub mod cli;
 pub mod cmd;
 pub mod cmdline;
 pub mod config;

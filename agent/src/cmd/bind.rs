@@ -102,7 +102,7 @@ fn bind(args: &Args, host: &Host) -> ExitCode {
 
     let topo = read_topology(host);
     let plan = plan::plan(&config.devices, &topo);
-    let hugepages = hugepages_shim::plan(host, &config, &cmdline);
+    let hugepages = crate::hugepages::plan(host, &config, &cmdline);
     if args.dry_run {
         let failed = plan.has_problems() || hugepages.iter().any(|h| !h.notes.is_empty() && h.requested == 0);
         return finish(args, host, &record, &plan, &hugepages, strict(failed));
@@ -111,10 +111,14 @@ fn bind(args: &Args, host: &Host) -> ExitCode {
     if config.devices.is_empty() && config.hugepages.is_empty() {
         info!("{} selects no device; nothing to do", path.display());
     }
+    // The IOMMU and command-line verdict, so `dmesg` alone tells a user where they stand.
+    let (level, verdict) = crate::iommu::boot_verdict(host, &cmdline);
+    log::log!(level, "{verdict}");
+    record.iommu_verdict = Some(verdict);
     bind::log_plan(&plan);
     let outcome = bind::execute(host, &plan, &cmdline, config.bind.timeout());
     let mut hugepages = hugepages;
-    hugepages_shim::reserve(host, &mut hugepages, config.bind.timeout());
+    crate::hugepages::reserve(host, &mut hugepages, config.bind.timeout());
 
     let bound = outcome.bound();
     let refused = plan.devices.iter().filter(|d| d.action == Action::Refuse && d.selected).count();
@@ -225,11 +229,3 @@ pub fn render_plan(record: &Record, plan: &Plan, hugepages: &[HugepageRecord]) -
     s
 }
 
-// TEMPORARY until agent/src/hugepages.rs lands (issue 6): no reservations.
-mod hugepages_shim {
-    use crate::{cmdline::Cmdline, config::Config, host::Host, record::HugepageRecord};
-    pub fn plan(_: &Host, _: &Config, _: &Cmdline) -> Vec<HugepageRecord> {
-        Vec::new()
-    }
-    pub fn reserve(_: &Host, _: &mut [HugepageRecord], _: std::time::Duration) {}
-}

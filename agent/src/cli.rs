@@ -1,0 +1,58 @@
+//! The command line: clap definitions and dispatch only. Each subcommand's arguments
+//! and behaviour live in its own module under [`crate::cmd`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd;
+use crate::host::Host;
+
+/// Hands PCI devices to vfio-pci safely at boot, and tells the truth about a machine's
+/// IOMMU setup afterwards.
+#[derive(Parser, Debug)]
+#[command(name = "vfio-early", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Root of the system to work on (tests point this at a fixture tree); with
+    /// anything but `/`, nothing reaches the running kernel.
+    #[arg(long, global = true, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Bind the configured devices to vfio-pci (run from the initramfs).
+    Bind(cmd::bind::Args),
+    /// Check the IOMMU, the kernel command line, the devices and hugepages.
+    Check(cmd::check::Args),
+    /// List IOMMU groups with their devices, drivers and boot-VGA flag.
+    Groups(cmd::groups::Args),
+    /// Check a kernel .config for passthrough.
+    CheckKconfig(cmd::kconfig::Args),
+    /// List the vfio modules of a kernel, for initramfs generators.
+    Modules(cmd::modules::Args),
+}
+
+/// Parses the process arguments and runs the subcommand.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    let host = Host::new(&cli.root);
+    match &cli.command {
+        Command::Bind(a) => cmd::bind::run(a, &host),
+        Command::Check(a) => cmd::check::run(a, &host),
+        Command::Groups(a) => cmd::groups::run(a, &host),
+        Command::CheckKconfig(a) => cmd::kconfig::run(a, &host),
+        Command::Modules(a) => cmd::modules::run(a, &host),
+    }
+}
