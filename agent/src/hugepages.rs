@@ -39,7 +39,7 @@ use log::{error, info, warn};
 
 use crate::cmdline::Cmdline;
 use crate::config::{Config, HugepagesEntry};
-use crate::host::Host;
+use crate::host::{Host, HostError};
 use crate::record::HugepageRecord;
 
 /// The global pools, relative to the host root.
@@ -670,30 +670,57 @@ pub fn verdict(requested: u64, obtained: Option<u64>) -> Verdict {
 }
 
 /// The fix for a shortfall that works: the kernel command line, which reserves pages
-/// before memory fragments.
-pub fn shortfall_fix(size_kb: u64, node: Option<u32>, pages: u64) -> String {
+/// before memory fragments. `on_cmdline` is what the command line already asks for
+/// this pool: when that is already enough, the command line cannot help either.
+pub fn shortfall_fix(
+    size_kb: u64,
+    node: Option<u32>,
+    pages: u64,
+    on_cmdline: Option<u64>,
+) -> String {
     let size = size_name(size_kb);
+    if let Some(c) = on_cmdline.filter(|&c| c >= pages) {
+        return format!(
+            "the kernel command line already asks for {c}, and even at boot the kernel found less: \
+             this machine lacks the free memory for more {size} pages (ask for fewer, or add memory)"
+        );
+    }
     let count = node.map_or_else(|| pages.to_string(), |n| format!("{n}:{pages}"));
     let node_note = if node.is_some() {
         " (the node:count form needs Linux 5.16+)"
     } else {
         ""
     };
+    let how = match on_cmdline {
+        Some(c) => format!("raise the kernel command line's {c} to {pages}"),
+        None => "reserve them on the kernel command line instead".to_owned(),
+    };
     if size_kb >= GIB_KB {
         format!(
             "{size} pages need {size} of contiguous free memory each, which is rarely left even in the initramfs; \
-             reserve them on the kernel command line instead: default_hugepagesz={size} hugepagesz={size} hugepages={count}{node_note}"
+             {how}: default_hugepagesz={size} hugepagesz={size} hugepages={count}{node_note}"
         )
     } else {
         format!(
-            "memory is short or fragmented; reserve them on the kernel command line instead: hugepagesz={size} hugepages={count}{node_note}"
+            "memory is short or fragmented; {how}: hugepagesz={size} hugepages={count}{node_note}"
         )
     }
 }
 
+/// What the host's kernel command line asks for, per page size (kB).
+fn host_cmdline_reservations(host: &Host) -> BTreeMap<u64, CmdlineReservation> {
+    let cmdline = Cmdline::parse(&host.read("proc/cmdline").unwrap_or_default());
+    let default_kb = host
+        .read(MEMINFO)
+        .ok()
+        .and_then(|t| parse_meminfo(&t).hugepagesize_kb)
+        .unwrap_or(2 * MIB_KB);
+    cmdline_reservations(&cmdline, default_kb)
+}
+
 /// The log line (and its level) for a reservation that was attempted. Pure: what
 /// [`reserve`] logs after reading back.
-pub fn outcome_line(rec: &HugepageRecord) -> (log::Level, String) {
+pub fn outcome_line(rec: &HugepageRecord, on_cmdline: Option<u64>) -> (log::Level, String) {
     let what = label(&rec.size, rec.node);
     match verdict(rec.requested, rec.obtained) {
         Verdict::Met => (
@@ -710,7 +737,7 @@ pub fn outcome_line(rec: &HugepageRecord) -> (log::Level, String) {
                 "hugepages {what}: requested {}, obtained {} ({missing} short); {}",
                 rec.requested,
                 rec.obtained.unwrap_or(0),
-                shortfall_fix(rec.size_kb, rec.node, rec.requested)
+                shortfall_fix(rec.size_kb, rec.node, rec.requested, on_cmdline)
             ),
         ),
         Verdict::Unknown => (
@@ -723,12 +750,54 @@ pub fn outcome_line(rec: &HugepageRecord) -> (log::Level, String) {
     }
 }
 
-/// Reserves the planned pools, larger sizes first: writes `nr_hugepages` (each write
-/// bounded by `timeout`; the kernel stops allocating when the abandoned writer is
-/// killed), reads the count back into `obtained`, and logs one line per pool. Pools
-/// are never shrunk: a pool that already holds `requested` pages is not written.
-/// Entries with `requested` = 0 are skipped (their notes are logged as a warning).
-/// Never panics; failures are logged and noted.
+/// The pages one write may add: 1 GiB worth (one 1G page, 512 2M pages), so that each
+/// bounded write has a bounded amount of work and a pool that stops growing is seen
+/// after one step, not after the whole request.
+pub fn step_pages(size_kb: u64) -> u64 {
+    (GIB_KB / size_kb.max(1)).max(1)
+}
+
+/// The counts to write, in order, to grow a pool from `now` to `requested`.
+pub fn steps(now: u64, requested: u64, size_kb: u64) -> Vec<u64> {
+    let step = step_pages(size_kb);
+    let mut out = Vec::new();
+    let mut at = now;
+    while at < requested {
+        at = at.saturating_add(step).min(requested);
+        out.push(at);
+    }
+    out
+}
+
+/// Grows one pool step by step; stops at the first step the kernel does not fully
+/// give, and at the first failed write. Returns the write error, if any.
+fn grow(host: &Host, rec: &HugepageRecord, now: u64, timeout: Duration) -> Option<String> {
+    let path = count_path(rec.size_kb, rec.node);
+    for target in steps(now, rec.requested, rec.size_kb) {
+        if let Err(e) = host.write_bounded(&path, &target.to_string(), timeout) {
+            let hint = if matches!(e, HostError::Timeout { .. }) {
+                format!(
+                    "; the kernel was still allocating: [bind] timeout_ms = {} bounds each GiB",
+                    timeout.as_millis()
+                )
+            } else {
+                String::new()
+            };
+            return Some(format!("writing {target} failed: {e}{hint}"));
+        }
+        if !matches!(read_count(host, rec.size_kb, rec.node), Some(got) if got >= target) {
+            break;
+        }
+    }
+    None
+}
+
+/// Reserves the planned pools, larger sizes first: grows each pool's `nr_hugepages`
+/// by at most 1 GiB per write (each write bounded by `timeout`; the kernel stops
+/// allocating when an abandoned writer is killed), reads the count back into
+/// `obtained`, and logs one line per pool. Pools are never shrunk: a pool that already
+/// holds `requested` pages is not written. Entries with `requested` = 0 are skipped
+/// (their notes are logged as a warning). Never panics; failures are logged and noted.
 pub fn reserve(host: &Host, plan: &mut [HugepageRecord], timeout: Duration) {
     let mut order: Vec<usize> = (0..plan.len()).collect();
     order.sort_by(|&a, &b| {
@@ -738,6 +807,7 @@ pub fn reserve(host: &Host, plan: &mut [HugepageRecord], timeout: Duration) {
             .then(plan[a].node.cmp(&plan[b].node))
     });
     let nodes = numa_nodes(host);
+    let asked = host_cmdline_reservations(host);
     for i in order {
         let rec = &mut plan[i];
         let what = label(&rec.size, rec.node);
@@ -747,24 +817,22 @@ pub fn reserve(host: &Host, plan: &mut [HugepageRecord], timeout: Duration) {
             }
             continue;
         }
-        let path = count_path(rec.size_kb, rec.node);
         let before = read_count(host, rec.size_kb, rec.node);
-        if before.is_some_and(|b| b >= rec.requested) {
-            rec.obtained = before;
+        if let Some(b) = before.filter(|&b| b >= rec.requested) {
+            rec.obtained = Some(b);
             info!(
-                "hugepages {what}: requested {}, {} already reserved",
-                rec.requested,
-                before.unwrap_or(0)
+                "hugepages {what}: requested {}, {b} already reserved",
+                rec.requested
             );
             continue;
         }
-        if let Err(e) = host.write_bounded(&path, &rec.requested.to_string(), timeout) {
-            error!("hugepages {what}: writing {} failed: {e}", rec.requested);
-            rec.notes
-                .push(format!("writing {} failed: {e}", rec.requested));
+        if let Some(e) = grow(host, rec, before.unwrap_or(0), timeout) {
+            error!("hugepages {what}: {e}");
+            rec.notes.push(e);
         }
         rec.obtained = read_count(host, rec.size_kb, rec.node);
-        let (level, mut line) = outcome_line(rec);
+        let on_cmdline = asked.get(&rec.size_kb).and_then(|c| c.pages(rec.node));
+        let (level, mut line) = outcome_line(rec, on_cmdline);
         if rec.node.is_none() && nodes.len() > 1 {
             let spread: Vec<String> = nodes
                 .iter()
@@ -773,15 +841,8 @@ pub fn reserve(host: &Host, plan: &mut [HugepageRecord], timeout: Duration) {
                 })
                 .collect();
             if !spread.is_empty() {
-                line = line.replacen(
-                    &format!("obtained {}", rec.obtained.unwrap_or(0)),
-                    &format!(
-                        "obtained {} ({})",
-                        rec.obtained.unwrap_or(0),
-                        spread.join(", ")
-                    ),
-                    1,
-                );
+                let got = format!("obtained {}", rec.obtained.unwrap_or(0));
+                line = line.replacen(&got, &format!("{got} ({})", spread.join(", ")), 1);
             }
         }
         if let Verdict::Short(missing) = verdict(rec.requested, rec.obtained) {
@@ -789,7 +850,7 @@ pub fn reserve(host: &Host, plan: &mut [HugepageRecord], timeout: Duration) {
                 "obtained {} of {} ({missing} short); {}",
                 rec.obtained.unwrap_or(0),
                 rec.requested,
-                shortfall_fix(rec.size_kb, rec.node, rec.requested)
+                shortfall_fix(rec.size_kb, rec.node, rec.requested, on_cmdline)
             ));
         }
         log::log!(level, "{line}");
@@ -807,6 +868,7 @@ pub fn reserve(host: &Host, plan: &mut [HugepageRecord], timeout: Duration) {
 pub fn status(host: &Host, config: &Config) -> Vec<HugepageRecord> {
     let mut out = Vec::new();
     let mut covered: Vec<u64> = Vec::new();
+    let asked = host_cmdline_reservations(host);
     for d in drafts(host, config) {
         let mut rec = HugepageRecord {
             size: d.size.clone(),
@@ -826,7 +888,12 @@ pub fn status(host: &Host, config: &Config) -> Vec<HugepageRecord> {
                     Verdict::Short(missing) => rec.notes.push(format!(
                         "{} reserved, {missing} short of the config; {}",
                         rec.obtained.unwrap_or(0),
-                        shortfall_fix(d.size_kb, d.node, want)
+                        shortfall_fix(
+                            d.size_kb,
+                            d.node,
+                            want,
+                            asked.get(&d.size_kb).and_then(|c| c.pages(d.node))
+                        )
                     )),
                     Verdict::Unknown => rec
                         .notes
@@ -1004,6 +1071,17 @@ mod tests {
     }
 
     #[test]
+    fn growth_goes_one_gib_at_a_time() {
+        assert_eq!(step_pages(GIB_KB), 1);
+        assert_eq!(step_pages(2048), 512);
+        assert_eq!(steps(0, 3, GIB_KB), [1, 2, 3]);
+        assert_eq!(steps(4, 6, GIB_KB), [5, 6]);
+        assert_eq!(steps(0, 1300, 2048), [512, 1024, 1300]);
+        assert_eq!(steps(0, 64, 2048), [64]);
+        assert!(steps(6, 4, GIB_KB).is_empty());
+    }
+
+    #[test]
     fn verdict_compares_read_back() {
         assert_eq!(verdict(4, Some(4)), Verdict::Met);
         assert_eq!(verdict(4, Some(6)), Verdict::Met);
@@ -1029,8 +1107,28 @@ mod tests {
     }
 
     #[test]
+    fn shortfall_advice_knows_the_command_line() {
+        let s = shortfall_fix(GIB_KB, None, 4, None);
+        assert!(
+            s.contains("reserve them on the kernel command line instead"),
+            "{s}"
+        );
+        let s = shortfall_fix(GIB_KB, None, 4, Some(2));
+        assert!(
+            s.contains("raise the kernel command line's 2 to 4: default_hugepagesz=1G"),
+            "{s}"
+        );
+        let s = shortfall_fix(GIB_KB, None, 2, Some(2));
+        assert!(
+            s.starts_with("the kernel command line already asks for 2"),
+            "{s}"
+        );
+        assert!(!s.contains("hugepages="), "{s}");
+    }
+
+    #[test]
     fn outcome_lines() {
-        let (l, s) = outcome_line(&rec(GIB_KB, Some(0), 4, Some(4)));
+        let (l, s) = outcome_line(&rec(GIB_KB, Some(0), 4, Some(4)), None);
         assert_eq!(
             (l, s.as_str()),
             (
@@ -1039,7 +1137,7 @@ mod tests {
             )
         );
 
-        let (l, s) = outcome_line(&rec(GIB_KB, None, 4, Some(1)));
+        let (l, s) = outcome_line(&rec(GIB_KB, None, 4, Some(1)), None);
         assert_eq!(l, log::Level::Warn);
         assert!(
             s.starts_with("hugepages 1G: requested 4, obtained 1 (3 short); "),
@@ -1050,7 +1148,7 @@ mod tests {
             "{s}"
         );
 
-        let (l, s) = outcome_line(&rec(2048, Some(1), 512, Some(100)));
+        let (l, s) = outcome_line(&rec(2048, Some(1), 512, Some(100)), None);
         assert_eq!(l, log::Level::Warn);
         assert!(
             s.contains("hugepagesz=2M hugepages=1:512 (the node:count form"),
@@ -1058,7 +1156,7 @@ mod tests {
         );
         assert!(!s.contains("default_hugepagesz"), "{s}");
 
-        let (l, _) = outcome_line(&rec(2048, None, 8, None));
+        let (l, _) = outcome_line(&rec(2048, None, 8, None), None);
         assert_eq!(l, log::Level::Error);
     }
 }

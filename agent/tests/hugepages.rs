@@ -498,7 +498,7 @@ fn shortfall_line_carries_the_command_line_fix() {
         obtained: Some(1),
         ..Default::default()
     };
-    let (level, line) = outcome_line(&short);
+    let (level, line) = outcome_line(&short, None);
     assert_eq!(level, Level::Warn);
     assert!(
         line.starts_with("hugepages 1G: requested 4, obtained 1 (3 short); "),
@@ -572,4 +572,35 @@ fn dry_run_json_shape() {
     assert_eq!(v[0]["requested"], 4);
     assert!(v[0]["obtained"].is_null());
     assert!(v[0]["node"].is_null());
+}
+
+#[test]
+fn status_shortfall_advice_knows_the_command_line() {
+    // The command line asked for 4 and the kernel found 1 at boot: the command line
+    // is no fix, and the note says so instead of suggesting it again.
+    let m = Machine::new(8, &[M2, G1], 0, true);
+    m.t.cmdline("ro default_hugepagesz=1G hugepagesz=1G hugepages=4\n");
+    m.set(G1, None, 1);
+    let s = status(
+        &m.host(),
+        &config_of("[[hugepages]]\nsize = \"1G\"\ncount = 4\n"),
+    );
+    let n = notes(&s[0]);
+    assert!(n.contains("1 reserved, 3 short"), "{n}");
+    assert!(
+        n.contains("the kernel command line already asks for 4"),
+        "{n}"
+    );
+    assert!(!n.contains("hugepages=4"), "{n}");
+
+    // It asked for fewer than the config: raise it.
+    m.t.cmdline("hugepagesz=1G hugepages=2\n");
+    let s = status(
+        &m.host(),
+        &config_of("[[hugepages]]\nsize = \"1G\"\ncount = 4\n"),
+    );
+    assert!(
+        notes(&s[0]).contains("raise the kernel command line's 2 to 4"),
+        "{s:?}"
+    );
 }
