@@ -45,6 +45,7 @@ struct DryRun<'a> {
     config: String,
     disabled_by: Option<String>,
     config_error: Option<String>,
+    iommu: Option<String>,
     devices: &'a [plan::DevicePlan],
     hugepages: &'a [HugepageRecord],
     warnings: &'a [String],
@@ -100,6 +101,13 @@ fn bind(args: &Args, host: &Host) -> ExitCode {
     };
     record.config_text = Some(config.text.clone());
 
+    // The IOMMU and command-line verdict, so `dmesg` alone tells a user where they stand.
+    let (level, verdict) = crate::iommu::boot_verdict(host, &cmdline);
+    if !args.dry_run {
+        log::log!(level, "{verdict}");
+    }
+    record.iommu_verdict = Some(verdict);
+
     let topo = read_topology(host);
     let plan = plan::plan(&config.devices, &topo);
     let hugepages = crate::hugepages::plan(host, &config, &cmdline);
@@ -111,10 +119,6 @@ fn bind(args: &Args, host: &Host) -> ExitCode {
     if config.devices.is_empty() && config.hugepages.is_empty() {
         info!("{} selects no device; nothing to do", path.display());
     }
-    // The IOMMU and command-line verdict, so `dmesg` alone tells a user where they stand.
-    let (level, verdict) = crate::iommu::boot_verdict(host, &cmdline);
-    log::log!(level, "{verdict}");
-    record.iommu_verdict = Some(verdict);
     bind::log_plan(&plan);
     let outcome = bind::execute(host, &plan, &cmdline, config.bind.timeout());
     let mut hugepages = hugepages;
@@ -164,6 +168,7 @@ fn print_dry_run(args: &Args, record: &Record, plan: &Plan, hugepages: &[Hugepag
             config: record.config_path.clone(),
             disabled_by: record.disabled_by.clone(),
             config_error: record.config_error.clone(),
+            iommu: record.iommu_verdict.clone(),
             devices: &plan.devices,
             hugepages,
             warnings: &plan.warnings,
@@ -188,6 +193,9 @@ pub fn render_plan(record: &Record, plan: &Plan, hugepages: &[HugepageRecord]) -
         return s;
     }
     let _ = writeln!(s, "plan for {}:", record.config_path);
+    if let Some(v) = &record.iommu_verdict {
+        let _ = writeln!(s, "{v}");
+    }
     if plan.devices.is_empty() && plan.warnings.is_empty() {
         let _ = writeln!(s, "  no device selected");
     }
