@@ -13,7 +13,13 @@ use vfio_early::config::Config;
 use vfio_early::pci::{Device, PciAddress};
 use vfio_early::plan::{plan, Topology};
 
-fn device(addr: PciAddress, id: (u16, u16), class: u32, group: u32, driver: Option<&str>) -> Device {
+fn device(
+    addr: PciAddress,
+    id: (u16, u16),
+    class: u32,
+    group: u32,
+    driver: Option<&str>,
+) -> Device {
     Device {
         address: addr,
         vendor: id.0,
@@ -35,11 +41,38 @@ fn topology() -> (Topology, String) {
     let mut config = String::new();
     for g in 0..256u32 {
         let bus = u8::try_from(g).unwrap();
-        let port = PciAddress { domain: 0, bus: 0, device: u8::try_from(g % 32).unwrap(), function: u8::try_from(g / 32).unwrap() };
-        let card = |f| PciAddress { domain: 1, bus, device: 0, function: f };
-        let extra = PciAddress { domain: 1, bus, device: 1, function: 0 };
-        devices.push(device(port, (0x8086, 0x1901), 0x060400, g, Some("pcieport")));
-        devices.push(device(card(0), (0x10de, 0x1b80 + u16::from(bus)), 0x030000, g, None));
+        let port = PciAddress {
+            domain: 0,
+            bus: 0,
+            device: u8::try_from(g % 32).unwrap(),
+            function: u8::try_from(g / 32).unwrap(),
+        };
+        let card = |f| PciAddress {
+            domain: 1,
+            bus,
+            device: 0,
+            function: f,
+        };
+        let extra = PciAddress {
+            domain: 1,
+            bus,
+            device: 1,
+            function: 0,
+        };
+        devices.push(device(
+            port,
+            (0x8086, 0x1901),
+            0x060400,
+            g,
+            Some("pcieport"),
+        ));
+        devices.push(device(
+            card(0),
+            (0x10de, 0x1b80 + u16::from(bus)),
+            0x030000,
+            g,
+            None,
+        ));
         devices.push(device(card(1), (0x10de, 0x10f0), 0x040300, g, None));
         // Every other group has a third endpoint a host driver would claim.
         devices.push(device(extra, (0x8086, 0x10d3), 0x020000, g, None));
@@ -49,11 +82,22 @@ fn topology() -> (Topology, String) {
         claimants.insert(card(0), "nouveau".to_owned());
         claimants.insert(card(1), "snd_hda_intel".to_owned());
         if g % 3 == 0 {
-            config.push_str(&format!("[[device]]\naddress = \"{}\"\nfunctions = \"slot\"\n", card(0)));
+            config.push_str(&format!(
+                "[[device]]\naddress = \"{}\"\nfunctions = \"slot\"\n",
+                card(0)
+            ));
         }
     }
     devices.sort_by_key(|d| d.address);
-    (Topology { devices, iommu_groups: true, claimants, alias_tables: true }, config)
+    (
+        Topology {
+            devices,
+            iommu_groups: true,
+            claimants,
+            alias_tables: true,
+        },
+        config,
+    )
 }
 
 fn main() {
@@ -62,7 +106,11 @@ fn main() {
     assert_eq!(topo.devices.len(), 1024);
     let p = plan(&config.devices, &topo);
     let bind = p.bind_groups().len();
-    let refused = p.devices.iter().filter(|d| d.action == vfio_early::plan::Action::Refuse).count();
+    let refused = p
+        .devices
+        .iter()
+        .filter(|d| d.action == vfio_early::plan::Action::Refuse)
+        .count();
     let mut times: Vec<Duration> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline || times.len() < 50 {

@@ -37,9 +37,19 @@ pub fn read_topology(host: &Host) -> Topology {
     let claimants = devices
         .iter()
         .filter(|d| d.driver.is_none())
-        .filter_map(|d| Some((d.address, table.claimant(d.modalias.as_deref()?)?.to_owned())))
+        .filter_map(|d| {
+            Some((
+                d.address,
+                table.claimant(d.modalias.as_deref()?)?.to_owned(),
+            ))
+        })
         .collect();
-    Topology { iommu_groups: pci::iommu_groups_present(host), alias_tables: !table.is_empty(), claimants, devices }
+    Topology {
+        iommu_groups: pci::iommu_groups_present(host),
+        alias_tables: !table.is_empty(),
+        claimants,
+        devices,
+    }
 }
 
 /// What the binder did.
@@ -107,7 +117,11 @@ pub fn execute(host: &Host, plan: &Plan, cmdline: &Cmdline, timeout: Duration) -
     for (group, devices) in groups {
         let result = bind_group(host, &devices, timeout);
         for (addr, driver_after, outcome, err) in result.per_device {
-            if let Some(r) = out.devices.iter_mut().find(|r| r.address == addr.to_string()) {
+            if let Some(r) = out
+                .devices
+                .iter_mut()
+                .find(|r| r.address == addr.to_string())
+            {
                 r.driver_after = driver_after;
                 r.outcome = outcome.to_owned();
                 r.error = err;
@@ -116,12 +130,22 @@ pub fn execute(host: &Host, plan: &Plan, cmdline: &Cmdline, timeout: Duration) -
         match result.failure {
             None => {
                 for d in &devices {
-                    let was = d.driver.as_deref().map(|w| format!(" (was {w})")).unwrap_or_default();
-                    info!("{} [{}] bound to vfio-pci{was}, IOMMU group {group}", d.address, d.id);
+                    let was = d
+                        .driver
+                        .as_deref()
+                        .map(|w| format!(" (was {w})"))
+                        .unwrap_or_default();
+                    info!(
+                        "{} [{}] bound to vfio-pci{was}, IOMMU group {group}",
+                        d.address, d.id
+                    );
                 }
             }
             Some(why) => {
-                let msg = format!("IOMMU group {group}: {why}; the group was rolled back{}", result.rollback_note);
+                let msg = format!(
+                    "IOMMU group {group}: {why}; the group was rolled back{}",
+                    result.rollback_note
+                );
                 error!("{msg}");
                 out.errors.push(msg);
             }
@@ -151,8 +175,12 @@ fn bind_group(host: &Host, devices: &[&DevicePlan], timeout: Duration) -> GroupR
         for d in devices {
             match current_driver(host, d.address) {
                 Some(drv) if drv != VFIO_DRIVER => {
-                    host.write_bounded(d.address.attr("driver/unbind"), &d.address.to_string(), timeout)
-                        .map_err(|e| format!("{}: unbinding from {drv} failed: {e}", d.address))?;
+                    host.write_bounded(
+                        d.address.attr("driver/unbind"),
+                        &d.address.to_string(),
+                        timeout,
+                    )
+                    .map_err(|e| format!("{}: unbinding from {drv} failed: {e}", d.address))?;
                 }
                 _ => {}
             }
@@ -161,7 +189,9 @@ fn bind_group(host: &Host, devices: &[&DevicePlan], timeout: Duration) -> GroupR
             if current_driver(host, d.address).as_deref() != Some(VFIO_DRIVER) {
                 // A probe that finds no driver is not an error to the kernel; the
                 // driver link below is the only verdict.
-                if let Err(e) = host.write_bounded("sys/bus/pci/drivers_probe", &d.address.to_string(), timeout) {
+                if let Err(e) =
+                    host.write_bounded("sys/bus/pci/drivers_probe", &d.address.to_string(), timeout)
+                {
                     warn!("{}: drivers_probe: {e}", d.address);
                 }
             }
@@ -175,20 +205,30 @@ fn bind_group(host: &Host, devices: &[&DevicePlan], timeout: Duration) -> GroupR
                 .iter()
                 .map(|(a, drv)| format!("{a} is on {}", drv.as_deref().unwrap_or("no driver")))
                 .collect();
-            Err(format!("vfio-pci did not take every device ({})", names.join(", ")))
+            Err(format!(
+                "vfio-pci did not take every device ({})",
+                names.join(", ")
+            ))
         }
     })()
     .err();
 
     match failure {
         None => GroupResult {
-            per_device: devices.iter().map(|d| (d.address, Some(VFIO_DRIVER.to_owned()), "bound", None)).collect(),
+            per_device: devices
+                .iter()
+                .map(|d| (d.address, Some(VFIO_DRIVER.to_owned()), "bound", None))
+                .collect(),
             failure: None,
             rollback_note: String::new(),
         },
         Some(why) => {
             let (per_device, note) = rollback(host, devices, &overridden, timeout, &why);
-            GroupResult { per_device, failure: Some(why), rollback_note: note }
+            GroupResult {
+                per_device,
+                failure: Some(why),
+                rollback_note: note,
+            }
         }
     }
 }
@@ -237,15 +277,22 @@ fn rollback(
         }
     }
     for d in devices {
-        if current_driver(host, d.address).as_deref() == Some(VFIO_DRIVER) && d.driver.as_deref() != Some(VFIO_DRIVER) {
-            if let Err(e) = host.write_bounded(d.address.attr("driver/unbind"), &d.address.to_string(), timeout) {
+        if current_driver(host, d.address).as_deref() == Some(VFIO_DRIVER)
+            && d.driver.as_deref() != Some(VFIO_DRIVER)
+        {
+            if let Err(e) = host.write_bounded(
+                d.address.attr("driver/unbind"),
+                &d.address.to_string(),
+                timeout,
+            ) {
                 problems.push(format!("{}: releasing vfio-pci failed: {e}", d.address));
             }
         }
     }
     for d in devices {
         if d.driver.is_some() && current_driver(host, d.address).is_none() {
-            let _ = host.write_bounded("sys/bus/pci/drivers_probe", &d.address.to_string(), timeout);
+            let _ =
+                host.write_bounded("sys/bus/pci/drivers_probe", &d.address.to_string(), timeout);
         }
     }
     let mut per_device = Vec::new();
@@ -274,7 +321,11 @@ pub fn log_plan(plan: &Plan) {
     for w in &plan.warnings {
         warn!("{w}");
     }
-    for d in plan.devices.iter().filter(|d| d.action == Action::Refuse && d.selected) {
+    for d in plan
+        .devices
+        .iter()
+        .filter(|d| d.action == Action::Refuse && d.selected)
+    {
         warn!("{} [{}] refused: {}", d.address, d.id, d.reasons.join("; "));
     }
 }
@@ -288,7 +339,9 @@ mod tests {
     use std::path::Path;
 
     fn selectors(toml: &str) -> Vec<crate::config::Selector> {
-        Config::parse(Path::new("t.toml"), toml.as_bytes()).unwrap().devices
+        Config::parse(Path::new("t.toml"), toml.as_bytes())
+            .unwrap()
+            .devices
     }
 
     #[test]
@@ -301,8 +354,15 @@ mod tests {
         assert_eq!(claim("0000:01:00.0").as_deref(), Some("radeon"));
         assert_eq!(claim("0000:00:14.2").as_deref(), Some("snd_hda_intel"));
         assert_eq!(claim("0000:00:02.0"), None, "bridge is on pcieport");
-        let gpu = topo.devices.iter().find(|d| d.address.to_string() == "0000:01:00.0").unwrap();
-        assert_eq!((gpu.iommu_group, gpu.class, gpu.subsystem_vendor), (Some(1), 0x030000, 0x1458));
+        let gpu = topo
+            .devices
+            .iter()
+            .find(|d| d.address.to_string() == "0000:01:00.0")
+            .unwrap();
+        assert_eq!(
+            (gpu.iommu_group, gpu.class, gpu.subsystem_vendor),
+            (Some(1), 0x030000, 0x1458)
+        );
     }
 
     #[test]
@@ -311,7 +371,10 @@ mod tests {
         t.driver("vfio-pci");
         let host = Host::new(t.root());
         let topo = read_topology(&host);
-        let p = plan(&selectors("[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"slot\"\n"), &topo);
+        let p = plan(
+            &selectors("[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"slot\"\n"),
+            &topo,
+        );
         let out = execute(&host, &p, &Cmdline::default(), Duration::from_millis(500));
         assert_eq!(out.bound(), 0);
         assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
@@ -330,29 +393,66 @@ mod tests {
     fn vfio_pci_missing_on_a_fixture_touches_nothing() {
         let t = seed_machine(true);
         let host = Host::new(t.root());
-        let p = plan(&selectors("[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"slot\"\n"), &read_topology(&host));
+        let p = plan(
+            &selectors("[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"slot\"\n"),
+            &read_topology(&host),
+        );
         let out = execute(&host, &p, &Cmdline::default(), Duration::from_millis(500));
-        assert!(out.errors[0].contains("vfio-pci is not available"), "{:?}", out.errors);
-        assert!(out.errors[0].contains("not the live system"), "{:?}", out.errors);
-        assert_eq!(t.read("sys/bus/pci/devices/0000:01:00.0/driver_override"), "(null)\n");
-        assert!(out.devices.iter().filter(|r| r.action == "bind").all(|r| r.outcome == "failed"));
+        assert!(
+            out.errors[0].contains("vfio-pci is not available"),
+            "{:?}",
+            out.errors
+        );
+        assert!(
+            out.errors[0].contains("not the live system"),
+            "{:?}",
+            out.errors
+        );
+        assert_eq!(
+            t.read("sys/bus/pci/devices/0000:01:00.0/driver_override"),
+            "(null)\n"
+        );
+        assert!(out
+            .devices
+            .iter()
+            .filter(|r| r.action == "bind")
+            .all(|r| r.outcome == "failed"));
     }
 
     #[test]
     fn a_stuck_unbind_is_abandoned_and_the_group_rolled_back() {
         let t = TestSysfs::new();
-        t.add(&crate::testing::Dev::new("0000:03:00.0", (0x8086, 0x10d3), 0x020000).group(4).driver("e1000e"));
+        t.add(
+            &crate::testing::Dev::new("0000:03:00.0", (0x8086, 0x10d3), 0x020000)
+                .group(4)
+                .driver("e1000e"),
+        );
         t.driver("vfio-pci");
         let unbind = t.path("sys/bus/pci/drivers/e1000e/unbind");
         std::fs::remove_file(&unbind).unwrap();
         nix::unistd::mkfifo(&unbind, nix::sys::stat::Mode::S_IRWXU).unwrap();
         let host = Host::new(t.root());
-        let p = plan(&selectors("[[device]]\naddress = \"0000:03:00.0\"\n"), &read_topology(&host));
+        let p = plan(
+            &selectors("[[device]]\naddress = \"0000:03:00.0\"\n"),
+            &read_topology(&host),
+        );
         let out = execute(&host, &p, &Cmdline::default(), Duration::from_millis(200));
         assert_eq!(out.errors.len(), 1);
-        assert!(out.errors[0].contains("0000:03:00.0: unbinding from e1000e failed"), "{:?}", out.errors);
-        assert!(out.errors[0].contains("no answer after 200 ms"), "{:?}", out.errors);
-        assert_eq!(t.read("sys/bus/pci/devices/0000:03:00.0/driver_override").trim(), "");
+        assert!(
+            out.errors[0].contains("0000:03:00.0: unbinding from e1000e failed"),
+            "{:?}",
+            out.errors
+        );
+        assert!(
+            out.errors[0].contains("no answer after 200 ms"),
+            "{:?}",
+            out.errors
+        );
+        assert_eq!(
+            t.read("sys/bus/pci/devices/0000:03:00.0/driver_override")
+                .trim(),
+            ""
+        );
     }
 
     #[test]
@@ -360,9 +460,18 @@ mod tests {
         let t = seed_machine(true);
         let host = Host::new(t.root());
         let a: PciAddress = "0000:01:00.0".parse().unwrap();
-        assert_eq!(wait_for(&host, &[a], Some("radeon"), Duration::ZERO), vec![]);
+        assert_eq!(
+            wait_for(&host, &[a], Some("radeon"), Duration::ZERO),
+            vec![]
+        );
         t.bind_link("0000:01:00.0", "vfio-pci");
-        assert_eq!(wait_for(&host, &[a], Some("vfio-pci"), Duration::ZERO), vec![]);
-        assert_eq!(wait_for(&host, &[a], Some("radeon"), Duration::ZERO), vec![(a, Some("vfio-pci".to_owned()))]);
+        assert_eq!(
+            wait_for(&host, &[a], Some("vfio-pci"), Duration::ZERO),
+            vec![]
+        );
+        assert_eq!(
+            wait_for(&host, &[a], Some("radeon"), Duration::ZERO),
+            vec![(a, Some("vfio-pci".to_owned()))]
+        );
     }
 }

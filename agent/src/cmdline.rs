@@ -16,7 +16,9 @@ pub struct Cmdline {
 /// Whether two parameter names are the same for the kernel.
 pub fn param_eq(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a.bytes().zip(b.bytes()).all(|(x, y)| x == y || (matches!(x, b'-' | b'_') && matches!(y, b'-' | b'_')))
+        && a.bytes()
+            .zip(b.bytes())
+            .all(|(x, y)| x == y || (matches!(x, b'-' | b'_') && matches!(y, b'-' | b'_')))
 }
 
 impl Cmdline {
@@ -47,7 +49,10 @@ impl Cmdline {
 
     /// Every value given for `name`, in order (for parameters that accumulate).
     pub fn all(&self, name: &str) -> Vec<Option<&str>> {
-        self.params().filter(|(k, _)| param_eq(k, name)).map(|(_, v)| v).collect()
+        self.params()
+            .filter(|(k, _)| param_eq(k, name))
+            .map(|(_, v)| v)
+            .collect()
     }
 
     /// The last value given for `name` (most parameters: the last one wins).
@@ -64,7 +69,11 @@ impl Cmdline {
             .filter(|(k, _)| param_eq(k, "vfio_early") || param_eq(k, "rd.vfio_early"))
             .last()?;
         let v = v?;
-        matches!(v.to_ascii_lowercase().as_str(), "off" | "0" | "no" | "n" | "false").then(|| format!("{k}={v}"))
+        matches!(
+            v.to_ascii_lowercase().as_str(),
+            "off" | "0" | "no" | "n" | "false"
+        )
+        .then(|| format!("{k}={v}"))
     }
 }
 
@@ -103,7 +112,11 @@ fn split_param(word: &str) -> (String, Option<String>) {
             (name.to_owned(), Some(value.to_owned()))
         }
         None => {
-            let name = if whole_quoted { word.strip_suffix('"').unwrap_or(word) } else { word };
+            let name = if whole_quoted {
+                word.strip_suffix('"').unwrap_or(word)
+            } else {
+                word
+            };
             (name.to_owned(), None)
         }
     }
@@ -139,18 +152,44 @@ mod tests {
 
     #[test]
     fn kill_switch_forms() {
-        for on in ["vfio_early=off", "vfio-early=0", "vfio_early=no", "rd.vfio_early=0", "x vfio_early=1 vfio_early=OFF"] {
+        for on in [
+            "vfio_early=off",
+            "vfio-early=0",
+            "vfio_early=no",
+            "rd.vfio_early=0",
+            "x vfio_early=1 vfio_early=OFF",
+        ] {
             assert!(Cmdline::parse(on).kill_switch().is_some(), "{on}");
         }
-        for off in ["", "vfio_early", "vfio_early=on", "vfio_early=off vfio_early=1", "novfio_early=off", "-- vfio_early=off"] {
+        for off in [
+            "",
+            "vfio_early",
+            "vfio_early=on",
+            "vfio_early=off vfio_early=1",
+            "novfio_early=off",
+            "-- vfio_early=off",
+        ] {
             assert!(Cmdline::parse(off).kill_switch().is_none(), "{off}");
         }
-        assert_eq!(Cmdline::parse("rd.vfio-early=0").kill_switch().as_deref(), Some("rd.vfio-early=0"));
+        assert_eq!(
+            Cmdline::parse("rd.vfio-early=0").kill_switch().as_deref(),
+            Some("rd.vfio-early=0")
+        );
     }
 
     #[test]
     fn odd_input_never_panics() {
-        for s in ["\"", "=", "==", "\"=\"", "a=\"", "  \t ", "é=ü \"x", "--", "-- --"] {
+        for s in [
+            "\"",
+            "=",
+            "==",
+            "\"=\"",
+            "a=\"",
+            "  \t ",
+            "é=ü \"x",
+            "--",
+            "-- --",
+        ] {
             let _ = Cmdline::parse(s);
         }
         assert_eq!(Cmdline::parse("a=\"").last("a"), Some(Some("")));

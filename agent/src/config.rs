@@ -54,7 +54,9 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.at {
-            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.path.display(), self.message),
+            Some((line, col)) => {
+                write!(f, "{}:{line}:{col}: {}", self.path.display(), self.message)
+            }
             None => write!(f, "{}: {}", self.path.display(), self.message),
         }
     }
@@ -210,25 +212,47 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text.as_bytes()[..offset];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-    let col = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    let col = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
     (line, col)
 }
 
 impl Config {
     /// Parses and validates a config from bytes read from `path`.
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, ConfigError> {
-        let err = |at, message: String| ConfigError { path: path.to_path_buf(), at, message };
+        let err = |at, message: String| ConfigError {
+            path: path.to_path_buf(),
+            at,
+            message,
+        };
         if bytes.len() > MAX_SIZE {
-            return Err(err(None, format!("{} bytes is too large for a config (limit {MAX_SIZE})", bytes.len())));
+            return Err(err(
+                None,
+                format!(
+                    "{} bytes is too large for a config (limit {MAX_SIZE})",
+                    bytes.len()
+                ),
+            ));
         }
         let text = std::str::from_utf8(bytes).map_err(|e| {
             let (line, col) = line_col(&String::from_utf8_lossy(bytes), e.valid_up_to());
-            err(Some((line, col)), "not UTF-8 text (is this a binary file?)".to_owned())
+            err(
+                Some((line, col)),
+                "not UTF-8 text (is this a binary file?)".to_owned(),
+            )
         })?;
         if text.contains('\0') {
             let (line, col) = line_col(text, text.find('\0').unwrap_or(0));
-            return Err(err(Some((line, col)), "contains a NUL byte (is this a binary file?)".to_owned()));
+            return Err(err(
+                Some((line, col)),
+                "contains a NUL byte (is this a binary file?)".to_owned(),
+            ));
         }
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let at = e.span().map(|s| line_col(text, s.start));
@@ -241,15 +265,26 @@ impl Config {
             let span = entry.span();
             let dev = entry.get_ref();
             let address = match &dev.address {
-                Some(a) => Some(a.get_ref().parse::<PciAddress>().map_err(|e| err(at(a.span()), format!("address: {e}")))?),
+                Some(a) => Some(
+                    a.get_ref()
+                        .parse::<PciAddress>()
+                        .map_err(|e| err(at(a.span()), format!("address: {e}")))?,
+                ),
                 None => None,
             };
             let id = match &dev.id {
-                Some(v) => Some(v.get_ref().parse::<PciId>().map_err(|e| err(at(v.span()), format!("id: {e}")))?),
+                Some(v) => Some(
+                    v.get_ref()
+                        .parse::<PciId>()
+                        .map_err(|e| err(at(v.span()), format!("id: {e}")))?,
+                ),
                 None => None,
             };
             if address.is_none() && id.is_none() {
-                return Err(err(at(span.clone()), "[[device]] needs an `address`, an `id`, or both".to_owned()));
+                return Err(err(
+                    at(span.clone()),
+                    "[[device]] needs an `address`, an `id`, or both".to_owned(),
+                ));
             }
             devices.push(Selector {
                 index: i + 1,
@@ -262,7 +297,13 @@ impl Config {
             });
         }
         if raw.bind.timeout_ms == 0 || raw.bind.timeout_ms > 60_000 {
-            return Err(err(None, format!("bind.timeout_ms = {} is out of range (1..=60000)", raw.bind.timeout_ms)));
+            return Err(err(
+                None,
+                format!(
+                    "bind.timeout_ms = {} is out of range (1..=60000)",
+                    raw.bind.timeout_ms
+                ),
+            ));
         }
         let mut hugepages = Vec::with_capacity(raw.hugepages.len());
         for h in raw.hugepages {
@@ -270,17 +311,30 @@ impl Config {
             let span = h.span();
             let h = h.into_inner();
             let size = h.size.get_ref();
-            parse_size_kb(size).map_err(|e| err(at(h.size.span()), format!("hugepages size: {e}")))?;
+            parse_size_kb(size)
+                .map_err(|e| err(at(h.size.span()), format!("hugepages size: {e}")))?;
             match (&h.count, &h.total) {
                 (Some(_), Some(t)) => {
-                    return Err(err(at(t.span()), "[[hugepages]] takes `count` or `total`, not both".to_owned()))
+                    return Err(err(
+                        at(t.span()),
+                        "[[hugepages]] takes `count` or `total`, not both".to_owned(),
+                    ))
                 }
-                (None, None) => return Err(err(at(span), "[[hugepages]] needs `count` or `total`".to_owned())),
+                (None, None) => {
+                    return Err(err(
+                        at(span),
+                        "[[hugepages]] needs `count` or `total`".to_owned(),
+                    ))
+                }
                 (Some(c), None) if *c.get_ref() == 0 => {
-                    return Err(err(at(c.span()), "hugepages count: 0 reserves nothing (leave the entry out)".to_owned()))
+                    return Err(err(
+                        at(c.span()),
+                        "hugepages count: 0 reserves nothing (leave the entry out)".to_owned(),
+                    ))
                 }
                 (None, Some(t)) => {
-                    parse_size_kb(t.get_ref()).map_err(|e| err(at(t.span()), format!("hugepages total: {e}")))?;
+                    parse_size_kb(t.get_ref())
+                        .map_err(|e| err(at(t.span()), format!("hugepages total: {e}")))?;
                 }
                 (Some(_), None) => {}
             }
@@ -295,7 +349,11 @@ impl Config {
             ));
         }
         let floor = match &raw.memory.floor {
-            Some(f) => Some(f.get_ref().parse::<Floor>().map_err(|e| err(at(f.span()), format!("memory.floor: {e}")))?),
+            Some(f) => Some(
+                f.get_ref()
+                    .parse::<Floor>()
+                    .map_err(|e| err(at(f.span()), format!("memory.floor: {e}")))?,
+            ),
             None => None,
         };
         Ok(Self {
@@ -328,7 +386,9 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
     }
     let mut buf = Vec::new();
     // One byte over the limit is enough to refuse a huge file without reading it all.
-    file.take(MAX_SIZE as u64 + 1).read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    file.take(MAX_SIZE as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| e.to_string())?;
     Ok(buf)
 }
 
@@ -354,7 +414,10 @@ mod tests {
         assert_eq!((d.functions, d.line, d.index), (Functions::Slot, 1, 1));
         assert!(!d.allow_boot_vga);
         let e = &c.devices[1];
-        assert_eq!((e.address, e.functions, e.allow_storage, e.line), (None, Functions::One, true, 6));
+        assert_eq!(
+            (e.address, e.functions, e.allow_storage, e.line),
+            (None, Functions::One, true, 6)
+        );
         assert_eq!(c.bind.timeout(), Duration::from_millis(500));
     }
 
@@ -405,7 +468,15 @@ mod tests {
         .unwrap();
         assert_eq!(c.hugepages.len(), 2);
         assert_eq!(c.hugepages[0].0, 1);
-        assert_eq!(c.hugepages[0].1, HugepagesEntry { size: "1G".into(), count: Some(4), total: None, node: Some(0) });
+        assert_eq!(
+            c.hugepages[0].1,
+            HugepagesEntry {
+                size: "1G".into(),
+                count: Some(4),
+                total: None,
+                node: Some(0)
+            }
+        );
         assert_eq!(c.hugepages[1].0, 6);
         assert_eq!(c.hugepages[1].1.total.as_deref(), Some("8G"));
         assert_eq!(c.memory.floor, Some(Floor::Percent(15)));
@@ -414,7 +485,8 @@ mod tests {
 
     #[test]
     fn hugepages_errors_name_line_and_column() {
-        let e = parse("[[device]]\nid = \"1002:6779\"\n[[hugepages]]\nsize = \"2X\"\ncount = 1\n").unwrap_err();
+        let e = parse("[[device]]\nid = \"1002:6779\"\n[[hugepages]]\nsize = \"2X\"\ncount = 1\n")
+            .unwrap_err();
         assert_eq!(e.at, Some((4, 8)), "{e}");
         assert!(e.message.starts_with("hugepages size:"), "{e}");
 

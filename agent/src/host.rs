@@ -13,8 +13,8 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
 use std::os::fd::FromRawFd;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -126,7 +126,9 @@ impl Host {
 
     /// Reads a one-value sysfs attribute, trimmed; `None` when it does not exist.
     pub fn read_attr(&self, rel: impl AsRef<Path>) -> Option<String> {
-        fs::read_to_string(self.path(rel)).ok().map(|s| s.trim().to_owned())
+        fs::read_to_string(self.path(rel))
+            .ok()
+            .map(|s| s.trim().to_owned())
     }
 
     /// The file name a symlink points to (`driver` -> `vfio-pci`); `None` when there
@@ -159,7 +161,12 @@ impl Host {
 
     /// Like [`Host::write`], but performed by a forked child that is abandoned (and
     /// sent SIGKILL) when it has not finished within `timeout`.
-    pub fn write_bounded(&self, rel: impl AsRef<Path>, value: &str, timeout: Duration) -> HostResult<()> {
+    pub fn write_bounded(
+        &self,
+        rel: impl AsRef<Path>,
+        value: &str,
+        timeout: Duration,
+    ) -> HostResult<()> {
         let path = self.path(rel);
         bounded_write(&path, value.as_bytes(), timeout)
     }
@@ -180,7 +187,10 @@ impl Host {
         if self.live {
             Ok(())
         } else {
-            Err(HostError::NotLive { what: what.to_owned(), root: self.root.clone() })
+            Err(HostError::NotLive {
+                what: what.to_owned(),
+                root: self.root.clone(),
+            })
         }
     }
 
@@ -191,7 +201,10 @@ impl Host {
 }
 
 fn write_existing(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut f = fs::OpenOptions::new().write(true).truncate(true).open(path)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)?;
     f.write_all(bytes)
 }
 
@@ -224,7 +237,11 @@ fn bounded_write(path: &Path, bytes: &[u8], timeout: Duration) -> HostResult<()>
 
 fn child_write(cpath: &std::ffi::CStr, bytes: &[u8]) -> nix::Result<()> {
     use nix::fcntl::{open, OFlag};
-    let fd = open(cpath, OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?;
+    let fd = open(
+        cpath,
+        OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
     // SAFETY: `fd` was just opened by this process and is owned here alone.
     let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
     let n = nix::unistd::write(&fd, bytes)?;
@@ -242,7 +259,10 @@ fn wait_bounded(path: &Path, child: Pid, timeout: Duration) -> HostResult<()> {
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, 0)) => return Ok(()),
             Ok(WaitStatus::Exited(_, code)) => {
-                return Err(HostError::io(path.to_path_buf(), io::Error::from_raw_os_error(code)))
+                return Err(HostError::io(
+                    path.to_path_buf(),
+                    io::Error::from_raw_os_error(code),
+                ))
             }
             Ok(WaitStatus::Signaled(_, sig, _)) => {
                 return Err(HostError::io(
@@ -257,7 +277,10 @@ fn wait_bounded(path: &Path, child: Pid, timeout: Duration) -> HostResult<()> {
             // The child may sit in an uninterruptible kernel wait; SIGKILL takes effect
             // when it leaves it. We do not wait: init reaps it if it ever ends.
             let _ = kill(child, Signal::SIGKILL);
-            return Err(HostError::Timeout { path: path.to_path_buf(), timeout });
+            return Err(HostError::Timeout {
+                path: path.to_path_buf(),
+                timeout,
+            });
         }
         std::thread::sleep(nap);
         nap = (nap * 2).min(Duration::from_millis(5));
@@ -271,8 +294,14 @@ mod tests {
     #[test]
     fn paths_stay_under_root() {
         let h = Host::new("/tmp/fixture");
-        assert_eq!(h.path("/sys/bus/pci"), Path::new("/tmp/fixture/sys/bus/pci"));
-        assert_eq!(h.path("etc/vfio-early.toml"), Path::new("/tmp/fixture/etc/vfio-early.toml"));
+        assert_eq!(
+            h.path("/sys/bus/pci"),
+            Path::new("/tmp/fixture/sys/bus/pci")
+        );
+        assert_eq!(
+            h.path("etc/vfio-early.toml"),
+            Path::new("/tmp/fixture/etc/vfio-early.toml")
+        );
         assert!(!h.is_live());
         assert!(Host::live().is_live());
     }
@@ -290,11 +319,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let h = Host::new(dir.path());
         fs::write(dir.path().join("attr"), "").unwrap();
-        h.write_bounded("attr", "vfio-pci", Duration::from_secs(5)).unwrap();
-        assert_eq!(fs::read_to_string(dir.path().join("attr")).unwrap(), "vfio-pci");
+        h.write_bounded("attr", "vfio-pci", Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.path().join("attr")).unwrap(),
+            "vfio-pci"
+        );
         // A directory where a file should be: EISDIR, reported with the path.
         fs::create_dir(dir.path().join("d")).unwrap();
-        let err = h.write_bounded("d", "x", Duration::from_secs(5)).unwrap_err();
+        let err = h
+            .write_bounded("d", "x", Duration::from_secs(5))
+            .unwrap_err();
         assert_eq!(err.errno(), Some(libc_eisdir()));
         assert!(err.to_string().contains("/d"), "{err}");
     }
@@ -305,7 +340,9 @@ mod tests {
         let fifo = dir.path().join("unbind");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
         let h = Host::new(dir.path());
-        let err = h.write_bounded("unbind", "0000:01:00.0", Duration::from_millis(200)).unwrap_err();
+        let err = h
+            .write_bounded("unbind", "0000:01:00.0", Duration::from_millis(200))
+            .unwrap_err();
         assert!(matches!(err, HostError::Timeout { .. }), "{err}");
     }
 

@@ -54,7 +54,10 @@ fn kmsg_priority(level: Level) -> u8 {
 impl KmsgLogger {
     /// Opens `ROOT/dev/kmsg` for appending (a missing one only disables that output).
     pub fn new(host: &Host, stderr_level: LevelFilter, kmsg_level: LevelFilter) -> Self {
-        let kmsg = OpenOptions::new().append(true).open(host.path("dev/kmsg")).ok();
+        let kmsg = OpenOptions::new()
+            .append(true)
+            .open(host.path("dev/kmsg"))
+            .ok();
         // `printk.devkmsg=on` (or the sysctl) lifts the limit.
         let unlimited = host.read_attr("proc/sys/kernel/printk_devkmsg").as_deref() == Some("on");
         Self {
@@ -82,7 +85,9 @@ impl KmsgLogger {
     /// Writes the summary record when lines were held back, and the full log to
     /// `run/vfio-early/log`; returns every line logged.
     pub fn finish(&self, host: &Host) -> Vec<String> {
-        let Ok(mut st) = self.state.lock() else { return Vec::new() };
+        let Ok(mut st) = self.state.lock() else {
+            return Vec::new();
+        };
         if st.held_back > 0 {
             let msg = format!(
                 "<{}>vfio-early: {} more line(s) not sent to the kernel log (rate limit); see /{}\n",
@@ -114,10 +119,17 @@ impl Log for KmsgLogger {
         // One record per line: the kernel would split them anyway, each costing budget.
         let text = text.replace('\n', " ");
         if r.level() <= self.stderr_level {
-            let _ = writeln!(std::io::stderr(), "vfio-early: {}", level_word(r.level(), &text));
+            let _ = writeln!(
+                std::io::stderr(),
+                "vfio-early: {}",
+                level_word(r.level(), &text)
+            );
         }
-        let Ok(mut st) = self.state.lock() else { return };
-        st.lines.push(format!("{}: {text}", r.level().as_str().to_lowercase()));
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        st.lines
+            .push(format!("{}: {text}", r.level().as_str().to_lowercase()));
         if r.level() > self.kmsg_level || st.kmsg.is_none() {
             return;
         }
@@ -169,7 +181,12 @@ mod tests {
         let host = Host::new(t.root());
         let logger = KmsgLogger::new(&host, LevelFilter::Off, LevelFilter::Info);
         for i in 0..25 {
-            logger.log(&Record::builder().level(Level::Info).args(format_args!("line {i}")).build());
+            logger.log(
+                &Record::builder()
+                    .level(Level::Info)
+                    .args(format_args!("line {i}"))
+                    .build(),
+            );
         }
         let all = logger.finish(&host);
         assert_eq!(all.len(), 25);
@@ -188,13 +205,26 @@ mod tests {
         let host = Host::new(t.root());
         let logger = KmsgLogger::new(&host, LevelFilter::Off, LevelFilter::Info);
         for i in 0..12 {
-            logger.log(&Record::builder().level(Level::Warn).args(format_args!("w\n{i}")).build());
+            logger.log(
+                &Record::builder()
+                    .level(Level::Warn)
+                    .args(format_args!("w\n{i}"))
+                    .build(),
+            );
         }
-        logger.log(&Record::builder().level(Level::Debug).args(format_args!("hidden")).build());
+        logger.log(
+            &Record::builder()
+                .level(Level::Debug)
+                .args(format_args!("hidden"))
+                .build(),
+        );
         logger.finish(&host);
         let kmsg = t.read("dev/kmsg");
         assert_eq!(kmsg.lines().count(), 12, "{kmsg}");
-        assert!(kmsg.lines().all(|l| l.starts_with("<12>vfio-early: w ")), "{kmsg}");
+        assert!(
+            kmsg.lines().all(|l| l.starts_with("<12>vfio-early: w ")),
+            "{kmsg}"
+        );
     }
 
     #[test]
@@ -202,7 +232,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let host = Host::new(dir.path());
         let logger = KmsgLogger::new(&host, LevelFilter::Off, LevelFilter::Info);
-        logger.log(&Record::builder().level(Level::Error).args(format_args!("x")).build());
+        logger.log(
+            &Record::builder()
+                .level(Level::Error)
+                .args(format_args!("x"))
+                .build(),
+        );
         assert_eq!(logger.finish(&host), ["error: x"]);
     }
 }

@@ -39,7 +39,10 @@ pub fn parse_alias(text: &str) -> Vec<Alias> {
             (words.next()? == "alias").then_some(())?;
             let pattern = words.next()?;
             let module = words.next()?;
-            pattern.starts_with("pci:").then(|| Alias { pattern: pattern.to_owned(), module: normalize(module) })
+            pattern.starts_with("pci:").then(|| Alias {
+                pattern: pattern.to_owned(),
+                module: normalize(module),
+            })
         })
         .collect()
 }
@@ -53,7 +56,10 @@ pub fn parse_builtin_modinfo(bytes: &[u8]) -> Vec<Alias> {
             let rec = std::str::from_utf8(rec).ok()?;
             let (module, rest) = rec.split_once('.')?;
             let pattern = rest.strip_prefix("alias=")?;
-            pattern.starts_with("pci:").then(|| Alias { pattern: pattern.to_owned(), module: normalize(module) })
+            pattern.starts_with("pci:").then(|| Alias {
+                pattern: pattern.to_owned(),
+                module: normalize(module),
+            })
         })
         .collect()
 }
@@ -163,7 +169,10 @@ impl ClaimTable {
 
     /// Reads `modules.alias` and `modules.builtin.modinfo` from one directory.
     pub fn load_dir(host: &Host, dir: &str) -> Self {
-        let mut aliases = host.read(format!("{dir}/modules.alias")).map(|t| parse_alias(&t)).unwrap_or_default();
+        let mut aliases = host
+            .read(format!("{dir}/modules.alias"))
+            .map(|t| parse_alias(&t))
+            .unwrap_or_default();
         if let Ok(bytes) = host.read_bytes(format!("{dir}/modules.builtin.modinfo")) {
             aliases.extend(parse_builtin_modinfo(&bytes));
         }
@@ -182,7 +191,10 @@ impl ClaimTable {
 
     /// The host module that would claim a device with this modalias, if any.
     pub fn claimant(&self, modalias: &str) -> Option<&str> {
-        self.aliases.iter().find(|a| glob_match(&a.pattern, modalias)).map(|a| a.module.as_str())
+        self.aliases
+            .iter()
+            .find(|a| glob_match(&a.pattern, modalias))
+            .map(|a| a.module.as_str())
     }
 }
 
@@ -206,7 +218,10 @@ impl DepTable {
             .lines()
             .filter_map(|l| {
                 let (module, deps) = l.split_once(':')?;
-                Some((module.trim().to_owned(), deps.split_whitespace().map(str::to_owned).collect()))
+                Some((
+                    module.trim().to_owned(),
+                    deps.split_whitespace().map(str::to_owned).collect(),
+                ))
             })
             .collect();
         Self { entries }
@@ -232,12 +247,21 @@ impl DepTable {
 pub fn module_options(host: &Host, cmdline: &Cmdline, module: &str) -> String {
     let module = normalize(module);
     let mut opts: Vec<String> = Vec::new();
-    for dir in ["lib/modprobe.d", "usr/lib/modprobe.d", "etc/modprobe.d", "run/modprobe.d"] {
+    for dir in [
+        "lib/modprobe.d",
+        "usr/lib/modprobe.d",
+        "etc/modprobe.d",
+        "run/modprobe.d",
+    ] {
         for file in host.list(dir).iter().filter(|f| f.ends_with(".conf")) {
-            let Ok(text) = host.read(format!("{dir}/{file}")) else { continue };
+            let Ok(text) = host.read(format!("{dir}/{file}")) else {
+                continue;
+            };
             for line in text.lines() {
                 let mut w = line.split_whitespace();
-                if w.next() == Some("options") && w.next().map(normalize).as_deref() == Some(module.as_str()) {
+                if w.next() == Some("options")
+                    && w.next().map(normalize).as_deref() == Some(module.as_str())
+                {
                     opts.extend(w.map(str::to_owned));
                 }
             }
@@ -269,14 +293,20 @@ pub enum Availability {
 }
 
 /// Makes the `vfio-pci` driver available, within `timeout`.
-pub fn ensure_vfio_pci(host: &Host, cmdline: &Cmdline, timeout: Duration) -> HostResult<Availability> {
+pub fn ensure_vfio_pci(
+    host: &Host,
+    cmdline: &Cmdline,
+    timeout: Duration,
+) -> HostResult<Availability> {
     const DRIVER_DIR: &str = "sys/bus/pci/drivers/vfio-pci";
     if host.exists(DRIVER_DIR) {
         return Ok(Availability::AlreadyThere);
     }
     host.require_live("load module vfio-pci")?;
     let result = match find_kmod_modprobe(host) {
-        Some(modprobe) => run_modprobe(&modprobe, timeout).map(|()| Availability::Modprobe(modprobe)),
+        Some(modprobe) => {
+            run_modprobe(&modprobe, timeout).map(|()| Availability::Modprobe(modprobe))
+        }
         None => load_closure(host, cmdline, "vfio_pci").map(Availability::Loaded),
     };
     let result = result?;
@@ -296,7 +326,14 @@ pub fn ensure_vfio_pci(host: &Host, cmdline: &Cmdline, timeout: Duration) -> Hos
 
 /// kmod's modprobe, never busybox's applet (it cannot read `modules.dep.bin`).
 fn find_kmod_modprobe(host: &Host) -> Option<PathBuf> {
-    ["usr/sbin/modprobe", "sbin/modprobe", "usr/bin/modprobe", "bin/modprobe"].into_iter().find_map(|rel| {
+    [
+        "usr/sbin/modprobe",
+        "sbin/modprobe",
+        "usr/bin/modprobe",
+        "bin/modprobe",
+    ]
+    .into_iter()
+    .find_map(|rel| {
         let path = host.path(rel);
         let target = std::fs::canonicalize(&path).ok()?;
         let name = target.file_name()?.to_string_lossy().into_owned();
@@ -306,7 +343,10 @@ fn find_kmod_modprobe(host: &Host) -> Option<PathBuf> {
 
 fn run_modprobe(modprobe: &std::path::Path, timeout: Duration) -> HostResult<()> {
     use std::process::{Command, Stdio};
-    let io = |e: std::io::Error| HostError::Io { path: modprobe.to_path_buf(), source: e };
+    let io = |e: std::io::Error| HostError::Io {
+        path: modprobe.to_path_buf(),
+        source: e,
+    };
     // --ignore-install: our own modprobe.d backstop runs the agent on `install
     // vfio-pci`; without it the agent would call itself.
     let mut child = Command::new(modprobe)
@@ -336,7 +376,10 @@ fn run_modprobe(modprobe: &std::path::Path, timeout: Duration) -> HostResult<()>
         }
         if start.elapsed() > timeout {
             let _ = child.kill();
-            return Err(HostError::Timeout { path: modprobe.to_path_buf(), timeout });
+            return Err(HostError::Timeout {
+                path: modprobe.to_path_buf(),
+                timeout,
+            });
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -360,7 +403,10 @@ fn load_closure(host: &Host, cmdline: &Cmdline, name: &str) -> HostResult<Vec<St
         }
         let path = host.path(format!("{dir}/{file}"));
         let opts = module_options(host, cmdline, &m);
-        finit(&path, &opts, file.ends_with(".ko")).map_err(|e| HostError::Io { path: path.clone(), source: e })?;
+        finit(&path, &opts, file.ends_with(".ko")).map_err(|e| HostError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
         loaded.push(m);
     }
     Ok(loaded)
@@ -372,7 +418,11 @@ fn finit(path: &std::path::Path, opts: &str, plain: bool) -> std::io::Result<()>
     let params = std::ffi::CString::new(opts).map_err(std::io::Error::other)?;
     // Compressed modules are handed to the kernel as they are (MODULE_INIT_COMPRESSED_FILE,
     // Linux 6.4+ with in-kernel decompression); older kernels need kmod's modprobe.
-    let flags = if plain { ModuleInitFlags::empty() } else { ModuleInitFlags::from_bits_retain(4) };
+    let flags = if plain {
+        ModuleInitFlags::empty()
+    } else {
+        ModuleInitFlags::from_bits_retain(4)
+    };
     match finit_module(&file, &params, flags) {
         Ok(()) | Err(nix::errno::Errno::EEXIST) => Ok(()),
         Err(e) => Err(e.into()),
@@ -385,10 +435,22 @@ mod tests {
 
     #[test]
     fn glob_matches_like_fnmatch() {
-        assert!(glob_match("pci:v00001002d00006779sv*sd*bc*sc*i*", "pci:v00001002d00006779sv00001458sd000021ACbc03sc00i00"));
-        assert!(!glob_match("pci:v00001002d00006779sv*sd*bc*sc*i*", "pci:v00001002d0000677Asv00001458sd000021ACbc03sc00i00"));
-        assert!(glob_match("pci:v*d*sv*sd*bc0Csc03i30*", "pci:v00001B36d0000000Dsv00001AF4sd00001100bc0Csc03i30"));
-        assert!(glob_match("pci:v0000100Ed*sv*sd*bc*sc*i*", "pci:v0000100Ed00001234sv0sd0bc0sc0i0"));
+        assert!(glob_match(
+            "pci:v00001002d00006779sv*sd*bc*sc*i*",
+            "pci:v00001002d00006779sv00001458sd000021ACbc03sc00i00"
+        ));
+        assert!(!glob_match(
+            "pci:v00001002d00006779sv*sd*bc*sc*i*",
+            "pci:v00001002d0000677Asv00001458sd000021ACbc03sc00i00"
+        ));
+        assert!(glob_match(
+            "pci:v*d*sv*sd*bc0Csc03i30*",
+            "pci:v00001B36d0000000Dsv00001AF4sd00001100bc0Csc03i30"
+        ));
+        assert!(glob_match(
+            "pci:v0000100Ed*sv*sd*bc*sc*i*",
+            "pci:v0000100Ed00001234sv0sd0bc0sc0i0"
+        ));
         assert!(glob_match("a?c", "abc"));
         assert!(glob_match("a[0-9]c", "a5c"));
         assert!(!glob_match("a[!0-9]c", "a5c"));
@@ -406,12 +468,25 @@ mod tests {
             alias pci:v*d*sv*sd*bc*sc*i* pci-stub\n\
             alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\n";
         let t = ClaimTable::new(parse_alias(text));
-        assert_eq!(t.claimant("pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00"), Some("e1000e"));
-        assert_eq!(t.claimant("pci:v00001234d00001111sv0sd0bc03sc00i00"), None, "pci-stub's catch-all must not count");
+        assert_eq!(
+            t.claimant("pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00"),
+            Some("e1000e")
+        );
+        assert_eq!(
+            t.claimant("pci:v00001234d00001111sv0sd0bc03sc00i00"),
+            None,
+            "pci-stub's catch-all must not count"
+        );
         let builtin = b"ahci.alias=pci:v*d*sv*sd*bc01sc06i01*\0ahci.license=GPL\0snd_hda_intel.alias=pci:v*d*sv*sd*bc04sc03i00*\0";
         let t = ClaimTable::new(parse_builtin_modinfo(builtin));
-        assert_eq!(t.claimant("pci:v00008086d00002922sv1AF4sd1100bc01sc06i01"), Some("ahci"));
-        assert_eq!(t.claimant("pci:v00008086d0000293Esv1AF4sd1100bc04sc03i00"), Some("snd_hda_intel"));
+        assert_eq!(
+            t.claimant("pci:v00008086d00002922sv1AF4sd1100bc01sc06i01"),
+            Some("ahci")
+        );
+        assert_eq!(
+            t.claimant("pci:v00008086d0000293Esv1AF4sd1100bc04sc03i00"),
+            Some("snd_hda_intel")
+        );
     }
 
     #[test]
@@ -421,20 +496,36 @@ mod tests {
              kernel/drivers/vfio/vfio.ko:\n",
         );
         let order = dep.load_order("vfio-pci").unwrap();
-        assert_eq!(order.first().map(|s| module_name(s)), Some("irqbypass".to_owned()));
-        assert_eq!(order.last().map(|s| module_name(s)), Some("vfio_pci".to_owned()));
+        assert_eq!(
+            order.first().map(|s| module_name(s)),
+            Some("irqbypass".to_owned())
+        );
+        assert_eq!(
+            order.last().map(|s| module_name(s)),
+            Some("vfio_pci".to_owned())
+        );
         assert_eq!(dep.load_order("vfio").unwrap().len(), 1);
         assert!(dep.load_order("nvidia").is_none());
-        assert_eq!(module_name("kernel/x/vfio-pci-core.ko.zst"), "vfio_pci_core");
+        assert_eq!(
+            module_name("kernel/x/vfio-pci-core.ko.zst"),
+            "vfio_pci_core"
+        );
     }
 
     #[test]
     fn options_from_modprobe_d_then_cmdline() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("etc/modprobe.d")).unwrap();
-        std::fs::write(dir.path().join("etc/modprobe.d/vfio.conf"), "options vfio-pci disable_vga=1\noptions e1000e x=1\n").unwrap();
+        std::fs::write(
+            dir.path().join("etc/modprobe.d/vfio.conf"),
+            "options vfio-pci disable_vga=1\noptions e1000e x=1\n",
+        )
+        .unwrap();
         let host = Host::new(dir.path());
         let cmdline = Cmdline::parse("quiet vfio_pci.disable_idle_d3=1 vfio-pci.ids=1002:6779");
-        assert_eq!(module_options(&host, &cmdline, "vfio_pci"), "disable_vga=1 disable_idle_d3=1 ids=1002:6779");
+        assert_eq!(
+            module_options(&host, &cmdline, "vfio_pci"),
+            "disable_vga=1 disable_idle_d3=1 ids=1002:6779"
+        );
     }
 }

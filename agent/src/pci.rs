@@ -47,7 +47,11 @@ impl ParseError {
             input.truncate(64);
             input.push('…');
         }
-        Self { input, expected, why }
+        Self {
+            input,
+            expected,
+            why,
+        }
     }
 }
 
@@ -66,7 +70,9 @@ impl FromStr for PciAddress {
     fn from_str(s: &str) -> Result<Self, ParseError> {
         const WHAT: &str = "a PCI address (DDDD:BB:DD.F)";
         let err = |why| ParseError::new(s, WHAT, why);
-        let (slot, func) = s.rsplit_once('.').ok_or_else(|| err("no '.' before the function"))?;
+        let (slot, func) = s
+            .rsplit_once('.')
+            .ok_or_else(|| err("no '.' before the function"))?;
         let parts: Vec<&str> = slot.split(':').collect();
         let (dom, bus, dev) = match parts.as_slice() {
             [d, b, v] => (hex_field(d, 4, 8).ok_or_else(|| err("bad domain"))?, *b, *v),
@@ -93,7 +99,11 @@ impl FromStr for PciAddress {
 
 impl fmt::Display for PciAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04x}:{:02x}:{:02x}.{:x}", self.domain, self.bus, self.device, self.function)
+        write!(
+            f,
+            "{:04x}:{:02x}:{:02x}.{:x}",
+            self.domain, self.bus, self.device, self.function
+        )
     }
 }
 
@@ -150,7 +160,11 @@ impl FromStr for PciId {
         };
         let parts: Vec<&str> = s.split(':').collect();
         match parts.as_slice() {
-            [v, d] => Ok(Self { vendor: field(v)?, device: field(d)?, subsystem: None }),
+            [v, d] => Ok(Self {
+                vendor: field(v)?,
+                device: field(d)?,
+                subsystem: None,
+            }),
             [v, d, sv, sd] => Ok(Self {
                 vendor: field(v)?,
                 device: field(d)?,
@@ -176,7 +190,9 @@ impl PciId {
     pub fn matches(&self, dev: &Device) -> bool {
         self.vendor == dev.vendor
             && self.device == dev.device
-            && self.subsystem.is_none_or(|s| s == (dev.subsystem_vendor, dev.subsystem_device))
+            && self
+                .subsystem
+                .is_none_or(|s| s == (dev.subsystem_vendor, dev.subsystem_device))
     }
 }
 
@@ -233,14 +249,20 @@ impl Device {
             driver: host.link_name(address.attr("driver")),
             driver_override,
             boot_vga: host.read_attr(address.attr("boot_vga")).as_deref() == Some("1"),
-            iommu_group: host.link_name(address.attr("iommu_group")).and_then(|g| g.parse().ok()),
+            iommu_group: host
+                .link_name(address.attr("iommu_group"))
+                .and_then(|g| g.parse().ok()),
             modalias: host.read_attr(address.attr("modalias")),
         })
     }
 
     /// `vendor:device`.
     pub fn id(&self) -> PciId {
-        PciId { vendor: self.vendor, device: self.device, subsystem: None }
+        PciId {
+            vendor: self.vendor,
+            device: self.device,
+            subsystem: None,
+        }
     }
 
     /// The base class byte (0x03 display, 0x01 storage, 0x06 bridge...).
@@ -318,7 +340,10 @@ mod tests {
         ] {
             assert!(bad.parse::<PciAddress>().is_err(), "{bad:?} accepted");
         }
-        let e = "0000:01:20.0".parse::<PciAddress>().unwrap_err().to_string();
+        let e = "0000:01:20.0"
+            .parse::<PciAddress>()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("device out of range"), "{e}");
     }
 
@@ -329,7 +354,14 @@ mod tests {
         let sub: PciId = "10de:1b80:1458:3702".parse().unwrap();
         assert_eq!(sub.subsystem, Some((0x1458, 0x3702)));
         assert_eq!(sub.to_string(), "10de:1b80:1458:3702");
-        for bad in ["1002", "1002:677", "1002:6779:1", "1002:6779:x:y", "g002:6779", "1002:6779:"] {
+        for bad in [
+            "1002",
+            "1002:677",
+            "1002:6779:1",
+            "1002:6779:x:y",
+            "g002:6779",
+            "1002:6779:",
+        ] {
             assert!(bad.parse::<PciId>().is_err(), "{bad:?} accepted");
         }
     }
@@ -341,6 +373,9 @@ mod tests {
         let c: PciAddress = "0000:01:01.0".parse().unwrap();
         assert!(a.same_slot(&b));
         assert!(!a.same_slot(&c));
-        assert_eq!(a.attr("driver_override"), "sys/bus/pci/devices/0000:01:00.0/driver_override");
+        assert_eq!(
+            a.attr("driver_override"),
+            "sys/bus/pci/devices/0000:01:00.0/driver_override"
+        );
     }
 }

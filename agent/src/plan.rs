@@ -177,7 +177,8 @@ pub fn member_ok(d: &Device, topo: &Topology) -> Result<String, String> {
 /// Plans the binding of the selected devices.
 pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
     let mut out = Plan::default();
-    let by_addr: BTreeMap<PciAddress, &Device> = topo.devices.iter().map(|d| (d.address, d)).collect();
+    let by_addr: BTreeMap<PciAddress, &Device> =
+        topo.devices.iter().map(|d| (d.address, d)).collect();
     let mut selected: BTreeMap<PciAddress, Selection> = BTreeMap::new();
     // Devices named by address whose id does not match: refused outright.
     let mut mismatched: BTreeMap<PciAddress, String> = BTreeMap::new();
@@ -217,7 +218,11 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
         for root in roots {
             match sel.functions {
                 Functions::One => take(root),
-                Functions::Slot => topo.devices.iter().filter(|d| d.address.same_slot(&root.address)).for_each(&mut take),
+                Functions::Slot => topo
+                    .devices
+                    .iter()
+                    .filter(|d| d.address.same_slot(&root.address))
+                    .for_each(&mut take),
             }
         }
     }
@@ -230,7 +235,9 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
         iommu_group: d.iommu_group,
         driver: d.driver.clone(),
         selected: sel.is_some(),
-        selected_by: sel.map(|s| s.by.iter().copied().collect()).unwrap_or_default(),
+        selected_by: sel
+            .map(|s| s.by.iter().copied().collect())
+            .unwrap_or_default(),
         action,
         reasons,
     };
@@ -289,7 +296,10 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
         let mut blockers: Vec<(PciAddress, String)> = Vec::new();
         for d in members {
             if let Some(why) = own_refusal.get(&d.address) {
-                blockers.push((d.address, format!("{} is refused itself ({})", d.address, why.join("; "))));
+                blockers.push((
+                    d.address,
+                    format!("{} is refused itself ({})", d.address, why.join("; ")),
+                ));
             } else if !selected.contains_key(&d.address) {
                 if let Err(why) = member_ok(d, topo) {
                     blockers.push((d.address, why));
@@ -299,9 +309,12 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
         for d in members {
             let sel = selected.get(&d.address);
             let plan = match (sel, blockers.is_empty()) {
-                (Some(_), true) if d.driver.as_deref() == Some(VFIO_DRIVER) => {
-                    new_plan(d, sel, Action::AlreadyBound, vec!["already on vfio-pci".to_owned()])
-                }
+                (Some(_), true) if d.driver.as_deref() == Some(VFIO_DRIVER) => new_plan(
+                    d,
+                    sel,
+                    Action::AlreadyBound,
+                    vec!["already on vfio-pci".to_owned()],
+                ),
                 (Some(_), true) => {
                     let why = match &d.driver {
                         Some(drv) => format!("selected; on {drv} now, which will be unbound"),
@@ -311,8 +324,11 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
                 }
                 (Some(_), false) => {
                     let mut why = own_refusal.get(&d.address).cloned().unwrap_or_default();
-                    let others: Vec<&str> =
-                        blockers.iter().filter(|(a, _)| *a != d.address).map(|(_, w)| w.as_str()).collect();
+                    let others: Vec<&str> = blockers
+                        .iter()
+                        .filter(|(a, _)| *a != d.address)
+                        .map(|(_, w)| w.as_str())
+                        .collect();
                     if !others.is_empty() {
                         why.push(format!(
                             "IOMMU group {g} cannot be handed over as a whole: {} (select every device of the group, or move the card to another slot)",
@@ -322,13 +338,21 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
                     new_plan(d, sel, Action::Refuse, why)
                 }
                 (None, _) => match member_ok(d, topo) {
-                    Ok(why) if d.driver.as_deref() == Some(VFIO_DRIVER) => {
-                        new_plan(d, None, Action::AlreadyBound, vec![format!("not selected; {why}")])
+                    Ok(why) if d.driver.as_deref() == Some(VFIO_DRIVER) => new_plan(
+                        d,
+                        None,
+                        Action::AlreadyBound,
+                        vec![format!("not selected; {why}")],
+                    ),
+                    Ok(why) => {
+                        new_plan(d, None, Action::Skip, vec![format!("not selected; {why}")])
                     }
-                    Ok(why) => new_plan(d, None, Action::Skip, vec![format!("not selected; {why}")]),
-                    Err(why) if blockers.iter().any(|(a, _)| *a == d.address) => {
-                        new_plan(d, None, Action::Refuse, vec![format!("not selected, and blocks IOMMU group {g}: {why}")])
-                    }
+                    Err(why) if blockers.iter().any(|(a, _)| *a == d.address) => new_plan(
+                        d,
+                        None,
+                        Action::Refuse,
+                        vec![format!("not selected, and blocks IOMMU group {g}: {why}")],
+                    ),
                     Err(why) => new_plan(d, None, Action::Skip, vec![why]),
                 },
             };
@@ -345,7 +369,13 @@ mod tests {
     use crate::config::Config;
     use std::path::Path;
 
-    fn dev(addr: &str, id: (u16, u16), class: u32, group: Option<u32>, driver: Option<&str>) -> Device {
+    fn dev(
+        addr: &str,
+        id: (u16, u16),
+        class: u32,
+        group: Option<u32>,
+        driver: Option<&str>,
+    ) -> Device {
         Device {
             address: addr.parse().unwrap(),
             vendor: id.0,
@@ -362,7 +392,9 @@ mod tests {
     }
 
     fn selectors(toml: &str) -> Vec<Selector> {
-        Config::parse(Path::new("t.toml"), toml.as_bytes()).unwrap().devices
+        Config::parse(Path::new("t.toml"), toml.as_bytes())
+            .unwrap()
+            .devices
     }
 
     /// The seed guide's machine. `booted`: endpoint drivers loaded; otherwise the
@@ -370,13 +402,31 @@ mod tests {
     fn seed(booted: bool) -> Topology {
         let d = |a, id, c, g, drv: &'static str| dev(a, id, c, Some(g), booted.then_some(drv));
         let devices = vec![
-            dev("0000:00:02.0", (0x1022, 0x1412), 0x060400, Some(1), Some("pcieport")),
+            dev(
+                "0000:00:02.0",
+                (0x1022, 0x1412),
+                0x060400,
+                Some(1),
+                Some("pcieport"),
+            ),
             d("0000:00:14.0", (0x1022, 0x780b), 0x0c0500, 7, "piix4_smbus"),
             d("0000:00:14.1", (0x1022, 0x780c), 0x01018a, 7, "pata_atiixp"),
-            d("0000:00:14.2", (0x1022, 0x780d), 0x040300, 7, "snd_hda_intel"),
+            d(
+                "0000:00:14.2",
+                (0x1022, 0x780d),
+                0x040300,
+                7,
+                "snd_hda_intel",
+            ),
             d("0000:00:14.3", (0x1022, 0x780e), 0x060100, 7, "lpc_ich"),
             d("0000:01:00.0", (0x1002, 0x6779), 0x030000, 1, "radeon"),
-            d("0000:01:00.1", (0x1002, 0xaa98), 0x040300, 1, "snd_hda_intel"),
+            d(
+                "0000:01:00.1",
+                (0x1002, 0xaa98),
+                0x040300,
+                1,
+                "snd_hda_intel",
+            ),
         ];
         let claimants = if booted {
             BTreeMap::new()
@@ -393,26 +443,58 @@ mod tests {
             .map(|(a, m)| (a.parse().unwrap(), m.to_owned()))
             .collect()
         };
-        Topology { devices, iommu_groups: true, claimants, alias_tables: true }
+        Topology {
+            devices,
+            iommu_groups: true,
+            claimants,
+            alias_tables: true,
+        }
     }
 
     fn action(p: &Plan, addr: &str) -> Option<Action> {
-        p.devices.iter().find(|d| d.address.to_string() == addr).map(|d| d.action)
+        p.devices
+            .iter()
+            .find(|d| d.address.to_string() == addr)
+            .map(|d| d.action)
     }
 
     fn reasons(p: &Plan, addr: &str) -> String {
-        p.devices.iter().find(|d| d.address.to_string() == addr).map(|d| d.reasons.join(" | ")).unwrap_or_default()
+        p.devices
+            .iter()
+            .find(|d| d.address.to_string() == addr)
+            .map(|d| d.reasons.join(" | "))
+            .unwrap_or_default()
     }
 
     #[test]
     fn seed_gpu_and_audio_bind_and_the_bridge_stays() {
         for booted in [true, false] {
-            let p = plan(&selectors("[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"slot\"\n"), &seed(booted));
-            assert_eq!(action(&p, "0000:01:00.0"), Some(Action::Bind), "booted={booted}");
-            assert_eq!(action(&p, "0000:01:00.1"), Some(Action::Bind), "booted={booted}");
-            assert_eq!(action(&p, "0000:00:02.0"), Some(Action::Skip), "booted={booted}");
+            let p = plan(
+                &selectors("[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"slot\"\n"),
+                &seed(booted),
+            );
+            assert_eq!(
+                action(&p, "0000:01:00.0"),
+                Some(Action::Bind),
+                "booted={booted}"
+            );
+            assert_eq!(
+                action(&p, "0000:01:00.1"),
+                Some(Action::Bind),
+                "booted={booted}"
+            );
+            assert_eq!(
+                action(&p, "0000:00:02.0"),
+                Some(Action::Skip),
+                "booted={booted}"
+            );
             assert!(reasons(&p, "0000:00:02.0").contains("bridge"));
-            assert_eq!(p.devices.len(), 3, "group 7 is not touched: {:?}", p.devices);
+            assert_eq!(
+                p.devices.len(),
+                3,
+                "group 7 is not touched: {:?}",
+                p.devices
+            );
             assert!(!p.has_problems());
             assert_eq!(p.bind_groups().keys().copied().collect::<Vec<_>>(), [1]);
         }
@@ -421,12 +503,23 @@ mod tests {
     #[test]
     fn seed_azalia_alone_is_refused_naming_the_others() {
         for booted in [true, false] {
-            let p = plan(&selectors("[[device]]\naddress = \"0000:00:14.2\"\n"), &seed(booted));
-            assert_eq!(action(&p, "0000:00:14.2"), Some(Action::Refuse), "booted={booted}");
+            let p = plan(
+                &selectors("[[device]]\naddress = \"0000:00:14.2\"\n"),
+                &seed(booted),
+            );
+            assert_eq!(
+                action(&p, "0000:00:14.2"),
+                Some(Action::Refuse),
+                "booted={booted}"
+            );
             let why = reasons(&p, "0000:00:14.2");
             for other in ["0000:00:14.0", "0000:00:14.1", "0000:00:14.3"] {
                 assert!(why.contains(other), "booted={booted}: {why}");
-                assert_eq!(action(&p, other), Some(Action::Refuse), "blocker {other} booted={booted}");
+                assert_eq!(
+                    action(&p, other),
+                    Some(Action::Refuse),
+                    "blocker {other} booted={booted}"
+                );
             }
             assert!(why.contains("group 7"), "{why}");
             if !booted {
@@ -438,7 +531,10 @@ mod tests {
 
     #[test]
     fn gpu_alone_is_refused_while_its_audio_stays_on_the_host() {
-        let p = plan(&selectors("[[device]]\naddress = \"0000:01:00.0\"\n"), &seed(true));
+        let p = plan(
+            &selectors("[[device]]\naddress = \"0000:01:00.0\"\n"),
+            &seed(true),
+        );
         assert_eq!(action(&p, "0000:01:00.0"), Some(Action::Refuse));
         assert_eq!(action(&p, "0000:01:00.1"), Some(Action::Refuse));
         assert!(reasons(&p, "0000:01:00.0").contains("snd_hda_intel"));
@@ -447,22 +543,37 @@ mod tests {
     #[test]
     fn boot_vga_needs_explicit_permission() {
         let mut t = seed(true);
-        t.devices.push(Device { boot_vga: true, ..dev("0000:02:00.0", (0x10de, 0x1b80), 0x030000, Some(9), None) });
+        t.devices.push(Device {
+            boot_vga: true,
+            ..dev("0000:02:00.0", (0x10de, 0x1b80), 0x030000, Some(9), None)
+        });
         let p = plan(&selectors("[[device]]\naddress = \"0000:02:00.0\"\n"), &t);
         assert_eq!(action(&p, "0000:02:00.0"), Some(Action::Refuse));
         assert!(reasons(&p, "0000:02:00.0").contains("boot display"));
-        let p = plan(&selectors("[[device]]\naddress = \"0000:02:00.0\"\nallow_boot_vga = true\n"), &t);
+        let p = plan(
+            &selectors("[[device]]\naddress = \"0000:02:00.0\"\nallow_boot_vga = true\n"),
+            &t,
+        );
         assert_eq!(action(&p, "0000:02:00.0"), Some(Action::Bind));
     }
 
     #[test]
     fn storage_needs_explicit_permission() {
         let mut t = seed(true);
-        t.devices.push(dev("0000:03:00.0", (0x144d, 0xa808), 0x010802, Some(10), Some("nvme")));
+        t.devices.push(dev(
+            "0000:03:00.0",
+            (0x144d, 0xa808),
+            0x010802,
+            Some(10),
+            Some("nvme"),
+        ));
         let p = plan(&selectors("[[device]]\nid = \"144d:a808\"\n"), &t);
         assert_eq!(action(&p, "0000:03:00.0"), Some(Action::Refuse));
         assert!(reasons(&p, "0000:03:00.0").contains("storage"));
-        let p = plan(&selectors("[[device]]\nid = \"144d:a808\"\nallow_storage = true\n"), &t);
+        let p = plan(
+            &selectors("[[device]]\nid = \"144d:a808\"\nallow_storage = true\n"),
+            &t,
+        );
         assert_eq!(action(&p, "0000:03:00.0"), Some(Action::Bind));
         assert!(reasons(&p, "0000:03:00.0").contains("on nvme now"));
     }
@@ -472,9 +583,27 @@ mod tests {
         // A boot GPU refused while its audio is selected: the audio cannot go alone.
         let mut t = seed(true);
         t.devices.retain(|d| d.address.bus != 1);
-        t.devices.push(Device { boot_vga: true, ..dev("0000:01:00.0", (0x1002, 0x6779), 0x030000, Some(1), Some("radeon")) });
-        t.devices.push(dev("0000:01:00.1", (0x1002, 0xaa98), 0x040300, Some(1), Some("snd_hda_intel")));
-        let p = plan(&selectors("[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"slot\"\n"), &t);
+        t.devices.push(Device {
+            boot_vga: true,
+            ..dev(
+                "0000:01:00.0",
+                (0x1002, 0x6779),
+                0x030000,
+                Some(1),
+                Some("radeon"),
+            )
+        });
+        t.devices.push(dev(
+            "0000:01:00.1",
+            (0x1002, 0xaa98),
+            0x040300,
+            Some(1),
+            Some("snd_hda_intel"),
+        ));
+        let p = plan(
+            &selectors("[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"slot\"\n"),
+            &t,
+        );
         assert_eq!(action(&p, "0000:01:00.0"), Some(Action::Refuse));
         assert_eq!(action(&p, "0000:01:00.1"), Some(Action::Refuse));
         assert!(reasons(&p, "0000:01:00.1").contains("refused itself"));
@@ -482,7 +611,10 @@ mod tests {
 
     #[test]
     fn bridges_are_never_bound() {
-        let p = plan(&selectors("[[device]]\naddress = \"0000:00:02.0\"\n"), &seed(true));
+        let p = plan(
+            &selectors("[[device]]\naddress = \"0000:00:02.0\"\n"),
+            &seed(true),
+        );
         assert_eq!(action(&p, "0000:00:02.0"), Some(Action::Refuse));
         assert!(reasons(&p, "0000:00:02.0").contains("bridge"), "{p:?}");
         // The card behind it is refused too: its port is refused itself.
@@ -496,7 +628,10 @@ mod tests {
         for d in &mut t.devices {
             d.iommu_group = None;
         }
-        let p = plan(&selectors("[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"slot\"\n"), &t);
+        let p = plan(
+            &selectors("[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"slot\"\n"),
+            &t,
+        );
         assert_eq!(p.with_action(Action::Refuse).count(), 2);
         assert!(reasons(&p, "0000:01:00.0").contains("intel_iommu=on"));
     }
@@ -504,26 +639,47 @@ mod tests {
     #[test]
     fn id_selectors_take_every_match_and_identical_twins_split_by_address() {
         let mut t = seed(true);
-        t.devices.push(dev("0000:02:00.0", (0x1002, 0x6779), 0x030000, Some(2), Some("radeon")));
+        t.devices.push(dev(
+            "0000:02:00.0",
+            (0x1002, 0x6779),
+            0x030000,
+            Some(2),
+            Some("radeon"),
+        ));
         // By id: both cards.
         let p = plan(&selectors("[[device]]\nid = \"1002:6779\"\n"), &t);
         assert_eq!(action(&p, "0000:02:00.0"), Some(Action::Bind));
-        assert_eq!(action(&p, "0000:01:00.0"), Some(Action::Refuse), "its audio stays on the host");
+        assert_eq!(
+            action(&p, "0000:01:00.0"),
+            Some(Action::Refuse),
+            "its audio stays on the host"
+        );
         // By address and id: the host keeps the other twin, untouched.
-        let p = plan(&selectors("[[device]]\naddress = \"0000:02:00.0\"\nid = \"1002:6779\"\n"), &t);
+        let p = plan(
+            &selectors("[[device]]\naddress = \"0000:02:00.0\"\nid = \"1002:6779\"\n"),
+            &t,
+        );
         assert_eq!(action(&p, "0000:02:00.0"), Some(Action::Bind));
         assert_eq!(action(&p, "0000:01:00.0"), None);
         // Mismatch at the address: refused.
-        let p = plan(&selectors("[[device]]\naddress = \"0000:02:00.0\"\nid = \"10de:1b80\"\n"), &t);
+        let p = plan(
+            &selectors("[[device]]\naddress = \"0000:02:00.0\"\nid = \"10de:1b80\"\n"),
+            &t,
+        );
         assert_eq!(action(&p, "0000:02:00.0"), Some(Action::Refuse));
         assert!(reasons(&p, "0000:02:00.0").contains("not 10de:1b80"));
     }
 
     #[test]
     fn missing_devices_and_ids_are_warnings() {
-        let p = plan(&selectors("[[device]]\naddress = \"0000:42:00.0\"\n[[device]]\nid = \"abcd:ef01\"\n"), &seed(true));
+        let p = plan(
+            &selectors("[[device]]\naddress = \"0000:42:00.0\"\n[[device]]\nid = \"abcd:ef01\"\n"),
+            &seed(true),
+        );
         assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
-        assert!(p.warnings[0].contains("line 1") && p.warnings[0].contains("no device at 0000:42:00.0"));
+        assert!(
+            p.warnings[0].contains("line 1") && p.warnings[0].contains("no device at 0000:42:00.0")
+        );
         assert!(p.warnings[1].contains("no device has id abcd:ef01"));
         assert!(p.devices.is_empty());
     }
@@ -570,6 +726,10 @@ mod tests {
         }
         let p = plan(&selectors("[[device]]\naddress = \"0000:01:00.0\"\n"), &t);
         assert_eq!(action(&p, "0000:01:00.1"), Some(Action::Skip));
-        assert_eq!(action(&p, "0000:00:02.0"), Some(Action::Refuse), "shpchp does not leave DMA to vfio");
+        assert_eq!(
+            action(&p, "0000:00:02.0"),
+            Some(Action::Refuse),
+            "shpchp does not leave DMA to vfio"
+        );
     }
 }

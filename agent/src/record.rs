@@ -124,7 +124,11 @@ mod tests {
         std::fs::write(dir.path().join("proc/sys/kernel/osrelease"), "6.1.0-x\n").unwrap();
         let host = Host::new(dir.path());
         let mut r = Record::new(&host);
-        r.devices.push(DeviceRecord { address: "0000:01:00.0".into(), outcome: "bound".into(), ..Default::default() });
+        r.devices.push(DeviceRecord {
+            address: "0000:01:00.0".into(),
+            outcome: "bound".into(),
+            ..Default::default()
+        });
         r.save(&host).unwrap();
         assert!(dir.path().join(PATH).is_file());
         let back = Record::load(&host).unwrap();

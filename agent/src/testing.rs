@@ -85,13 +85,26 @@ impl Default for TestSysfs {
 
 impl TestSysfs {
     pub fn new() -> Self {
-        let t = Self { dir: tempfile::tempdir().expect("tempdir") };
-        for d in ["sys/bus/pci/devices", "sys/bus/pci/drivers", "sys/kernel/iommu_groups", "proc/sys/kernel", "dev", "etc", "run"] {
+        let t = Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        for d in [
+            "sys/bus/pci/devices",
+            "sys/bus/pci/drivers",
+            "sys/kernel/iommu_groups",
+            "proc/sys/kernel",
+            "dev",
+            "etc",
+            "run",
+        ] {
             fs::create_dir_all(t.root().join(d)).expect("mkdir");
         }
         t.file("sys/bus/pci/drivers_probe", "");
         t.file("proc/sys/kernel/osrelease", &format!("{RELEASE}\n"));
-        t.file("proc/cmdline", "BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro quiet\n");
+        t.file(
+            "proc/cmdline",
+            "BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro quiet\n",
+        );
         t.file("dev/kmsg", "");
         t
     }
@@ -140,17 +153,27 @@ impl TestSysfs {
         if dev.class >> 8 == 0x0300 {
             attr("boot_vga", format!("{}\n", u8::from(dev.boot_vga)));
         }
-        symlink(format!("../../../devices/pci0000:00/{}", dev.address), self.path(&format!("sys/bus/pci/devices/{}", dev.address)))
-            .expect("device link");
+        symlink(
+            format!("../../../devices/pci0000:00/{}", dev.address),
+            self.path(&format!("sys/bus/pci/devices/{}", dev.address)),
+        )
+        .expect("device link");
         if let Some(drv) = &dev.driver {
             self.bind_link(&dev.address, drv);
         }
         if let Some(g) = dev.group {
             let gdir = format!("sys/kernel/iommu_groups/{g}/devices");
             fs::create_dir_all(self.path(&gdir)).expect("group dir");
-            symlink(format!("../../../kernel/iommu_groups/{g}"), self.path(&format!("{real}/iommu_group"))).expect("group link");
-            symlink(format!("../../../../devices/pci0000:00/{}", dev.address), self.path(&format!("{gdir}/{}", dev.address)))
-                .expect("group member link");
+            symlink(
+                format!("../../../kernel/iommu_groups/{g}"),
+                self.path(&format!("{real}/iommu_group")),
+            )
+            .expect("group link");
+            symlink(
+                format!("../../../../devices/pci0000:00/{}", dev.address),
+                self.path(&format!("{gdir}/{}", dev.address)),
+            )
+            .expect("group member link");
         }
         self
     }
@@ -186,14 +209,40 @@ pub fn seed_machine(booted: bool) -> TestSysfs {
     let t = TestSysfs::new();
     let drv = |d: Dev, name: &str| if booted { d.driver(name) } else { d };
     for d in [
-        Dev::new("0000:00:02.0", (0x1022, 0x1412), 0x060400).group(1).driver("pcieport"),
-        drv(Dev::new("0000:01:00.0", (0x1002, 0x6779), 0x030000).group(1).subsystem(0x1458, 0x21ac), "radeon"),
-        drv(Dev::new("0000:01:00.1", (0x1002, 0xaa98), 0x040300).group(1).subsystem(0x1458, 0xaa98), "snd_hda_intel"),
-        Dev::new("0000:00:01.0", (0x1002, 0x9992), 0x030000).group(0).boot_vga(),
-        drv(Dev::new("0000:00:14.0", (0x1022, 0x780b), 0x0c0500).group(7), "piix4_smbus"),
-        drv(Dev::new("0000:00:14.1", (0x1022, 0x780c), 0x01018a).group(7), "pata_atiixp"),
-        drv(Dev::new("0000:00:14.2", (0x1022, 0x780d), 0x040300).group(7), "snd_hda_intel"),
-        drv(Dev::new("0000:00:14.3", (0x1022, 0x780e), 0x060100).group(7), "lpc_ich"),
+        Dev::new("0000:00:02.0", (0x1022, 0x1412), 0x060400)
+            .group(1)
+            .driver("pcieport"),
+        drv(
+            Dev::new("0000:01:00.0", (0x1002, 0x6779), 0x030000)
+                .group(1)
+                .subsystem(0x1458, 0x21ac),
+            "radeon",
+        ),
+        drv(
+            Dev::new("0000:01:00.1", (0x1002, 0xaa98), 0x040300)
+                .group(1)
+                .subsystem(0x1458, 0xaa98),
+            "snd_hda_intel",
+        ),
+        Dev::new("0000:00:01.0", (0x1002, 0x9992), 0x030000)
+            .group(0)
+            .boot_vga(),
+        drv(
+            Dev::new("0000:00:14.0", (0x1022, 0x780b), 0x0c0500).group(7),
+            "piix4_smbus",
+        ),
+        drv(
+            Dev::new("0000:00:14.1", (0x1022, 0x780c), 0x01018a).group(7),
+            "pata_atiixp",
+        ),
+        drv(
+            Dev::new("0000:00:14.2", (0x1022, 0x780d), 0x040300).group(7),
+            "snd_hda_intel",
+        ),
+        drv(
+            Dev::new("0000:00:14.3", (0x1022, 0x780e), 0x060100).group(7),
+            "lpc_ich",
+        ),
     ] {
         t.add(&d);
     }

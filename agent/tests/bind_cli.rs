@@ -31,7 +31,12 @@ fn dry_json(t: &TestSysfs) -> Value {
 }
 
 fn entry<'a>(plan: &'a Value, addr: &str) -> &'a Value {
-    plan["devices"].as_array().unwrap().iter().find(|d| d["address"] == addr).unwrap_or_else(|| panic!("{addr} missing: {plan}"))
+    plan["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["address"] == addr)
+        .unwrap_or_else(|| panic!("{addr} missing: {plan}"))
 }
 
 const GPU_SLOT: &str = "[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"slot\"\n";
@@ -59,7 +64,10 @@ fn dry_run_json_contract_on_the_seed_machine_in_both_states() {
         // A dry run writes nothing: no record, no kernel log line, no override.
         assert!(!t.path("run/vfio-early").exists());
         assert_eq!(t.read("dev/kmsg"), "");
-        assert_eq!(t.read("sys/bus/pci/devices/0000:01:00.0/driver_override"), "(null)\n");
+        assert_eq!(
+            t.read("sys/bus/pci/devices/0000:01:00.0/driver_override"),
+            "(null)\n"
+        );
     }
 }
 
@@ -75,8 +83,14 @@ fn dry_run_refuses_the_azalia_alone_naming_its_group() {
             assert!(why.contains(other), "{why}");
         }
         let human = stdout(&run(&t, &["bind", "--dry-run"]));
-        assert!(human.contains("IOMMU group 7") && human.contains("refuse"), "{human}");
-        assert_eq!(run(&t, &["bind", "--dry-run", "--strict"]).status.code(), Some(1));
+        assert!(
+            human.contains("IOMMU group 7") && human.contains("refuse"),
+            "{human}"
+        );
+        assert_eq!(
+            run(&t, &["bind", "--dry-run", "--strict"]).status.code(),
+            Some(1)
+        );
     }
 }
 
@@ -86,7 +100,12 @@ fn real_run_on_a_plain_fixture_rolls_back_and_clears_every_override() {
     t.driver("vfio-pci");
     t.config(GPU_SLOT);
     let o = run(&t, &["bind"]);
-    assert_eq!(o.status.code(), Some(0), "bind never fails the boot: {}", stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "bind never fails the boot: {}",
+        stderr(&o)
+    );
     for a in ["0000:01:00.0", "0000:01:00.1"] {
         let ov = t.read(&format!("sys/bus/pci/devices/{a}/driver_override"));
         assert_eq!(ov.trim(), "", "{a}: {ov:?}");
@@ -94,9 +113,17 @@ fn real_run_on_a_plain_fixture_rolls_back_and_clears_every_override() {
     let kmsg = t.read("dev/kmsg");
     assert!(kmsg.lines().all(|l| l.contains("vfio-early: ")), "{kmsg}");
     assert!(kmsg.contains("rolled back"), "{kmsg}");
-    assert!(kmsg.lines().any(|l| l.starts_with("<11>")), "an error-level record: {kmsg}");
+    assert!(
+        kmsg.lines().any(|l| l.starts_with("<11>")),
+        "an error-level record: {kmsg}"
+    );
     let record: Value = serde_json::from_str(&t.read("run/vfio-early/record.json")).unwrap();
-    let outcomes: Vec<&str> = record["devices"].as_array().unwrap().iter().filter_map(|d| d["outcome"].as_str()).collect();
+    let outcomes: Vec<&str> = record["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["outcome"].as_str())
+        .collect();
     assert!(outcomes.contains(&"rolled-back"), "{record}");
     assert_eq!(record["config_text"], GPU_SLOT);
     assert_eq!(run(&t, &["bind", "--strict"]).status.code(), Some(1));
@@ -105,22 +132,42 @@ fn real_run_on_a_plain_fixture_rolls_back_and_clears_every_override() {
 #[test]
 fn second_run_on_a_bound_group_changes_nothing() {
     let t = TestSysfs::new();
-    t.add(&Dev::new("0000:00:02.0", (0x1022, 0x1412), 0x060400).group(1).driver("pcieport"));
-    t.add(&Dev::new("0000:01:00.0", (0x1002, 0x6779), 0x030000).group(1).driver("vfio-pci"));
-    t.add(&Dev::new("0000:01:00.1", (0x1002, 0xaa98), 0x040300).group(1).driver("vfio-pci"));
+    t.add(
+        &Dev::new("0000:00:02.0", (0x1022, 0x1412), 0x060400)
+            .group(1)
+            .driver("pcieport"),
+    );
+    t.add(
+        &Dev::new("0000:01:00.0", (0x1002, 0x6779), 0x030000)
+            .group(1)
+            .driver("vfio-pci"),
+    );
+    t.add(
+        &Dev::new("0000:01:00.1", (0x1002, 0xaa98), 0x040300)
+            .group(1)
+            .driver("vfio-pci"),
+    );
     t.aliases("alias pci:v00001002d00006779sv*sd*bc*sc*i* radeon\n");
     t.config(GPU_SLOT);
     let plan = dry_json(&t);
     assert_eq!(entry(&plan, "0000:01:00.0")["action"], "already-bound");
     let o = run(&t, &["bind", "--strict"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(t.read("sys/bus/pci/devices/0000:01:00.0/driver_override"), "(null)\n");
+    assert_eq!(
+        t.read("sys/bus/pci/devices/0000:01:00.0/driver_override"),
+        "(null)\n"
+    );
     assert_eq!(t.read("sys/bus/pci/drivers_probe"), "");
 }
 
 #[test]
 fn kill_switch_touches_nothing_and_says_so_once() {
-    for param in ["vfio_early=off", "vfio-early=0", "rd.vfio_early=0", "vfio_early=no"] {
+    for param in [
+        "vfio_early=off",
+        "vfio-early=0",
+        "rd.vfio_early=0",
+        "vfio_early=no",
+    ] {
         let t = seed_machine(true);
         t.driver("vfio-pci");
         t.config(GPU_SLOT);
@@ -129,8 +176,14 @@ fn kill_switch_touches_nothing_and_says_so_once() {
         assert_eq!(o.status.code(), Some(0));
         let kmsg = t.read("dev/kmsg");
         assert_eq!(kmsg.lines().count(), 1, "{kmsg}");
-        assert!(kmsg.contains("disabled by") && kmsg.contains(param), "{kmsg}");
-        assert_eq!(t.read("sys/bus/pci/devices/0000:01:00.0/driver_override"), "(null)\n");
+        assert!(
+            kmsg.contains("disabled by") && kmsg.contains(param),
+            "{kmsg}"
+        );
+        assert_eq!(
+            t.read("sys/bus/pci/devices/0000:01:00.0/driver_override"),
+            "(null)\n"
+        );
         assert_eq!(t.read("sys/bus/pci/drivers/radeon/unbind"), "");
     }
 }
@@ -145,10 +198,16 @@ fn malformed_config_names_the_line_and_the_boot_goes_on() {
     assert!(err.contains("etc/vfio-early.toml:3:"), "{err}");
     assert!(err.contains("functoins"), "{err}");
     assert!(t.read("dev/kmsg").contains("etc/vfio-early.toml:3:"));
-    assert_eq!(t.read("sys/bus/pci/devices/0000:01:00.0/driver_override"), "(null)\n");
+    assert_eq!(
+        t.read("sys/bus/pci/devices/0000:01:00.0/driver_override"),
+        "(null)\n"
+    );
     assert_eq!(run(&t, &["bind", "--strict"]).status.code(), Some(2));
     let plan = dry_json(&t);
-    assert!(plan["config_error"].as_str().unwrap().contains(":3:"), "{plan}");
+    assert!(
+        plan["config_error"].as_str().unwrap().contains(":3:"),
+        "{plan}"
+    );
 }
 
 #[test]
@@ -157,9 +216,16 @@ fn missing_config_is_quiet_and_explicit_missing_config_is_an_error() {
     let o = run(&t, &["bind", "--strict"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(t.read("dev/kmsg").contains("no config"));
-    let o = run(&t, &["bind", "--strict", "--config", "/nonexistent/vfio.toml"]);
+    let o = run(
+        &t,
+        &["bind", "--strict", "--config", "/nonexistent/vfio.toml"],
+    );
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("/nonexistent/vfio.toml"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/nonexistent/vfio.toml"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -169,12 +235,18 @@ fn no_iommu_refuses_with_the_command_line_hint() {
     t.config("[[device]]\nid = \"10de:1b80\"\n");
     let plan = dry_json(&t);
     assert_eq!(entry(&plan, "0000:01:00.0")["action"], "refuse");
-    assert!(entry(&plan, "0000:01:00.0")["reasons"].to_string().contains("intel_iommu=on"));
+    assert!(entry(&plan, "0000:01:00.0")["reasons"]
+        .to_string()
+        .contains("intel_iommu=on"));
 }
 
 #[test]
 fn usage_errors_exit_2() {
     let t = TestSysfs::new();
     assert_eq!(run(&t, &["bind", "--bogus"]).status.code(), Some(2));
-    assert_eq!(run(&t, &["bind", "--json"]).status.code(), Some(2), "--json needs --dry-run");
+    assert_eq!(
+        run(&t, &["bind", "--json"]).status.code(),
+        Some(2),
+        "--json needs --dry-run"
+    );
 }

@@ -60,7 +60,11 @@ pub fn run(args: &Args, host: &Host) -> ExitCode {
         _ => LevelFilter::Debug,
     };
     // A dry run writes nothing, not even to the kernel log.
-    let kmsg_level = if args.dry_run { LevelFilter::Off } else { LevelFilter::Info };
+    let kmsg_level = if args.dry_run {
+        LevelFilter::Off
+    } else {
+        LevelFilter::Info
+    };
     let logger = KmsgLogger::new(host, stderr_level, kmsg_level).install();
     let code = bind(args, host);
     if !args.dry_run {
@@ -70,7 +74,9 @@ pub fn run(args: &Args, host: &Host) -> ExitCode {
 }
 
 fn config_path(args: &Args, host: &Host) -> PathBuf {
-    args.config.clone().unwrap_or_else(|| host.path(config::DEFAULT_PATH))
+    args.config
+        .clone()
+        .unwrap_or_else(|| host.path(config::DEFAULT_PATH))
 }
 
 fn bind(args: &Args, host: &Host) -> ExitCode {
@@ -83,14 +89,28 @@ fn bind(args: &Args, host: &Host) -> ExitCode {
     if let Some(param) = cmdline.kill_switch() {
         info!("disabled by {param} on the kernel command line; nothing done");
         record.disabled_by = Some(param);
-        return finish(args, host, &record, &Plan::default(), &[], ExitCode::SUCCESS);
+        return finish(
+            args,
+            host,
+            &record,
+            &Plan::default(),
+            &[],
+            ExitCode::SUCCESS,
+        );
     }
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) if e.at.is_none() && !path.exists() && args.config.is_none() => {
             info!("no config at {}; nothing to do", path.display());
             record.config_error = Some(e.to_string());
-            return finish(args, host, &record, &Plan::default(), &[], ExitCode::SUCCESS);
+            return finish(
+                args,
+                host,
+                &record,
+                &Plan::default(),
+                &[],
+                ExitCode::SUCCESS,
+            );
         }
         Err(e) => {
             error!("{e}; nothing was changed");
@@ -112,7 +132,10 @@ fn bind(args: &Args, host: &Host) -> ExitCode {
     let plan = plan::plan(&config.devices, &topo);
     let hugepages = crate::hugepages::plan(host, &config, &cmdline);
     if args.dry_run {
-        let failed = plan.has_problems() || hugepages.iter().any(|h| !h.notes.is_empty() && h.requested == 0);
+        let failed = plan.has_problems()
+            || hugepages
+                .iter()
+                .any(|h| !h.notes.is_empty() && h.requested == 0);
         return finish(args, host, &record, &plan, &hugepages, strict(failed));
     }
 
@@ -125,8 +148,15 @@ fn bind(args: &Args, host: &Host) -> ExitCode {
     crate::hugepages::reserve(host, &mut hugepages, config.bind.timeout());
 
     let bound = outcome.bound();
-    let refused = plan.devices.iter().filter(|d| d.action == Action::Refuse && d.selected).count();
-    let already = plan.with_action(Action::AlreadyBound).filter(|d| d.selected).count();
+    let refused = plan
+        .devices
+        .iter()
+        .filter(|d| d.action == Action::Refuse && d.selected)
+        .count();
+    let already = plan
+        .with_action(Action::AlreadyBound)
+        .filter(|d| d.selected)
+        .count();
     if !plan.devices.is_empty() || !plan.warnings.is_empty() {
         let msg = format!(
             "done: {bound} bound, {already} already on vfio-pci, {refused} refused, {} failed",
@@ -146,7 +176,14 @@ fn bind(args: &Args, host: &Host) -> ExitCode {
     finish(args, host, &record, &plan, &hugepages, strict(failed))
 }
 
-fn finish(args: &Args, host: &Host, record: &Record, plan: &Plan, hugepages: &[HugepageRecord], code: ExitCode) -> ExitCode {
+fn finish(
+    args: &Args,
+    host: &Host,
+    record: &Record,
+    plan: &Plan,
+    hugepages: &[HugepageRecord],
+    code: ExitCode,
+) -> ExitCode {
     if args.dry_run {
         print_dry_run(args, record, plan, hugepages);
         return code;
@@ -185,7 +222,10 @@ pub fn render_plan(record: &Record, plan: &Plan, hugepages: &[HugepageRecord]) -
     use std::fmt::Write;
     let mut s = String::new();
     if let Some(p) = &record.disabled_by {
-        let _ = writeln!(s, "disabled by {p} on the kernel command line: nothing would be done");
+        let _ = writeln!(
+            s,
+            "disabled by {p} on the kernel command line: nothing would be done"
+        );
         return s;
     }
     if let Some(e) = &record.config_error {
@@ -236,4 +276,3 @@ pub fn render_plan(record: &Record, plan: &Plan, hugepages: &[HugepageRecord]) -
     }
     s
 }
-
