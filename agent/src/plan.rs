@@ -120,10 +120,13 @@ impl Plan {
 
 /// Why a selected device is taken, merged over every selector that names it.
 #[derive(Debug, Default, Clone)]
-struct Selection {
-    by: BTreeSet<usize>,
-    allow_boot_vga: bool,
-    allow_storage: bool,
+pub struct Selection {
+    /// The config entries (1-based) that select it.
+    pub by: BTreeSet<usize>,
+    /// One of them allows the boot display.
+    pub allow_boot_vga: bool,
+    /// One of them allows a storage controller.
+    pub allow_storage: bool,
 }
 
 /// A short name for a device in messages: address, class name, driver.
@@ -174,22 +177,22 @@ pub fn member_ok(d: &Device, topo: &Topology) -> Result<String, String> {
     }
 }
 
-/// Plans the binding of the selected devices.
-pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
-    let mut out = Plan::default();
-    let by_addr: BTreeMap<PciAddress, &Device> =
-        topo.devices.iter().map(|d| (d.address, d)).collect();
-    let mut selected: BTreeMap<PciAddress, Selection> = BTreeMap::new();
-    // Devices named by address whose id does not match: refused outright.
-    let mut mismatched: BTreeMap<PciAddress, String> = BTreeMap::new();
+/// Which devices the selectors take.
+#[derive(Debug, Default, Clone)]
+pub struct Resolution {
+    /// Selected devices, with why.
+    pub selected: BTreeMap<PciAddress, Selection>,
+    /// Devices named by address whose id does not match: refused outright, with why.
+    pub mismatched: BTreeMap<PciAddress, String>,
+    /// Selectors that match nothing.
+    pub warnings: Vec<String>,
+}
 
+/// Resolves selectors against the devices present: addresses, ids, whole slots.
+pub fn resolve(selectors: &[Selector], devices: &[Device]) -> Resolution {
+    let mut out = Resolution::default();
+    let by_addr: BTreeMap<PciAddress, &Device> = devices.iter().map(|d| (d.address, d)).collect();
     for sel in selectors {
-        let mut take = |d: &Device| {
-            let s = selected.entry(d.address).or_default();
-            s.by.insert(sel.index);
-            s.allow_boot_vga |= sel.allow_boot_vga;
-            s.allow_storage |= sel.allow_storage;
-        };
         let roots: Vec<&Device> = match (sel.address, sel.id) {
             (Some(addr), id) => match by_addr.get(&addr) {
                 None => {
@@ -198,16 +201,19 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
                 }
                 Some(d) if id.is_some_and(|id| !id.matches(d)) => {
                     let id = id.map(|i| i.to_string()).unwrap_or_default();
-                    mismatched.insert(
+                    out.mismatched.insert(
                         addr,
-                        format!("{sel}: the device at {addr} is {}, not {id}; refusing rather than guessing", d.id()),
+                        format!(
+                            "{sel}: the device at {addr} is {}, not {id}; refusing rather than guessing",
+                            d.id()
+                        ),
                     );
                     continue;
                 }
                 Some(d) => vec![*d],
             },
             (None, Some(id)) => {
-                let m: Vec<&Device> = topo.devices.iter().filter(|d| id.matches(d)).collect();
+                let m: Vec<&Device> = devices.iter().filter(|d| id.matches(d)).collect();
                 if m.is_empty() {
                     out.warnings.push(format!("{sel}: no device has id {id}"));
                 }
@@ -215,17 +221,38 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
             }
             (None, None) => continue,
         };
+        let mut take = |d: &Device| {
+            let s = out.selected.entry(d.address).or_default();
+            s.by.insert(sel.index);
+            s.allow_boot_vga |= sel.allow_boot_vga;
+            s.allow_storage |= sel.allow_storage;
+        };
         for root in roots {
             match sel.functions {
                 Functions::One => take(root),
-                Functions::Slot => topo
-                    .devices
+                Functions::Slot => devices
                     .iter()
                     .filter(|d| d.address.same_slot(&root.address))
                     .for_each(&mut take),
             }
         }
     }
+    out
+}
+
+/// Plans the binding of the selected devices.
+pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
+    let by_addr: BTreeMap<PciAddress, &Device> =
+        topo.devices.iter().map(|d| (d.address, d)).collect();
+    let Resolution {
+        selected,
+        mismatched,
+        warnings,
+    } = resolve(selectors, &topo.devices);
+    let mut out = Plan {
+        warnings,
+        ..Plan::default()
+    };
 
     let mut plans: BTreeMap<PciAddress, DevicePlan> = BTreeMap::new();
     let new_plan = |d: &Device, sel: Option<&Selection>, action, reasons| DevicePlan {
