@@ -116,7 +116,8 @@ struct RawDevice {
     allow_storage: bool,
 }
 
-/// One `[[hugepages]]` entry, as written (validated by the hugepages module).
+/// One `[[hugepages]]` entry, as written: sizes and amounts are checked for syntax
+/// here, against the kernel's pools by [`crate::hugepages::plan`].
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HugepagesEntry {

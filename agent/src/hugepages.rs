@@ -27,6 +27,12 @@
 //!   (`[memory] floor`, default the larger of 1 GiB and 10 % of `MemTotal`) to the host
 //!   is refused, with the reason in the record.
 //!
+//! Each write grows a pool by at most 1 GiB and is bounded by `[bind] timeout_ms`: a
+//! 1 GiB page means finding (or making, by migrating pages) 1 GiB of free contiguous
+//! memory, which takes milliseconds on real hardware but seconds under QEMU's TCG. A
+//! step the kernel does not fully give ends the growth of that pool: more writes would
+//! only cost boot time.
+//!
 //! [`plan`] decides (and is what `bind --dry-run` shows), [`reserve`] writes and reads
 //! back, [`status`] compares the pools now with the config, for `check`.
 
