@@ -16,7 +16,6 @@
 //!   isolated: the groups shown are then not real isolation.
 
 use std::collections::BTreeSet;
-use std::io::Read as _;
 
 use crate::cmdline::Cmdline;
 use crate::host::Host;
@@ -436,42 +435,25 @@ fn judge_ids(c: &Cmdline, ctx: &Context<'_>, out: &mut Vec<Finding>) {
     }
 }
 
-/// The running kernel's config text and where it came from: `proc/config.gz`, else
-/// `boot/config-<release>`.
-pub fn read_kernel_config(host: &Host) -> Option<(String, String)> {
-    if let Ok(gz) = host.read_bytes("proc/config.gz") {
-        let mut text = String::new();
-        if flate2::read::GzDecoder::new(gz.as_slice())
-            .read_to_string(&mut text)
-            .is_ok()
-        {
-            return Some(("/proc/config.gz".to_owned(), text));
-        }
+/// The running kernel's config and where it came from: `proc/config.gz`, else
+/// `boot/config-<release>` (plain or gzip, parsed by the `kernel-config` crate).
+pub fn read_kernel_config(host: &Host) -> Option<(String, kernel_config::Config)> {
+    let mut sources = vec!["proc/config.gz".to_owned()];
+    if let Some(rel) = host.kernel_release() {
+        sources.push(format!("boot/config-{rel}"));
     }
-    let rel = format!("boot/config-{}", host.kernel_release()?);
-    host.read(&rel).ok().map(|t| (format!("/{rel}"), t))
-}
-
-/// The value of one `CONFIG_` option in `.config` text: `Some("y")`, `Some("n")`
-/// for `# ... is not set`, `None` when absent.
-pub fn kconfig_value<'a>(text: &'a str, name: &str) -> Option<&'a str> {
-    let mut found = None;
-    for line in text.lines() {
-        if let Some(v) = line.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
-            found = Some(v);
-        } else if line.strip_prefix("# ").and_then(|r| r.strip_prefix(name)) == Some(" is not set")
-        {
-            found = Some("n");
-        }
-    }
-    found
+    sources.into_iter().find_map(|rel| {
+        let bytes = host.read_bytes(&rel).ok()?;
+        let config = kernel_config::Config::from_bytes(&bytes).ok()?;
+        (!config.is_empty()).then(|| (format!("/{rel}"), config))
+    })
 }
 
 /// Whether the running kernel turns VT-d on without `intel_iommu=on`; `None` when
 /// its config is not available.
 pub fn intel_default_on(host: &Host) -> Option<bool> {
-    let (_, text) = read_kernel_config(host)?;
-    Some(kconfig_value(&text, "CONFIG_INTEL_IOMMU_DEFAULT_ON") == Some("y"))
+    let (_, config) = read_kernel_config(host)?;
+    Some(config.is_on("CONFIG_INTEL_IOMMU_DEFAULT_ON"))
 }
 
 #[cfg(test)]
@@ -637,14 +619,5 @@ mod tests {
         );
         assert_eq!(status(&f, "cmdline acs override"), Some(Status::Warn));
         assert_eq!(status(&f, "cmdline vfio_early"), Some(Status::Warn));
-    }
-
-    #[test]
-    fn kconfig_values() {
-        let t =
-            "CONFIG_INTEL_IOMMU=y\n# CONFIG_INTEL_IOMMU_DEFAULT_ON is not set\nCONFIG_X=\"a\"\n";
-        assert_eq!(kconfig_value(t, "CONFIG_INTEL_IOMMU"), Some("y"));
-        assert_eq!(kconfig_value(t, "CONFIG_INTEL_IOMMU_DEFAULT_ON"), Some("n"));
-        assert_eq!(kconfig_value(t, "CONFIG_Y"), None);
     }
 }

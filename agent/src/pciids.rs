@@ -15,6 +15,7 @@
 //! text); device and subsystem names are looked up inside the vendor's block when
 //! asked, so loading the 1.3 MB database costs one scan.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::Range;
 
@@ -35,6 +36,9 @@ pub struct PciIds {
     vendors: HashMap<u16, (Range<usize>, Range<usize>)>,
     /// class byte -> (name, byte range of its subclass lines).
     classes: HashMap<u8, (Range<usize>, Range<usize>)>,
+    /// vendor -> device -> (name, byte range of its subsystem lines), built the
+    /// first time a vendor is asked for.
+    devices: RefCell<HashMap<u16, HashMap<u16, (Range<usize>, Range<usize>)>>>,
 }
 
 fn hex16(s: &str) -> Option<u16> {
@@ -108,6 +112,7 @@ impl PciIds {
             text,
             vendors,
             classes,
+            devices: RefCell::default(),
         }
     }
 
@@ -145,41 +150,85 @@ impl PciIds {
             })
     }
 
-    /// The byte range of the lines below one entry of a block (up to the next entry of
-    /// the same depth).
+    /// The entry `id` among the lines of `block` indented by `tabs` tabs: its name,
+    /// and the byte range of the deeper lines below it. Found with a substring search
+    /// for `\n<tabs><id>  ` (the database writes ids in lower case), so a lookup in
+    /// Intel's long block costs one fast scan.
     fn sub_block(
         &self,
         block: &Range<usize>,
         tabs: usize,
         id: &str,
     ) -> Option<(Range<usize>, Range<usize>)> {
-        let mut found: Option<(Range<usize>, usize)> = None;
+        let mut needle = String::with_capacity(id.len() + tabs + 3);
+        needle.push('\n');
+        needle.extend(std::iter::repeat('\t').take(tabs));
+        needle.push_str(&id.to_ascii_lowercase());
+        needle.push_str("  ");
+        // The block starts right after its header line's newline: look from that newline.
+        let from = block.start.saturating_sub(1);
+        let hay = &self.text[from..block.end];
+        let at = from + hay.find(&needle)? + 1;
+        let line_end = self.text[at..block.end]
+            .find('\n')
+            .map_or(block.end, |i| at + i + 1);
+        let (_, name) = id_and_name(
+            self.text[at + tabs..line_end].trim_end_matches('\n'),
+            at + tabs,
+        )?;
+        // Deeper lines follow until a line at this depth or shallower (comments skipped).
+        let mut end = line_end;
+        for line in self.text[line_end..block.end].split_inclusive('\n') {
+            let depth = line.bytes().take_while(|&b| b == b'\t').count();
+            if depth <= tabs && !line.starts_with('#') {
+                break;
+            }
+            end += line.len();
+        }
+        Some((name, line_end..end))
+    }
+
+    /// Indexes the device lines of one vendor's block (one pass over it).
+    fn index_devices(&self, block: &Range<usize>) -> HashMap<u16, (Range<usize>, Range<usize>)> {
+        let mut out = HashMap::new();
+        let mut open: Option<(u16, Range<usize>, usize)> = None;
         let mut pos = block.start;
         for line in self.text[block.clone()].split_inclusive('\n') {
             let start = pos;
             pos += line.len();
-            let depth = line.bytes().take_while(|&b| b == b'\t').count();
-            if let Some((name, from)) = &found {
-                if depth <= tabs && !line.starts_with('#') {
-                    return Some((name.clone(), *from..start));
-                }
+            if line.starts_with("\t\t") || line.starts_with('#') {
                 continue;
             }
-            if depth == tabs {
-                if let Some((i, name)) = id_and_name(&line[tabs..], start + tabs) {
-                    if i.eq_ignore_ascii_case(id) {
-                        found = Some((name, pos));
+            if let Some((d, name, from)) = open.take() {
+                out.entry(d).or_insert((name, from..start));
+            }
+            if let Some(rest) = line.strip_prefix('\t') {
+                if let Some((id, name)) = id_and_name(rest, start + 1) {
+                    if let Some(d) = hex16(id) {
+                        open = Some((d, name, pos));
                     }
                 }
             }
         }
-        found.map(|(name, from)| (name, from..block.end))
+        if let Some((d, name, from)) = open {
+            out.entry(d).or_insert((name, from..block.end));
+        }
+        out
+    }
+
+    /// A device's name range and the range of its subsystem lines.
+    fn device_entry(&self, vendor: u16, device: u16) -> Option<(Range<usize>, Range<usize>)> {
+        let (_, block) = self.vendors.get(&vendor)?;
+        let mut cache = self.devices.borrow_mut();
+        let index = cache
+            .entry(vendor)
+            .or_insert_with(|| self.index_devices(block));
+        index.get(&device).cloned()
     }
 
     /// The device's name.
     pub fn device(&self, vendor: u16, device: u16) -> Option<&str> {
-        let (_, block) = self.vendors.get(&vendor)?;
-        let (name, _) = self.sub_block(block, 1, &format!("{device:04x}"))?;
+        let (name, _) = self.device_entry(vendor, device)?;
         Some(self.name(&name))
     }
 
@@ -191,13 +240,27 @@ impl PciIds {
         sub_vendor: u16,
         sub_device: u16,
     ) -> Option<&str> {
-        let (_, block) = self.vendors.get(&vendor)?;
-        let (_, sub) = self.sub_block(block, 1, &format!("{device:04x}"))?;
+        self.device_and_subsystem(vendor, device, sub_vendor, sub_device)
+            .1
+    }
+
+    /// The device's and the subsystem's names in one lookup.
+    pub fn device_and_subsystem(
+        &self,
+        vendor: u16,
+        device: u16,
+        sub_vendor: u16,
+        sub_device: u16,
+    ) -> (Option<&str>, Option<&str>) {
+        let Some((name, sub)) = self.device_entry(vendor, device) else {
+            return (None, None);
+        };
         let want = format!("{sub_vendor:04x} {sub_device:04x}");
-        self.block_lines(&sub, 2).find_map(|(start, line)| {
+        let subsystem = self.block_lines(&sub, 2).find_map(|(start, line)| {
             let (id, name) = id_and_name(line, start)?;
             id.eq_ignore_ascii_case(&want).then(|| self.name(&name))
-        })
+        });
+        (Some(self.name(&name)), subsystem)
     }
 
     /// The most specific class name of a 24-bit class code: programming interface,

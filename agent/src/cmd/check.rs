@@ -25,7 +25,7 @@ use crate::cmdline_check::{self, Context};
 use crate::config::{self, Config};
 use crate::host::Host;
 use crate::iomem;
-use crate::iommu::Evidence;
+use crate::iommu::{Evidence, Vendor};
 use crate::kmsg;
 use crate::modules::{module_name, normalize};
 use crate::pci::{self, Device, PciAddress};
@@ -136,9 +136,9 @@ pub fn check(host: &Host, config_path: Option<&Path>) -> Outcome {
     let ctx = Context {
         vendor: ev.vendor(),
         iommu_on: ev.is_on(),
-        intel_default_on: kconfig.as_ref().map(|(_, t)| {
-            cmdline_check::kconfig_value(t, "CONFIG_INTEL_IOMMU_DEFAULT_ON") == Some("y")
-        }),
+        intel_default_on: kconfig
+            .as_ref()
+            .map(|(_, c)| c.is_on("CONFIG_INTEL_IOMMU_DEFAULT_ON")),
         platform_opt_in: ev.log.platform_opt_in,
         devices: &devices,
         configured: &configured,
@@ -159,7 +159,7 @@ pub fn check(host: &Host, config_path: Option<&Path>) -> Outcome {
     if let Some(c) = &config {
         f.extend(hugepages(host, c));
     }
-    f.extend(kernel_config(kconfig.as_ref()));
+    f.push(kernel_config(host, &ev, kconfig.as_ref()));
     Outcome {
         findings: f,
         config_error,
@@ -417,10 +417,11 @@ fn device_findings(
                     |d| format!("the host driver {d}"),
                 );
                 out.push(
-                    Finding::new(check, Status::Fail, format!("on {now}, not vfio-pci"))
-                        .hint(format!(
+                    Finding::new(check, Status::Fail, format!("on {now}, not vfio-pci")).hint(
+                        format!(
                         "see the boot {addr} finding; `vfio-early bind --dry-run` shows the plan"
-                    )),
+                    ),
+                    ),
                 );
             }
         }
@@ -614,7 +615,40 @@ fn hugepages(host: &Host, config: &Config) -> Vec<Finding> {
         .collect()
 }
 
-fn kernel_config(kconfig: Option<&(String, String)>) -> Vec<Finding> {
-    let _ = kconfig;
-    Vec::new()
+/// The running kernel's config through the `kernel-config` checker, summarised in
+/// one finding (`vfio-early check-kconfig` gives the details).
+fn kernel_config(
+    host: &Host,
+    ev: &Evidence,
+    kconfig: Option<&(String, kernel_config::Config)>,
+) -> Finding {
+    const CHECK: &str = "kernel config";
+    let Some((source, config)) = kconfig else {
+        return Finding::new(
+            CHECK,
+            Status::Info,
+            "the running kernel's config is not available (no /proc/config.gz, no /boot/config-RELEASE)",
+        )
+        .hint("vfio-early check-kconfig PATH checks a config file");
+    };
+    let options = kernel_config::Options {
+        cpu: kernel_config::Cpu::from_acpi(
+            ev.acpi.contains(&Vendor::Intel),
+            ev.acpi.contains(&Vendor::Amd),
+        ),
+        kver: host
+            .kernel_release()
+            .and_then(|r| kernel_config::KernelVersion::from_release(&r)),
+    };
+    let report = kernel_config::check(config, &options);
+    let detail = format!("{source}: {}", report.summary());
+    match report.verdict() {
+        kernel_config::Verdict::Pass => Finding::new(CHECK, Status::Pass, detail),
+        kernel_config::Verdict::Warn => Finding::new(CHECK, Status::Warn, detail).hint(format!(
+            "vfio-early check-kconfig {source} shows each option and its menu path"
+        )),
+        kernel_config::Verdict::Fail => Finding::new(CHECK, Status::Fail, detail).hint(format!(
+            "vfio-early check-kconfig {source} shows each option, its menu path and the fix"
+        )),
+    }
 }

@@ -159,6 +159,9 @@ pub fn blockers(members: &[Device]) -> Vec<String> {
 
 fn view(d: &Device, ids: Option<&PciIds>) -> DeviceView {
     let name = |f: &dyn Fn(&PciIds) -> Option<&str>| ids.and_then(f).map(str::to_owned);
+    let (device_name, subsystem_name) = ids.map_or((None, None), |i| {
+        i.device_and_subsystem(d.vendor, d.device, d.subsystem_vendor, d.subsystem_device)
+    });
     DeviceView {
         address: d.address,
         id: d.id().to_string(),
@@ -167,10 +170,8 @@ fn view(d: &Device, ids: Option<&PciIds>) -> DeviceView {
         class_name: name(&|i| i.subclass(d.class))
             .unwrap_or_else(|| class_name(d.class).to_owned()),
         vendor_name: name(&|i| i.vendor(d.vendor)),
-        device_name: name(&|i| i.device(d.vendor, d.device)),
-        subsystem_name: name(&|i| {
-            i.subsystem(d.vendor, d.device, d.subsystem_vendor, d.subsystem_device)
-        }),
+        device_name: device_name.map(str::to_owned),
+        subsystem_name: subsystem_name.map(str::to_owned),
         driver: d.driver.clone(),
         boot_vga: d.boot_vga,
         bridge: d.is_bridge(),
