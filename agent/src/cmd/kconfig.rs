@@ -38,8 +38,9 @@ pub enum CpuArg {
 /// Options of `vfio-early check-kconfig`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Kernel config to check, plain or gzip (default: the running kernel's, see
-    /// below).
+    /// Kernel config to check, plain or gzip. Default: the first of
+    /// /proc/config.gz, /boot/config-RELEASE, /usr/src/linux-RELEASE/.config,
+    /// /usr/src/linux/.config (under --root; RELEASE is --kver or the running kernel's).
     #[arg(value_name = "PATH")]
     pub path: Option<PathBuf>,
     /// Kernel release whose config to look for (default: the running kernel's); also
