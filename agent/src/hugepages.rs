@@ -141,7 +141,7 @@ pub fn size_name(kb: u64) -> String {
 pub fn amount(kb: u64) -> String {
     if kb >= GIB_KB && kb % GIB_KB != 0 {
         // Tenths of a GiB, rounded down: a floor must never look larger than it is.
-        let tenths = kb * 10 / GIB_KB;
+        let tenths = u128::from(kb) * 10 / u128::from(GIB_KB);
         format!("{}.{}G", tenths / 10, tenths % 10)
     } else if kb >= MIB_KB && kb % MIB_KB != 0 && kb < GIB_KB {
         format!("{}M", kb / MIB_KB)
@@ -194,11 +194,11 @@ pub fn floor_kb(floor: Option<Floor>, mem_total_kb: u64) -> (u64, String) {
     match floor {
         Some(Floor::Kb(kb)) => (kb, format!("[memory] floor = {}", amount(kb))),
         Some(Floor::Percent(p)) => (
-            mem_total_kb * u64::from(p) / 100,
+            mem_total_kb.saturating_mul(u64::from(p)) / 100,
             format!("[memory] floor = {p}% of MemTotal"),
         ),
         None => (
-            DEFAULT_FLOOR_KB.max(mem_total_kb * DEFAULT_FLOOR_PERCENT / 100),
+            DEFAULT_FLOOR_KB.max(mem_total_kb.saturating_mul(DEFAULT_FLOOR_PERCENT) / 100),
             format!("the default: the larger of 1G and {DEFAULT_FLOOR_PERCENT}% of MemTotal"),
         ),
     }
@@ -304,7 +304,7 @@ impl CmdlineReservation {
     pub fn pages(&self, node: Option<u32>) -> Option<u64> {
         match node {
             None if self.nodes.is_empty() => self.count,
-            None => Some(self.nodes.values().sum()),
+            None => Some(self.nodes.values().fold(0, |a, &b| a.saturating_add(b))),
             Some(n) => self.nodes.get(&n).copied(),
         }
     }
@@ -573,7 +573,7 @@ pub fn plan(host: &Host, config: &Config, cmdline: &Cmdline) -> Vec<HugepageReco
     let pooled_kb: u64 = offered
         .iter()
         .map(|&kb| read_count(host, kb, None).unwrap_or(0).saturating_mul(kb))
-        .sum();
+        .fold(0, u64::saturating_add);
     let floor = meminfo
         .mem_total_kb
         .map(|t| floor_kb(config.memory.floor, t));
@@ -626,7 +626,7 @@ pub fn plan(host: &Host, config: &Config, cmdline: &Cmdline) -> Vec<HugepageReco
         let left = total_kb.saturating_sub(used).saturating_sub(add_kb);
         if left < floor_kb {
             let room = total_kb.saturating_sub(used).saturating_sub(floor_kb);
-            let fit = now + room / d.size_kb;
+            let fit = now.saturating_add(room / d.size_kb);
             let most = if fit > now {
                 format!("at most {fit} would keep it")
             } else {

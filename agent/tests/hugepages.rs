@@ -604,3 +604,27 @@ fn status_shortfall_advice_knows_the_command_line() {
         "{s:?}"
     );
 }
+
+#[test]
+fn absurd_kernel_values_never_panic() {
+    let max = u64::MAX;
+    let m = Machine::new(8, &[M2, G1], 2, true);
+    m.t.file(
+        "proc/meminfo",
+        &format!("MemTotal: {max} kB\nHugepagesize: {max} kB\n"),
+    );
+    m.t.cmdline(&format!(
+        "hugepagesz=1G hugepages=0:{max},1:{max} hugepages={max} hugepagesz=16E hugepages=1"
+    ));
+    m.set(M2, None, max);
+    m.set(G1, Some(1), max);
+    m.set(G1, None, max);
+    m.t.file(&count_path(G1, Some(0)), "garbage\n");
+    let cfg = "[memory]\nfloor = \"100%\"\n[[hugepages]]\nsize = \"1G\"\ncount = 9223372036854775807\nnode = 0\n\
+               [[hugepages]]\nsize = \"2M\"\ntotal = \"17179869183T\"\n";
+    let mut p = m.plan(cfg, &m.t.read("proc/cmdline"));
+    assert_eq!(p.len(), 2);
+    logged(|| reserve(&m.host(), &mut p, T));
+    let s = status(&m.host(), &config_of(cfg));
+    assert!(!s.is_empty());
+}
