@@ -290,7 +290,7 @@ fn judge_iommu(sw: &Switches, ctx: &Context<'_>, out: &mut Vec<Finding>) {
                 _ if ctx.intel_default_on == Some(true) => Finding::new(
                     CHECK,
                     Status::Pass,
-                    "no intel_iommu=on needed: the kernel enables VT-d by default (CONFIG_INTEL_IOMMU_DEFAULT_ON=y)",
+                    "no intel_iommu=on needed: the kernel config enables VT-d by default (CONFIG_INTEL_IOMMU_DEFAULT_ON)",
                 ),
                 _ if ctx.platform_opt_in => Finding::new(
                     CHECK,
@@ -453,7 +453,14 @@ pub fn read_kernel_config(host: &Host) -> Option<(String, kernel_config::Config)
 /// its config is not available.
 pub fn intel_default_on(host: &Host) -> Option<bool> {
     let (_, config) = read_kernel_config(host)?;
-    Some(config.is_on("CONFIG_INTEL_IOMMU_DEFAULT_ON"))
+    Some(intel_on_by_default(&config))
+}
+
+/// `CONFIG_INTEL_IOMMU_DEFAULT_ON=y`, or `..._INTGPU_OFF=y` (on for everything but
+/// the integrated GPU; Debian's choice).
+pub fn intel_on_by_default(config: &kernel_config::Config) -> bool {
+    config.is_on("CONFIG_INTEL_IOMMU_DEFAULT_ON")
+        || config.is_on("CONFIG_INTEL_IOMMU_DEFAULT_ON_INTGPU_OFF")
 }
 
 #[cfg(test)]

@@ -28,6 +28,9 @@ pub const PATHS: [&str; 3] = [
     "usr/share/pci.ids",
 ];
 
+/// One vendor's devices: id -> (name, byte range of its subsystem lines).
+type DeviceIndex = HashMap<u16, (Range<usize>, Range<usize>)>;
+
 /// A parsed (indexed) `pci.ids`.
 #[derive(Debug, Clone, Default)]
 pub struct PciIds {
@@ -38,7 +41,7 @@ pub struct PciIds {
     classes: HashMap<u8, (Range<usize>, Range<usize>)>,
     /// vendor -> device -> (name, byte range of its subsystem lines), built the
     /// first time a vendor is asked for.
-    devices: RefCell<HashMap<u16, HashMap<u16, (Range<usize>, Range<usize>)>>>,
+    devices: RefCell<HashMap<u16, DeviceIndex>>,
 }
 
 fn hex16(s: &str) -> Option<u16> {
@@ -162,7 +165,7 @@ impl PciIds {
     ) -> Option<(Range<usize>, Range<usize>)> {
         let mut needle = String::with_capacity(id.len() + tabs + 3);
         needle.push('\n');
-        needle.extend(std::iter::repeat('\t').take(tabs));
+        needle.extend(std::iter::repeat_n('\t', tabs));
         needle.push_str(&id.to_ascii_lowercase());
         needle.push_str("  ");
         // The block starts right after its header line's newline: look from that newline.
@@ -189,7 +192,7 @@ impl PciIds {
     }
 
     /// Indexes the device lines of one vendor's block (one pass over it).
-    fn index_devices(&self, block: &Range<usize>) -> HashMap<u16, (Range<usize>, Range<usize>)> {
+    fn index_devices(&self, block: &Range<usize>) -> DeviceIndex {
         let mut out = HashMap::new();
         let mut open: Option<(u16, Range<usize>, usize)> = None;
         let mut pos = block.start;

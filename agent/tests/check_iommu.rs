@@ -213,3 +213,49 @@ fn boot_verdict_is_one_line_with_level() {
         "{line}"
     );
 }
+
+#[test]
+fn kernel_config_through_the_checker() {
+    use vfio_early::testing::RELEASE;
+    // Debian 6.1: everything needed, and VT-d on by default (INTEL_IOMMU_DEFAULT_ON_INTGPU_OFF=y).
+    let t = q35(true);
+    iommu_on(&t, "DMAR", "dmar0");
+    t.file("dev/kmsg", &rotated_log());
+    t.cmdline("BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro quiet\n");
+    t.file(
+        &format!("boot/config-{RELEASE}"),
+        include_str!("../../tests/kconfig/debian12_linux-6.1.192-2_amd64.config"),
+    );
+    let out = check::check(&Host::new(t.root()), None);
+    let k = find(&out.findings, "kernel config");
+    assert_eq!(k.status, Status::Pass, "{k:?}");
+    assert!(
+        k.detail.starts_with(&format!("/boot/config-{RELEASE}: ")),
+        "{}",
+        k.detail
+    );
+    let c = find(&out.findings, "cmdline iommu");
+    assert_eq!(c.status, Status::Pass);
+    assert!(
+        c.detail.contains("CONFIG_INTEL_IOMMU_DEFAULT_ON"),
+        "{}",
+        c.detail
+    );
+
+    // Gentoo 5.15 without IRQ_REMAP: fails, pointing at check-kconfig.
+    t.file(
+        &format!("boot/config-{RELEASE}"),
+        include_str!("../../tests/kconfig/gentoo_5.15.32-gentoo-r1_adippl-kvm.config"),
+    );
+    let out = check::check(&Host::new(t.root()), None);
+    let k = find(&out.findings, "kernel config");
+    assert_eq!(k.status, Status::Fail, "{k:?}");
+    assert!(k.detail.contains("IRQ_REMAP"), "{}", k.detail);
+    assert!(k.hint.as_deref().unwrap().contains("check-kconfig"));
+    assert_eq!(out.exit_status(), 1);
+
+    // No config anywhere: said, not failed.
+    std::fs::remove_file(t.path(&format!("boot/config-{RELEASE}"))).unwrap();
+    let out = check::check(&Host::new(t.root()), None);
+    assert_eq!(find(&out.findings, "kernel config").status, Status::Info);
+}

@@ -138,7 +138,7 @@ pub fn check(host: &Host, config_path: Option<&Path>) -> Outcome {
         iommu_on: ev.is_on(),
         intel_default_on: kconfig
             .as_ref()
-            .map(|(_, c)| c.is_on("CONFIG_INTEL_IOMMU_DEFAULT_ON")),
+            .map(|(_, c)| cmdline_check::intel_on_by_default(c)),
         platform_opt_in: ev.log.platform_opt_in,
         devices: &devices,
         configured: &configured,

@@ -4,7 +4,7 @@
 //! kernel under QEMU (`/work/shared/qemu/RECIPES.md`) and from the seed guide's AMD
 //! host; records use the `/dev/kmsg` format, device messages with their
 //! `SUBSYSTEM=`/`DEVICE=` continuation lines as the kernel writes them.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use vfio_early::testing::{Dev, TestSysfs};
 
