@@ -302,7 +302,7 @@ struct Entry {
 /// The text is kept once; symbols are ranges into it, found through a table keyed by
 /// the name's hash (a colliding name goes to a small overflow map), so parsing a
 /// 300 KB config allocates almost nothing per line.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Config {
     text: String,
     entries: Vec<Entry>,
@@ -314,6 +314,19 @@ pub struct Config {
     warnings_dropped: usize,
     duplicates: usize,
     gzip: bool,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the 300 KB of text.
+        f.debug_struct("Config")
+            .field("release", &self.release)
+            .field("symbols", &self.entries.len())
+            .field("warnings", &self.warnings.len())
+            .field("duplicates", &self.duplicates)
+            .field("gzip", &self.gzip)
+            .finish_non_exhaustive()
+    }
 }
 
 fn fx(name: &str) -> u64 {
@@ -400,24 +413,38 @@ impl Config {
     }
 
     fn comment(&mut self, comment: &str, no: usize, text: &str, at: impl Fn(&str) -> u32) {
-        // Exactly what Kconfig writes: "# CONFIG_FOO is not set".
-        let Some(name) = comment
-            .strip_prefix(" CONFIG_")
-            .and_then(|r| r.strip_suffix(" is not set"))
-        else {
+        // What Kconfig writes: "# CONFIG_FOO is not set". Its reader takes the name up
+        // to the first space and then wants "is not set" (anything after it is
+        // ignored); every other comment is just a comment.
+        let Some(rest) = comment.strip_prefix(" CONFIG_") else {
             if let Some(rest) = comment.strip_prefix(" Linux/") {
                 self.header(rest);
             }
             return;
         };
-        if is_symbol(name) {
-            self.set(text, (at(name), len32(name)), Value::N, no);
-        } else {
+        let Some((name, tail)) = rest.split_once(' ') else {
+            return;
+        };
+        let Some(extra) = tail.strip_prefix("is not set") else {
+            return;
+        };
+        if !is_symbol(name) {
             self.warn(
                 no,
                 format!("malformed \"is not set\" line: #{}", excerpt(comment)),
             );
+            return;
         }
+        if !extra.is_empty() {
+            self.warn(
+                no,
+                format!(
+                    "text after \"is not set\" ignored (as Kconfig does): #{}",
+                    excerpt(comment)
+                ),
+            );
+        }
+        self.set(text, (at(name), len32(name)), Value::N, no);
     }
 
     /// `# Linux/x86 6.17.5-arch1 Kernel Configuration`
@@ -732,10 +759,18 @@ mod tests {
 
     #[test]
     fn other_comments_are_not_values() {
-        let c = Config::parse("# CONFIG_A is not set, really\n#CONFIG_B is not set\n# comment\n");
-        assert_eq!(c.get("A"), State::Absent);
+        let c =
+            Config::parse("#CONFIG_B is not set\n# comment\n# CONFIG_C is enabled\n# CONFIG_D\n");
         assert_eq!(c.get("B"), State::Absent);
+        assert_eq!(c.get("C"), State::Absent);
+        assert_eq!(c.get("D"), State::Absent);
         assert!(c.warnings().is_empty());
+        // Kconfig's reader ignores what follows "is not set"; so do we, with a warning.
+        let c = Config::parse("# CONFIG_A is not set, really\n# CONFIG_E is not set \n");
+        assert_eq!(c.get("A"), State::N);
+        assert_eq!(c.get("E"), State::N);
+        assert_eq!(c.warnings().len(), 2);
+        assert!(format!("{c:?}").len() < 200);
     }
 
     #[test]
