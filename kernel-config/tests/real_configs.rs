@@ -332,3 +332,21 @@ fn hugetlb_and_json_everywhere() {
         }
     }
 }
+
+/// Where no hidden symbol has to be selected, appending the fragment to the config
+/// (a duplicate's last value wins, as in `merge_config.sh`) makes it pass.
+#[test]
+fn fragment_fixes_the_gentoo_515_config() {
+    let text = std::fs::read_to_string(dir().join(format!("{GENTOO_515}.config"))).unwrap();
+    let r = check(&Config::parse(&text), &Options::default());
+    let frag = r.fragment();
+    let merged = Config::parse(&format!("{text}{frag}"));
+    assert_eq!(merged.duplicates(), 1, "{frag}");
+    let fixed = check(&merged, &Options::default());
+    assert_eq!(
+        fixed.verdict(),
+        Verdict::Pass,
+        "{}",
+        fixed.render_human(false)
+    );
+}

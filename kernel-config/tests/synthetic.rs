@@ -695,3 +695,29 @@ fn outputs_are_consistent() {
         "warnings are only suggested:\n{frag}"
     );
 }
+
+#[test]
+fn fragment_repairs_what_needs_no_select() {
+    let broken = edit(
+        BASE,
+        &[
+            ("IRQ_REMAP", Some("n")),
+            ("KVM", Some("n")),
+            ("KVM_INTEL", None),
+            ("KVM_AMD", None),
+            ("KVM_VFIO", None),
+        ],
+    );
+    let r = run(&broken, Cpu::Any);
+    assert_eq!(fails(&r), ["IRQ_REMAP", "KVM"]);
+    let merged = format!("{broken}{}", r.fragment());
+    // KVM_VFIO is hidden (selected by KVM): what Kconfig would select, we add by hand.
+    let merged = format!("{merged}CONFIG_KVM_VFIO=y\n");
+    let fixed = run(&merged, Cpu::Any);
+    assert_eq!(
+        fixed.verdict(),
+        Verdict::Pass,
+        "{}",
+        fixed.render_human(false)
+    );
+}

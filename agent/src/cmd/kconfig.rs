@@ -10,7 +10,9 @@
 //! describes the running kernel, so with `--kver` naming another release it is skipped.
 //!
 //! Exit status: 0 when nothing required fails (warnings allowed), 1 when something
-//! does, 2 for usage or I/O errors. A closed stdout (`| head`) is not an error.
+//! does, 2 for usage or I/O errors; the same with `--json` and `--fragment` (so
+//! `check-kconfig --fragment > fix.config || merge_config.sh ...` reads naturally).
+//! A closed stdout (`| head`) is not an error.
 
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
