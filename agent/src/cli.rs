@@ -36,6 +36,10 @@ pub enum Command {
     CheckKconfig(cmd::kconfig::Args),
     /// List the vfio modules of a kernel, for initramfs generators.
     Modules(cmd::modules::Args),
+    /// Check the config on this machine, then rebuild the initramfs with it.
+    Apply(cmd::apply::Args),
+    /// Propose a config for a card (`config suggest`).
+    Config(cmd::config::Args),
 }
 
 /// Parses the process arguments and runs the subcommand.
@@ -58,5 +62,7 @@ pub fn main() -> ExitCode {
         Command::Groups(a) => cmd::groups::run(a, &host),
         Command::CheckKconfig(a) => cmd::kconfig::run(a, &host),
         Command::Modules(a) => cmd::modules::run(a, &host),
+        Command::Apply(a) => cmd::apply::run(a, &host),
+        Command::Config(a) => cmd::config::run(a, &host),
     }
 }

@@ -1,0 +1,515 @@
+//! `vfio-early apply [--dry-run]`: check the config against this machine, then rebuild
+//! the initramfs with the generator this system uses.
+//!
+//! The initramfs carries its own copy of `/etc/vfio-early.toml` (and the modprobe.d
+//! backstop derived from it), so a config change does nothing until the image is
+//! rebuilt: the step users forget most. `apply`:
+//! 1. parses the config and plans it on this machine exactly as the boot does
+//!    ([`read_topology`] + [`plan::plan`]); a config error (exit 2) or a refusal
+//!    (exit 1, unless `--force`) stops it before anything is rebuilt;
+//! 2. finds the generator from what is installed under the root: dracut
+//!    (`dracut-functions.sh`), mkinitcpio (`initcpio/functions`), initramfs-tools
+//!    (`hook-functions`), each with its command; `--generator` decides when several are
+//!    installed;
+//! 3. checks that the vfio-early integration for that generator is installed (and, for
+//!    mkinitcpio, listed in `HOOKS`), since otherwise the image would not carry it;
+//! 4. rebuilds for every installed kernel (or `--kver`), saying which:
+//!    `dracut --force --kver K` per kernel, `mkinitcpio -P` (or `-p PRESET` for one
+//!    kernel), `update-initramfs -u -k all` (or `-k K`).
+//!
+//! `--dry-run` shows the commands and runs nothing; so does any root other than `/`.
+
+use std::fmt::Write as _;
+use std::process::{Command, ExitCode};
+
+use crate::bind::read_topology;
+use crate::cmdline::Cmdline;
+use crate::config::{self, Config};
+use crate::host::Host;
+use crate::plan::{self, Action, Plan};
+
+/// Options of `vfio-early apply`.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct Args {
+    /// Show what would be rebuilt, and how; run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only this kernel (default: every kernel under /lib/modules).
+    #[arg(long, value_name = "VERSION")]
+    pub kver: Option<String>,
+    /// The initramfs generator, when several are installed.
+    #[arg(long, value_enum)]
+    pub generator: Option<Generator>,
+    /// Rebuild even when the planner refuses something on this machine as it stands.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// An initramfs generator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Generator {
+    /// dracut (Fedora, RHEL, openSUSE, Gentoo, Void, Ubuntu 25.10+).
+    Dracut,
+    /// mkinitcpio (Arch and derivatives).
+    Mkinitcpio,
+    /// initramfs-tools (Debian, Ubuntu up to 25.04).
+    #[value(name = "initramfs-tools")]
+    InitramfsTools,
+}
+
+const BIN_DIRS: [&str; 4] = ["usr/bin", "usr/sbin", "bin", "sbin"];
+
+impl Generator {
+    /// Every generator, in the order they are tried.
+    pub const ALL: [Self; 3] = [Self::Dracut, Self::Mkinitcpio, Self::InitramfsTools];
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dracut => "dracut",
+            Self::Mkinitcpio => "mkinitcpio",
+            Self::InitramfsTools => "initramfs-tools",
+        }
+    }
+
+    /// The command that rebuilds images.
+    pub fn program(self) -> &'static str {
+        match self {
+            Self::Dracut => "dracut",
+            Self::Mkinitcpio => "mkinitcpio",
+            Self::InitramfsTools => "update-initramfs",
+        }
+    }
+
+    /// Files of the generator's own package (not configuration files, which outlive a
+    /// removed package).
+    fn library_files(self) -> &'static [&'static str] {
+        match self {
+            Self::Dracut => &[
+                "usr/lib/dracut/dracut-functions.sh",
+                "usr/share/dracut/dracut-functions.sh",
+            ],
+            Self::Mkinitcpio => &["usr/lib/initcpio/functions"],
+            Self::InitramfsTools => &["usr/share/initramfs-tools/hook-functions"],
+        }
+    }
+
+    /// Where the vfio-early integration must be for this generator (any one suffices
+    /// in each inner list).
+    fn integration(self) -> &'static [&'static [&'static str]] {
+        match self {
+            Self::Dracut => &[&["usr/lib/dracut/modules.d/90vfio-early/module-setup.sh"]],
+            Self::Mkinitcpio => &[&[
+                "usr/lib/initcpio/install/vfio-early",
+                "etc/initcpio/install/vfio-early",
+            ]],
+            Self::InitramfsTools => &[
+                &[
+                    "usr/share/initramfs-tools/hooks/vfio-early",
+                    "etc/initramfs-tools/hooks/vfio-early",
+                ],
+                &[
+                    "usr/share/initramfs-tools/scripts/init-top/vfio-early",
+                    "etc/initramfs-tools/scripts/init-top/vfio-early",
+                ],
+            ],
+        }
+    }
+
+    /// The generator's command, relative to the root, when installed.
+    pub fn installed(self, host: &Host) -> Option<String> {
+        let bin = BIN_DIRS
+            .iter()
+            .map(|d| format!("{d}/{}", self.program()))
+            .find(|p| host.exists(p))?;
+        self.library_files()
+            .iter()
+            .any(|f| host.exists(f))
+            .then_some(bin)
+    }
+}
+
+/// Picks the generator: the one asked for, or the only one installed.
+///
+/// # Errors
+/// `(exit code, message)`: none installed (1), several (2, asking for `--generator`),
+/// or the one asked for is not installed (1).
+pub fn detect(host: &Host, wanted: Option<Generator>) -> Result<(Generator, String), (u8, String)> {
+    if let Some(g) = wanted {
+        return g.installed(host).map(|p| (g, p)).ok_or_else(|| {
+            (
+                1,
+                format!(
+                    "--generator {}: {} is not installed under {}",
+                    g.name(),
+                    g.program(),
+                    host.root().display()
+                ),
+            )
+        });
+    }
+    let found: Vec<(Generator, String)> = Generator::ALL
+        .iter()
+        .filter_map(|g| g.installed(host).map(|p| (*g, p)))
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err((
+            1,
+            "no initramfs generator found (dracut, mkinitcpio or initramfs-tools); \
+             without one the boot never runs vfio-early"
+                .to_owned(),
+        )),
+        many => {
+            let names: Vec<&str> = many.iter().map(|(g, _)| g.name()).collect();
+            Err((2, format!("several initramfs generators are installed ({}): say which one builds your images with --generator", names.join(", "))))
+        }
+    }
+}
+
+/// Kernels installed under `lib/modules` (those with `modules.dep` or
+/// `modules.alias`), sorted.
+pub fn kernels(host: &Host) -> Vec<String> {
+    let mut out: Vec<String> = ["lib/modules", "usr/lib/modules"]
+        .iter()
+        .flat_map(|dir| {
+            host.list(dir).into_iter().filter(move |k| {
+                host.exists(format!("{dir}/{k}/modules.dep"))
+                    || host.exists(format!("{dir}/{k}/modules.alias"))
+            })
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The words of the last `HOOKS=(...)` in a mkinitcpio config (bash array syntax,
+/// possibly over several lines; comments ignored). `None` when there is none.
+pub fn mkinitcpio_hooks(text: &str) -> Option<Vec<String>> {
+    let mut last = None;
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let l = line.trim_start();
+        let Some(rest) = l.strip_prefix("HOOKS=(") else {
+            continue;
+        };
+        let mut body = String::new();
+        let mut cur = rest.to_owned();
+        loop {
+            let code = cur.split('#').next().unwrap_or("");
+            if let Some(end) = code.find(')') {
+                body.push_str(&code[..end]);
+                break;
+            }
+            body.push_str(code);
+            body.push(' ');
+            match lines.next() {
+                Some(next) => cur = next.to_owned(),
+                None => break,
+            }
+        }
+        last = Some(
+            body.split_whitespace()
+                .map(|w| w.trim_matches(['"', '\'']).to_owned())
+                .collect(),
+        );
+    }
+    last
+}
+
+/// What stands in the way of an image that carries vfio-early (missing integration,
+/// a hook not listed, the binary not where the hooks take it from).
+pub fn integration_problems(host: &Host, generator: Generator) -> Vec<String> {
+    let mut out = Vec::new();
+    if !host.exists("usr/bin/vfio-early") {
+        out.push(
+            "/usr/bin/vfio-early is missing: the hooks copy the binary from there (make install PREFIX=/usr)".to_owned(),
+        );
+    }
+    for alternatives in generator.integration() {
+        if !alternatives.iter().any(|p| host.exists(p)) {
+            out.push(format!(
+                "/{} is missing: the {} integration is not installed (make install PREFIX=/usr)",
+                alternatives[0],
+                generator.name()
+            ));
+        }
+    }
+    if generator == Generator::Mkinitcpio {
+        let mut hooks = None;
+        let mut files = vec!["etc/mkinitcpio.conf".to_owned()];
+        files.extend(
+            host.list("etc/mkinitcpio.conf.d")
+                .into_iter()
+                .filter(|f| f.ends_with(".conf"))
+                .map(|f| format!("etc/mkinitcpio.conf.d/{f}")),
+        );
+        for f in &files {
+            if let Some(h) = host.read(f).ok().as_deref().and_then(mkinitcpio_hooks) {
+                hooks = Some(h);
+            }
+        }
+        match hooks {
+            Some(h) if h.iter().any(|w| w == "vfio-early") => {}
+            Some(_) => out.push(
+                "vfio-early is not in HOOKS in /etc/mkinitcpio.conf: add it after 'base' and 'systemd', before 'udev', 'kms' and 'modconf'"
+                    .to_owned(),
+            ),
+            None => out.push("no HOOKS=(...) found in /etc/mkinitcpio.conf".to_owned()),
+        }
+    }
+    out
+}
+
+/// The commands that rebuild the images of `kernels` (all installed when `one` is
+/// `None`).
+pub fn commands(
+    host: &Host,
+    generator: Generator,
+    kernels: &[String],
+    one: Option<&str>,
+) -> Vec<Vec<String>> {
+    let cmd = |words: &[&str]| {
+        words
+            .iter()
+            .map(|w| (*w).to_owned())
+            .collect::<Vec<String>>()
+    };
+    match (generator, one) {
+        (Generator::Dracut, Some(k)) => vec![cmd(&["dracut", "--force", "--kver", k])],
+        (Generator::Dracut, None) => kernels
+            .iter()
+            .map(|k| cmd(&["dracut", "--force", "--kver", k]))
+            .collect(),
+        (Generator::Mkinitcpio, None) => vec![cmd(&["mkinitcpio", "-P"])],
+        (Generator::Mkinitcpio, Some(k)) => {
+            // Arch kernels name their preset in pkgbase; otherwise build by version.
+            let pkgbase = ["usr/lib/modules", "lib/modules"]
+                .iter()
+                .find_map(|d| host.read_attr(format!("{d}/{k}/pkgbase")));
+            match pkgbase {
+                Some(p) if host.exists(format!("etc/mkinitcpio.d/{p}.preset")) => {
+                    vec![cmd(&["mkinitcpio", "-p", &p])]
+                }
+                _ => vec![cmd(&[
+                    "mkinitcpio",
+                    "-k",
+                    k,
+                    "-g",
+                    &format!("/boot/initramfs-{k}.img"),
+                ])],
+            }
+        }
+        (Generator::InitramfsTools, one) => {
+            vec![cmd(&["update-initramfs", "-u", "-k", one.unwrap_or("all")])]
+        }
+    }
+}
+
+/// The planner's verdict on the config, as the boot would reach it: `Ok` with a
+/// summary, or `Err((exit code, message))`.
+///
+/// # Errors
+/// 2 for a config error, 1 when the planner refuses something.
+pub fn validate(host: &Host) -> Result<String, (u8, String)> {
+    let path = host.path(config::DEFAULT_PATH);
+    if !path.exists() {
+        return Ok(format!(
+            "no config at {}: the rebuilt image will carry none, and the boot binds nothing",
+            path.display()
+        ));
+    }
+    let config =
+        Config::load(&path).map_err(|e| (2, format!("{e}; the initramfs was not rebuilt")))?;
+    let topo = read_topology(host);
+    let plan = plan::plan(&config.devices, &topo);
+    let cmdline = Cmdline::parse(&host.read("proc/cmdline").unwrap_or_default());
+    let hugepages = crate::hugepages::plan(host, &config, &cmdline);
+    let mut problems = refusals(&plan);
+    for h in hugepages
+        .iter()
+        .filter(|h| h.requested == 0 && !h.notes.is_empty())
+    {
+        problems.push(format!("hugepages {}: {}", h.size, h.notes.join("; ")));
+    }
+    if !problems.is_empty() {
+        let mut m = format!("{} does not plan cleanly on this machine:", path.display());
+        for p in &problems {
+            let _ = write!(m, "\n  {p}");
+        }
+        return Err((1, m));
+    }
+    Ok(summary(&path.display().to_string(), &plan, hugepages.len()))
+}
+
+fn refusals(plan: &Plan) -> Vec<String> {
+    let mut out: Vec<String> = plan
+        .with_action(Action::Refuse)
+        .flat_map(|d| d.reasons.iter().map(move |r| format!("{}: {r}", d.address)))
+        .collect();
+    out.extend(plan.warnings.iter().cloned());
+    out
+}
+
+fn summary(path: &str, plan: &Plan, hugepages: usize) -> String {
+    let bind: Vec<String> = plan
+        .devices
+        .iter()
+        .filter(|d| d.selected && matches!(d.action, Action::Bind | Action::AlreadyBound))
+        .map(|d| match d.iommu_group {
+            Some(g) => format!("{} (group {g})", d.address),
+            None => d.address.to_string(),
+        })
+        .collect();
+    let mut s = if bind.is_empty() {
+        format!("{path} selects no device")
+    } else {
+        format!("{path} plans cleanly: vfio-pci gets {}", bind.join(", "))
+    };
+    if hugepages > 0 {
+        let _ = write!(s, "; {hugepages} hugepage reservation(s)");
+    }
+    s
+}
+
+/// Runs `vfio-early apply`.
+pub fn run(args: &Args, host: &Host) -> ExitCode {
+    match apply(args, host) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, msg)) => {
+            eprintln!("vfio-early: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn apply(args: &Args, host: &Host) -> Result<(), (u8, String)> {
+    match validate(host) {
+        Ok(s) => println!("{s}"),
+        Err((1, m)) if args.force => {
+            eprintln!("vfio-early: {m}\nvfio-early: --force: rebuilding anyway");
+        }
+        Err((1, m)) => {
+            return Err((
+                1,
+                format!(
+                "{m}\nthe initramfs was not rebuilt (fix the config, or --force to rebuild anyway)"
+            ),
+            ))
+        }
+        Err(e) => return Err(e),
+    }
+    let (generator, program) = detect(host, args.generator)?;
+    let installed = kernels(host);
+    if let Some(k) = &args.kver {
+        if !installed.contains(k) {
+            return Err((
+                2,
+                format!(
+                    "--kver {k}: no such kernel under /lib/modules (installed: {})",
+                    list(&installed)
+                ),
+            ));
+        }
+    } else if installed.is_empty() {
+        return Err((
+            1,
+            "no kernel under /lib/modules: nothing to rebuild".to_owned(),
+        ));
+    }
+    let running = host.kernel_release();
+    let targets: Vec<String> = args
+        .kver
+        .as_ref()
+        .map_or_else(|| installed.clone(), |k| vec![k.clone()]);
+    let shown: Vec<String> = targets
+        .iter()
+        .map(|k| {
+            if Some(k) == running.as_ref() {
+                format!("{k} (running)")
+            } else {
+                k.clone()
+            }
+        })
+        .collect();
+    println!(
+        "initramfs generator: {} (/{program}); kernels: {}",
+        generator.name(),
+        shown.join(", ")
+    );
+
+    let problems = integration_problems(host, generator);
+    for p in &problems {
+        eprintln!("vfio-early: {p}");
+    }
+    let cmds = commands(host, generator, &installed, args.kver.as_deref());
+    let show = |prefix: &str| {
+        for c in &cmds {
+            println!("{prefix}{}", c.join(" "));
+        }
+    };
+    if !host.is_live() {
+        show("would run: ");
+        println!(
+            "(the root is {}, not /: nothing is run)",
+            host.root().display()
+        );
+        return if problems.is_empty() {
+            Ok(())
+        } else {
+            Err((1, "the image would not carry vfio-early".to_owned()))
+        };
+    }
+    if args.dry_run {
+        show("would run: ");
+        return if problems.is_empty() {
+            Ok(())
+        } else {
+            Err((1, "the image would not carry vfio-early".to_owned()))
+        };
+    }
+    if !problems.is_empty() {
+        return Err((
+            1,
+            "the image would not carry vfio-early: not rebuilt".to_owned(),
+        ));
+    }
+    if effective_uid(host) != Some(0) {
+        show("needs root: ");
+        return Err((
+            1,
+            "rebuilding the initramfs needs root: sudo vfio-early apply".to_owned(),
+        ));
+    }
+    for c in &cmds {
+        println!("running: {}", c.join(" "));
+        let status = Command::new(host.path(&program))
+            .args(&c[1..])
+            .status()
+            .map_err(|e| (1, format!("/{program}: {e}")))?;
+        if !status.success() {
+            return Err((1, format!("`{}` failed ({status}); the old image is still in place for the kernels not yet rebuilt", c.join(" "))));
+        }
+    }
+    println!(
+        "rebuilt the initramfs for {}; reboot, then `vfio-early check` shows what the boot did",
+        targets.join(", ")
+    );
+    Ok(())
+}
+
+/// The effective uid of this process, from `proc/self/status` (`Uid: real effective ...`).
+fn effective_uid(host: &Host) -> Option<u32> {
+    let status = host.read("proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+fn list(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".to_owned()
+    } else {
+        v.join(", ")
+    }
+}

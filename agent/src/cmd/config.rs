@@ -1,0 +1,355 @@
+//! `vfio-early config suggest [ADDRESS | --gpu N] [--write [--force]]`: a config for
+//! the card a user names, checked by the planner before anyone boots with it.
+//!
+//! The card is named by a PCI address (any function of it) or by `--gpu N`, the Nth
+//! display controller in the order `vfio-early groups` lists them (groups by number,
+//! devices by address; counted from 1). The proposal:
+//! - takes every function of the slot (`functions = "slot"`: the GPU with its HDMI
+//!   audio, USB-C and UCSI functions), since they share the card and nearly always the
+//!   IOMMU group;
+//! - names the card by address AND id: the address picks this card when an identical
+//!   one sits in another slot (an id alone would take both), and the id makes the boot
+//!   refuse rather than guess if the address ever points at another device (a card
+//!   added, buses renumbered);
+//! - is re-parsed with [`Config::parse`] and planned against this machine, exactly as
+//!   the boot would ([`read_topology`] + [`plan::plan`]). When the group cannot be
+//!   handed over as a whole, nothing is proposed: the command names what stands in the
+//!   way and exits 1.
+//!
+//! The config goes to stdout, or with `--write` to `ROOT/etc/vfio-early.toml`, which
+//! is never replaced without `--force` (the old file is then kept as
+//! `vfio-early.toml.bak`). Exit codes: 0 proposed, 1 not viable or not written, 2
+//! usage (no such device, no such GPU).
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::bind::read_topology;
+use crate::cmd::groups;
+use crate::config::{self, Config};
+use crate::host::Host;
+use crate::pci::{Device, PciAddress};
+use crate::pciids::PciIds;
+use crate::plan::{self, class_name, Action, Plan, Topology};
+
+/// Options of `vfio-early config`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: ConfigCommand,
+}
+
+/// The `config` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Propose a config for one card (every function of its slot), checked by the planner.
+    Suggest(SuggestArgs),
+}
+
+/// Options of `vfio-early config suggest`.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct SuggestArgs {
+    /// The card: any of its functions (DDDD:BB:DD.F).
+    #[arg(
+        value_name = "ADDRESS",
+        conflicts_with = "gpu",
+        required_unless_present = "gpu"
+    )]
+    pub address: Option<PciAddress>,
+    /// The Nth display controller as `vfio-early groups` lists them, counted from 1.
+    #[arg(long, value_name = "N")]
+    pub gpu: Option<usize>,
+    /// Write ROOT/etc/vfio-early.toml instead of printing.
+    #[arg(long)]
+    pub write: bool,
+    /// With --write: replace an existing config (kept as vfio-early.toml.bak).
+    #[arg(long, requires = "write")]
+    pub force: bool,
+}
+
+/// A proposal that the planner accepted.
+#[derive(Debug, Clone)]
+pub struct Suggestion {
+    /// The device the config names (the card's function the user named).
+    pub address: PciAddress,
+    /// Every function of the slot, by address.
+    pub functions: Vec<PciAddress>,
+    /// Other cards with the same `vendor:device` as the named one.
+    pub twins: Vec<PciAddress>,
+    /// The config text.
+    pub text: String,
+    /// The plan of that text on this machine.
+    pub plan: Plan,
+}
+
+/// Why no config is proposed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SuggestError {
+    /// The user named nothing that exists (exit 2).
+    Usage(String),
+    /// The card exists but cannot go to vfio as the machine stands (exit 1).
+    NotViable(String),
+}
+
+impl std::fmt::Display for SuggestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Usage(m) | Self::NotViable(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Runs `vfio-early config ...`.
+pub fn run(args: &Args, host: &Host) -> ExitCode {
+    match &args.action {
+        ConfigCommand::Suggest(a) => run_suggest(a, host),
+    }
+}
+
+fn run_suggest(args: &SuggestArgs, host: &Host) -> ExitCode {
+    let topo = read_topology(host);
+    let ids = PciIds::load(host);
+    let s = match suggest(host, &topo, ids.as_ref(), args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vfio-early: {e}");
+            return ExitCode::from(match e {
+                SuggestError::Usage(_) => 2,
+                SuggestError::NotViable(_) => 1,
+            });
+        }
+    };
+    if !args.write {
+        print!("{}", s.text);
+        return ExitCode::SUCCESS;
+    }
+    let path = host.path(config::DEFAULT_PATH);
+    match write_config(&path, &s.text, args.force) {
+        Ok(backup) => {
+            if let Some(b) = backup {
+                eprintln!("vfio-early: the previous config is kept as {}", b.display());
+            }
+            eprintln!(
+                "vfio-early: wrote {}; now run `vfio-early apply` to put it into the initramfs",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vfio-early: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The display controllers in `groups` order (group number, then address).
+pub fn gpus(host: &Host) -> Vec<PciAddress> {
+    groups::collect(host, None)
+        .groups
+        .iter()
+        .flat_map(|g| g.devices.iter())
+        .filter(|d| d.display)
+        .map(|d| d.address)
+        .collect()
+}
+
+/// The named device: the address given, or the Nth GPU.
+fn target(host: &Host, topo: &Topology, args: &SuggestArgs) -> Result<PciAddress, SuggestError> {
+    if let Some(a) = args.address {
+        return if topo.devices.iter().any(|d| d.address == a) {
+            Ok(a)
+        } else {
+            Err(SuggestError::Usage(format!(
+                "no PCI device at {a} (see `vfio-early groups`)"
+            )))
+        };
+    }
+    let n = args.gpu.unwrap_or(0);
+    let list = gpus(host);
+    if list.is_empty() {
+        let g = groups::collect(host, None);
+        let why = match (g.iommu.reason, g.iommu.fix) {
+            (Some(r), Some(f)) => format!("no IOMMU groups: {r}; fix: {f}"),
+            _ => "no display controller is in an IOMMU group".to_owned(),
+        };
+        return Err(SuggestError::Usage(format!("--gpu {n}: {why}")));
+    }
+    match n.checked_sub(1).and_then(|i| list.get(i)) {
+        Some(a) => Ok(*a),
+        None => {
+            let mut m = format!("--gpu {n}: the GPUs are numbered 1 to {}:", list.len());
+            for (i, a) in list.iter().enumerate() {
+                let _ = write!(m, " {}={a}", i + 1);
+            }
+            Err(SuggestError::Usage(m))
+        }
+    }
+}
+
+/// One device in a comment: address, class, `[vendor:device]`, names when known.
+fn describe(d: &Device, ids: Option<&PciIds>) -> String {
+    let mut s = format!("{} {} [{}]", d.address, class_name(d.class), d.id());
+    if let Some(ids) = ids {
+        if let Some(n) = ids
+            .subsystem(d.vendor, d.device, d.subsystem_vendor, d.subsystem_device)
+            .or_else(|| ids.device(d.vendor, d.device))
+        {
+            let _ = write!(s, " {n}");
+        }
+    }
+    if let Some(drv) = &d.driver {
+        let _ = write!(s, ", on {drv}");
+    }
+    if d.boot_vga {
+        s.push_str(", boot display");
+    }
+    s
+}
+
+/// Proposes a config for the named card and checks it with the planner.
+///
+/// # Errors
+/// [`SuggestError::Usage`] when nothing is named that exists,
+/// [`SuggestError::NotViable`] (naming what stands in the way) when the planner
+/// refuses the card.
+pub fn suggest(
+    host: &Host,
+    topo: &Topology,
+    ids: Option<&PciIds>,
+    args: &SuggestArgs,
+) -> Result<Suggestion, SuggestError> {
+    let address = target(host, topo, args)?;
+    let dev = topo
+        .devices
+        .iter()
+        .find(|d| d.address == address)
+        .ok_or_else(|| SuggestError::Usage(format!("no PCI device at {address}")))?;
+    let slot: Vec<&Device> = topo
+        .devices
+        .iter()
+        .filter(|d| d.address.same_slot(&address))
+        .collect();
+    let twins: Vec<PciAddress> = topo
+        .devices
+        .iter()
+        .filter(|d| {
+            !d.address.same_slot(&address) && d.vendor == dev.vendor && d.device == dev.device
+        })
+        .map(|d| d.address)
+        .collect();
+
+    let mut text = String::new();
+    let _ = writeln!(text, "# /etc/vfio-early.toml, proposed by `vfio-early config suggest` for the card at {address}.");
+    let _ = writeln!(
+        text,
+        "# Checked against this machine with the boot's planner. After any change, run"
+    );
+    let _ = writeln!(
+        text,
+        "# `vfio-early apply`: the initramfs carries its own copy of this file."
+    );
+    let _ = writeln!(
+        text,
+        "# Recovery: vfio_early=off on the kernel command line makes the boot skip it."
+    );
+    text.push('\n');
+    let _ = writeln!(text, "[[device]]");
+    for d in &slot {
+        let _ = writeln!(text, "# {}", describe(d, ids));
+    }
+    if !twins.is_empty() {
+        let list: Vec<String> = twins.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            text,
+            "# An identical card ({}) is at {}: the address picks this one, the id",
+            dev.id(),
+            list.join(", ")
+        );
+        let _ = writeln!(text, "# guards it; the other card stays with the host.");
+    }
+    let _ = writeln!(text, "address = \"{address}\"");
+    let _ = writeln!(text, "id = \"{}\"", dev.id());
+    let _ = writeln!(text, "functions = \"slot\"");
+
+    // Validate exactly as the boot would: parse the text, plan it on this topology.
+    let path = host.path(config::DEFAULT_PATH);
+    let config = Config::parse(&path, text.as_bytes()).map_err(|e| {
+        SuggestError::NotViable(format!("internal error: the proposal does not parse: {e}"))
+    })?;
+    let plan = plan::plan(&config.devices, topo);
+    if plan.has_problems() {
+        return Err(SuggestError::NotViable(not_viable(address, dev, &plan)));
+    }
+    let functions = slot.iter().map(|d| d.address).collect();
+    Ok(Suggestion {
+        address,
+        functions,
+        twins,
+        text,
+        plan,
+    })
+}
+
+/// What stands in the way, one line per refused device, with what to do.
+fn not_viable(address: PciAddress, dev: &Device, plan: &Plan) -> String {
+    let group = dev.iommu_group.map_or_else(
+        || "no IOMMU group".to_owned(),
+        |g| format!("IOMMU group {g}"),
+    );
+    let mut m = format!("the card at {address} ({group}) cannot go to vfio-pci as this machine stands; no config proposed:");
+    for d in plan.with_action(Action::Refuse) {
+        for r in &d.reasons {
+            let _ = write!(m, "\n  {}: {r}", d.address);
+        }
+    }
+    for w in &plan.warnings {
+        let _ = write!(m, "\n  {w}");
+    }
+    if dev.boot_vga {
+        m.push_str(
+            "\nhint: this is the boot display. If the host has another screen or runs headless, \
+             write the config by hand with allow_boot_vga = true, and keep vfio_early=off at hand.",
+        );
+    } else {
+        m.push_str(
+            "\nhint: `vfio-early groups --device ADDRESS` shows the group. Moving the card to a slot \
+             with its own group (often one wired to the CPU) is the usual fix; ACS overrides weaken isolation.",
+        );
+    }
+    m
+}
+
+/// Writes the config atomically; an existing one is refused unless `force`, and is
+/// then kept as `.bak`. Returns the backup's path.
+///
+/// # Errors
+/// A sentence naming the path.
+pub fn write_config(
+    path: &Path,
+    text: &str,
+    force: bool,
+) -> Result<Option<std::path::PathBuf>, String> {
+    let exists = path.exists();
+    if exists && !force {
+        return Err(format!(
+            "{} exists: not replaced (add --force to replace it; the old one is kept as .bak)",
+            path.display()
+        ));
+    }
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let mut backup = None;
+    if exists {
+        let b = path.with_extension("toml.bak");
+        fs::copy(path, &b).map_err(|e| format!("{}: {e}", b.display()))?;
+        backup = Some(b);
+    }
+    let tmp = path.with_extension("toml.tmp");
+    fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(backup)
+}
