@@ -85,10 +85,14 @@ pub fn run(args: &Args, host: &Host) -> ExitCode {
         }
     };
     let kver = args.kver.as_deref().and_then(KernelVersion::from_release);
-    let options = Options {
-        cpu: resolve_cpu(args.cpu, host),
-        kver,
-    };
+    let cpu = resolve_cpu(args.cpu, host);
+    if args.cpu == CpuArg::Auto && cpu == Cpu::Any {
+        eprintln!(
+            "vfio-early: check-kconfig: --cpu auto: not exactly one of the ACPI tables DMAR (Intel) and IVRS (AMD) under {}; checking for either vendor",
+            host.path("sys/firmware/acpi/tables").display()
+        );
+    }
+    let options = Options { cpu, kver };
     let report = kernel_config::check(&config, &options).with_source(source.shown);
     let text = if args.json {
         let mut j = report.to_json();
