@@ -394,6 +394,46 @@ mod tests {
         assert!(e.to_string().contains("not SYM="), "{e}");
     }
 
+    /// Every failure can be explained with a menu path, and every fragment line names
+    /// a symbol a fragment can set.
+    #[test]
+    fn every_visible_symbol_has_a_menu_path_and_fixes_are_settable() {
+        let r = Rules::builtin();
+        let tops = [
+            "Device Drivers -> ",
+            "Processor type and features -> ",
+            "Virtualization -> ",
+            "File systems -> ",
+            "Enable loadable module support -> ",
+        ];
+        for (name, sym) in &r.symbol {
+            let menu = sym
+                .menu
+                .as_deref()
+                .unwrap_or_else(|| panic!("{name}: no menu"));
+            if sym.hidden {
+                assert!(menu.starts_with("(hidden"), "{name}: {menu}");
+            } else {
+                assert!(
+                    tops.iter().any(|t| menu.starts_with(t))
+                        || menu == "Device Drivers -> IOMMU Hardware Support",
+                    "{name}: {menu}"
+                );
+            }
+        }
+        for c in &r.check {
+            for line in &c.fix {
+                let sym = line.split_once('=').map_or(line.as_str(), |(s, _)| s);
+                assert!(!r.symbol(sym).hidden, "{}: fix sets hidden {sym}", c.name);
+                assert!(
+                    r.symbol.contains_key(sym),
+                    "{}: fix names unknown {sym}",
+                    c.name
+                );
+            }
+        }
+    }
+
     #[test]
     fn alternatives_parse() {
         let r = Rules::builtin();
