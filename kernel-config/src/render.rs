@@ -96,8 +96,7 @@ impl Report {
         } else {
             state
         };
-        let _ = writeln!(
-            out,
+        let line = format!(
             "  {}{} {:<26} {:<8} {}",
             paint(color, code, word),
             " ".repeat(7 - word.len()),
@@ -105,6 +104,7 @@ impl Report {
             state,
             f.detail
         );
+        let _ = writeln!(out, "{}", line.trim_end());
         let pad = " ".repeat(10);
         if matches!(f.status, Status::Fail | Status::Warn) {
             let _ = writeln!(out, "{pad}why:  {}", f.reason);
