@@ -38,6 +38,7 @@ fn write_record(t: &TestSysfs, config: &str, devices: &[(&str, Option<&str>)]) {
     let mut r = Record::new(&host);
     r.config_path = "/etc/vfio-early.toml".into();
     r.config_text = Some(config.to_owned());
+    r.iommu_verdict = Some("IOMMU Intel VT-d on (proof: sysfs + kernel log; 6 groups), interrupt remapping on; command line ok".into());
     for (a, before) in devices {
         r.devices.push(DeviceRecord {
             address: (*a).to_owned(),
@@ -71,6 +72,9 @@ fn successful_bind_passes() {
         fb.detail
     );
     assert_eq!(find(f, "image").status, Status::Pass);
+    assert!(find(f, "boot")
+        .detail
+        .contains("verdict at boot: IOMMU Intel VT-d on"));
     assert_eq!(out.exit_status(), 0, "{}", report::render_human(f, false));
     // The human rendering is aligned: every detail starts in the same column.
     let human = report::render_human(f, false);

@@ -343,6 +343,13 @@ fn device_findings(
         .filter(|r| r.text.starts_with("vfio-early:"))
         .collect();
     if let Some(r) = record {
+        if let Some(v) = &r.iommu_verdict {
+            out.push(Finding::new(
+                "boot",
+                Status::Info,
+                format!("the agent's verdict at boot: {v}"),
+            ));
+        }
         if let Some(p) = &r.disabled_by {
             out.push(Finding::new(
                 "boot",
