@@ -95,7 +95,9 @@ fn write(path: &Path, bytes: &[u8]) -> Result<PathBuf, Error> {
 
 /// Writes every page and completion under `out`; returns the files written.
 fn generate(out: &Path) -> Result<Vec<PathBuf>, Error> {
-    let cmd = vfio_early::cli::Cli::command().name(BIN).bin_name(BIN);
+    let mut cmd = vfio_early::cli::Cli::command().name(BIN).bin_name(BIN);
+    // Built, so subcommands carry the propagated version and the global options.
+    cmd.build();
     let mut files = Vec::new();
 
     // Man pages: the top page, then one per subcommand (`vfio-early-bind.8`, ...).
@@ -104,17 +106,7 @@ fn generate(out: &Path) -> Result<Vec<PathBuf>, Error> {
         &man_dir.join(format!("{BIN}.{SECTION}")),
         &man_page(cmd.clone(), EXTRA)?,
     )?);
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-        let name = format!("{BIN}-{}", sub.get_name());
-        let page = sub
-            .clone()
-            .name(name.clone())
-            .bin_name(format!("{BIN} {}", sub.get_name()));
-        files.push(write(
-            &man_dir.join(format!("{name}.{SECTION}")),
-            &man_page(page, SEE_ALSO)?,
-        )?);
-    }
+    pages(&cmd, BIN, BIN, &man_dir, &mut files)?;
 
     // Completions.
     let comp_dir = out.join("completions");
@@ -130,6 +122,31 @@ fn generate(out: &Path) -> Result<Vec<PathBuf>, Error> {
         files.push(write(&comp_dir.join(file), &buf)?);
     }
     Ok(files)
+}
+
+/// One page per subcommand, recursively: `vfio-early-config.8`,
+/// `vfio-early-config-suggest.8`, ... (`file` names the page, `usage` is how it is typed).
+fn pages(
+    parent: &clap::Command,
+    file: &str,
+    usage: &str,
+    dir: &Path,
+    files: &mut Vec<PathBuf>,
+) -> Result<(), Error> {
+    for sub in parent
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
+        let name = format!("{file}-{}", sub.get_name());
+        let typed = format!("{usage} {}", sub.get_name());
+        let page = sub.clone().name(name.clone()).bin_name(typed.clone());
+        files.push(write(
+            &dir.join(format!("{name}.{SECTION}")),
+            &man_page(page, SEE_ALSO)?,
+        )?);
+        pages(sub, &name, &typed, dir, files)?;
+    }
+    Ok(())
 }
 
 /// Renders one page: clap's sections, then `extra` (raw roff), then the version.

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Installs into temporary DESTDIRs and checks that every file lands where packagers and
+# the initramfs generators expect it, with the right mode; that the man pages and
+# completions are produced by the build; that a user's config is never overwritten;
+# and that uninstall removes everything but that config.
+#
+# Usage: tests/install.sh        (builds the static binary and the docs if missing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+destdir=$(mktemp -d)
+trap 'rm -rf "$destdir"' EXIT
+failures=0
+checks=0
+
+fail() {
+    echo "FAIL: $*" >&2
+    failures=$((failures + 1))
+}
+
+# expect REL MODE: $destdir/REL is a regular file with MODE.
+expect() {
+    local rel=$1 mode=$2 got
+    checks=$((checks + 1))
+    if [[ ! -f $destdir/$rel ]]; then
+        fail "$rel missing"
+        return
+    fi
+    got=$(stat -c %a "$destdir/$rel")
+    [[ $got == "${mode#0}" ]] || fail "$rel has mode $got, want ${mode#0}"
+    expected+=("$rel")
+}
+
+# Mode a tree file should get: executables 755, the rest 644.
+tree_mode() {
+    if [[ -x $1 ]]; then echo 755; else echo 644; fi
+}
+
+make -s install DESTDIR="$destdir" >/dev/null
+
+expected=()
+expect usr/bin/vfio-early 755
+while IFS= read -r f; do
+    expect "usr/lib/dracut/modules.d/${f#dracut/}" "$(tree_mode "$f")"
+done < <(find dracut -mindepth 2 -type f | sort)
+for f in mkinitcpio/install/* mkinitcpio/hooks/*; do
+    [[ -f $f ]] && expect "usr/lib/initcpio/${f#mkinitcpio/}" 644
+done
+for f in mkinitcpio/*.service; do
+    [[ -f $f ]] && expect "usr/lib/vfio-early/${f##*/}" 644
+done
+while IFS= read -r f; do
+    expect "usr/share/initramfs-tools/${f#initramfs-tools/}" "$(tree_mode "$f")"
+done < <(find initramfs-tools -mindepth 2 -type f | sort)
+expect etc/vfio-early.toml 644
+for f in examples/*.toml docs/*.md; do
+    [[ -f $f ]] && expect "usr/share/doc/vfio-early/${f##*/}" 644
+done
+expect usr/share/bash-completion/completions/vfio-early 644
+expect usr/share/zsh/site-functions/_vfio-early 644
+expect usr/share/fish/vendor_completions.d/vfio-early.fish 644
+
+# One man page for the command and one per subcommand, from the binary's own list.
+bin=$destdir/usr/bin/vfio-early
+expect usr/share/man/man8/vfio-early.8 644
+subcommands=$("$bin" --help | awk '/^Commands:/ { on = 1; next } on && NF == 0 { exit } on { print $1 }' | grep -vx help)
+[[ -n $subcommands ]] || fail "no subcommands in vfio-early --help"
+for s in $subcommands; do
+    expect "usr/share/man/man8/vfio-early-$s.8" 644
+done
+expect usr/share/man/man8/vfio-early-config-suggest.8 644
+for s in apply config; do
+    grep -qx "$s" <<<"$subcommands" || fail "subcommand $s missing from the CLI"
+done
+
+# The essential integration files exist at all (another engineer's tree might be empty).
+for rel in usr/lib/dracut/modules.d/90vfio-early/module-setup.sh usr/lib/initcpio/install/vfio-early \
+    usr/lib/initcpio/hooks/vfio-early usr/share/initramfs-tools/hooks/vfio-early \
+    usr/share/initramfs-tools/scripts/init-top/vfio-early; do
+    checks=$((checks + 1))
+    [[ -f $destdir/$rel ]] || fail "$rel not installed"
+done
+
+# Nothing else was installed.
+while IFS= read -r f; do
+    checks=$((checks + 1))
+    printf '%s\n' "${expected[@]}" | grep -qxF "$f" || fail "unexpected file $f"
+done < <(cd "$destdir" && find . -type f | sed 's|^\./||' | sort)
+
+# The binary: static, runs.
+checks=$((checks + 1))
+"$bin" --version | grep -q '^vfio-early ' || fail "installed binary does not run"
+if command -v file >/dev/null; then
+    checks=$((checks + 1))
+    file -L "$bin" | grep -Eq 'statically linked|static-pie linked' || fail "binary is not static: $(file -L "$bin")"
+fi
+
+# The config: every line a comment, and a valid config that selects nothing.
+checks=$((checks + 1))
+if grep -Ev '^(#.*)?$' "$destdir/etc/vfio-early.toml"; then
+    fail "the installed config has active lines (above): it must select nothing"
+fi
+checks=$((checks + 1))
+empty_root=$(mktemp -d)
+plan=$("$bin" --root "$empty_root" bind --dry-run --json --strict --config "$destdir/etc/vfio-early.toml") ||
+    fail "the installed config does not pass bind --dry-run --strict"
+rm -rf "$empty_root"
+grep -q '"devices": *\[\]' <<<"$plan" || fail "the installed config selects devices: $plan"
+
+# Man pages render; completions are well-formed and know the new subcommands.
+for page in "$destdir"/usr/share/man/man8/*.8; do
+    checks=$((checks + 1))
+    if command -v groff >/dev/null; then
+        warnings=$(groff -man -ww -z "$page" 2>&1) || fail "$page does not render"
+        [[ -z $warnings ]] || fail "$page: $warnings"
+    fi
+    grep -q '^\.TH' "$page" || fail "$page has no .TH header"
+done
+checks=$((checks + 1))
+grep -q '^\.SH FILES' "$destdir/usr/share/man/man8/vfio-early.8" || fail "vfio-early.8 lacks FILES"
+grep -q 'vfio_early=off' "$destdir/usr/share/man/man8/vfio-early.8" || fail "vfio-early.8 lacks the kill switch"
+checks=$((checks + 1))
+bash -n "$destdir/usr/share/bash-completion/completions/vfio-early" || fail "bash completion has a syntax error"
+grep -q 'apply' "$destdir/usr/share/bash-completion/completions/vfio-early" || fail "bash completion lacks apply"
+checks=$((checks + 1))
+head -1 "$destdir/usr/share/zsh/site-functions/_vfio-early" | grep -q '^#compdef vfio-early' || fail "zsh completion lacks #compdef"
+checks=$((checks + 1))
+grep -q 'complete -c vfio-early .*suggest' "$destdir/usr/share/fish/vendor_completions.d/vfio-early.fish" ||
+    fail "fish completion lacks config suggest"
+if command -v fish >/dev/null; then
+    fish -n "$destdir/usr/share/fish/vendor_completions.d/vfio-early.fish" || fail "fish completion has a syntax error"
+fi
+if command -v zsh >/dev/null; then
+    zsh -n "$destdir/usr/share/zsh/site-functions/_vfio-early" || fail "zsh completion has a syntax error"
+fi
+
+# A user's config survives a reinstall.
+checks=$((checks + 1))
+printf '[[device]]\naddress = "0000:01:00.0"\n' >"$destdir/etc/vfio-early.toml"
+make -s install DESTDIR="$destdir" >/dev/null
+grep -q '^address = "0000:01:00.0"' "$destdir/etc/vfio-early.toml" || fail "make install overwrote the user's config"
+
+# PREFIX is honoured.
+checks=$((checks + 1))
+local_dest=$(mktemp -d)
+make -s install DESTDIR="$local_dest" PREFIX=/usr/local >/dev/null
+[[ -x $local_dest/usr/local/bin/vfio-early && -f $local_dest/usr/local/share/man/man8/vfio-early.8 &&
+    -f $local_dest/usr/local/lib/dracut/modules.d/90vfio-early/module-setup.sh &&
+    -f $local_dest/etc/vfio-early.toml && ! -e $local_dest/usr/bin ]] || fail "PREFIX=/usr/local not honoured"
+rm -rf "$local_dest"
+
+# Uninstall leaves only the user's config.
+checks=$((checks + 1))
+make -s uninstall DESTDIR="$destdir" >/dev/null
+left=$(cd "$destdir" && find . -type f | sed 's|^\./||')
+[[ $left == etc/vfio-early.toml ]] || fail "uninstall left: $left"
+
+echo "install test: $checks checks, $failures failed"
+((failures == 0))
