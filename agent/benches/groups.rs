@@ -353,7 +353,25 @@ fn main() {
     let no_ids = time(50, || {
         std::hint::black_box(groups::render(&groups::collect(&host, None)));
     });
+    let devs = vfio_early::pci::scan(&host);
+    let lookups = time(50, || {
+        let ids = PciIds::load(&host).expect("pci.ids");
+        for d in &devs {
+            std::hint::black_box(ids.vendor(d.vendor));
+            std::hint::black_box(ids.device_and_subsystem(
+                d.vendor,
+                d.device,
+                d.subsystem_vendor,
+                d.subsystem_device,
+            ));
+            std::hint::black_box(ids.subclass(d.class));
+        }
+    });
     println!("groups fixture: {n} devices, 21 groups");
+    println!(
+        "load pci.ids + name every device:               {:>9.3} ms",
+        lookups.as_secs_f64() * 1e3
+    );
     println!(
         "in-process groups (load pci.ids + read + render): {:>9.3} ms  ({out_len} bytes out)",
         inproc.as_secs_f64() * 1e3

@@ -266,6 +266,21 @@ fn without_record_the_agent_log_lines_speak() {
         "{}",
         b.detail
     );
+    assert_eq!(b.status, Status::Info);
+
+    // The binder's line when it had to unbind a host driver first.
+    log.push_str("14,10,2600000,-;vfio-early: 0000:01:00.1 [8086:293e] bound to vfio-pci (was snd_hda_intel), IOMMU group 4\n");
+    t.file("dev/kmsg", &log);
+    t.cmdline("intel_iommu=on rd.driver.pre=snd_hda_intel\n");
+    let out = check::check(&Host::new(t.root()), None);
+    let b = find(&out.findings, "boot 0000:01:00.1");
+    assert_eq!(b.status, Status::Warn);
+    assert!(
+        b.detail
+            .contains("rd.driver.pre=snd_hda_intel loads it before the hook"),
+        "{}",
+        b.detail
+    );
 }
 
 #[test]

@@ -90,7 +90,7 @@ pub fn check(host: &Host, config_path: Option<&Path>) -> Outcome {
     let mut config_error = false;
     let config = match Config::load(&path) {
         Ok(c) => Some(c),
-        Err(e) if config_path.is_none() && !path.exists() => {
+        Err(_) if config_path.is_none() && !path.exists() => {
             f.push(Finding::new(
                 "config",
                 Status::Info,
@@ -99,7 +99,6 @@ pub fn check(host: &Host, config_path: Option<&Path>) -> Outcome {
                     path.display()
                 ),
             ));
-            let _ = e;
             None
         }
         Err(e) => {
@@ -452,16 +451,32 @@ fn boot_finding(
             .filter(|l| l.text.contains(&a))
             .map(|l| l.text.as_str())
             .collect();
-        return match lines.last() {
-            Some(l) => Finding::new(
-                check,
-                Status::Info,
-                format!("no record; the kernel log says: {l}"),
-            ),
-            None => Finding::new(
+        let Some(line) = lines.last() else {
+            return Finding::new(
                 check,
                 Status::Info,
                 "no record and no kernel log line about it",
+            );
+        };
+        // `... bound to vfio-pci (was radeon), IOMMU group 1`: a host driver was unbound.
+        let was = line
+            .split_once("(was ")
+            .and_then(|(_, r)| r.split_once(')'))
+            .map(|(w, _)| w);
+        return match was {
+            Some(h) if line.contains("bound to vfio-pci") => {
+                let (why, fix) = early_driver_reason(host, cmdline, h);
+                Finding::new(
+                    check,
+                    Status::Warn,
+                    format!("the kernel log says: {line}; {why}"),
+                )
+                .hint(fix)
+            }
+            _ => Finding::new(
+                check,
+                Status::Info,
+                format!("no record; the kernel log says: {line}"),
             ),
         };
     };
