@@ -362,17 +362,29 @@ fn judge_iommu(sw: &Switches, ctx: &Context<'_>, out: &mut Vec<Finding>) {
 }
 
 fn judge_ids(c: &Cmdline, ctx: &Context<'_>, out: &mut Vec<Finding>) {
-    const CHECK: &str = "cmdline vfio-pci.ids";
-    let Some(Some(value)) = c.last("vfio_pci.ids") else {
-        return;
-    };
+    if let Some(Some(value)) = c.last("vfio_pci.ids") {
+        out.extend(judge_ids_value(
+            "cmdline vfio-pci.ids",
+            "vfio-pci.ids",
+            value,
+            ctx,
+        ));
+    }
+}
+
+/// Judges a `vfio-pci` `ids` value against the host's devices: `check` names the
+/// finding, `param` is how the value is shown (`vfio-pci.ids` on the command line,
+/// `options vfio-pci ids` in modprobe.d).
+pub fn judge_ids_value(check: &str, param: &str, value: &str, ctx: &Context<'_>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let check = check.to_owned();
     for raw in value.split(',').filter(|w| !w.is_empty()) {
         let Some(id) = IdEntry::parse(raw) else {
             out.push(
                 Finding::new(
-                    CHECK,
+                    check.clone(),
                     Status::Warn,
-                    format!("vfio-pci.ids entry {raw:?} is malformed: vfio-pci skips it"),
+                    format!("{param} entry {raw:?} is malformed: vfio-pci skips it"),
                 )
                 .hint("write vendor:device in hex, e.g. 10de:1b80"),
             );
@@ -391,48 +403,49 @@ fn judge_ids(c: &Cmdline, ctx: &Context<'_>, out: &mut Vec<Finding>) {
         };
         if matching.is_empty() {
             out.push(Finding::new(
-                CHECK,
+                check.clone(),
                 Status::Info,
-                format!("vfio-pci.ids={raw}: no device here has that id"),
+                format!("{param}={raw}: no device here has that id"),
             ));
         } else if matching.len() > 1 && !extra.is_empty() && !ctx.configured.is_empty() {
             out.push(
                 Finding::new(
-                    CHECK,
+                    check.clone(),
                     Status::Fail,
                     format!(
-                        "vfio-pci.ids={raw} also takes {} (same id, not configured): the identical-device trap",
+                        "{param}={raw} also takes {} (same id, not configured): the identical-device trap",
                         list(&extra)
                     ),
                 )
-                .hint("remove vfio-pci.ids= and let the config select by address (vfio-early binds only those)"),
+                .hint(format!("remove {param}= and let the config select by address (vfio-early binds only those)")),
             );
         } else if extra.iter().any(|d| d.boot_vga) {
             out.push(
                 Finding::new(
-                    CHECK,
+                    check.clone(),
                     Status::Fail,
-                    format!("vfio-pci.ids={raw} takes the boot display {}", list(&extra)),
+                    format!("{param}={raw} takes the boot display {}", list(&extra)),
                 )
-                .hint("remove vfio-pci.ids=; select devices by address in the config"),
+                .hint(format!(
+                    "remove {param}=; select devices by address in the config"
+                )),
             );
         } else if extra.is_empty() {
             out.push(Finding::new(
-                CHECK,
+                check.clone(),
                 Status::Info,
-                format!(
-                    "vfio-pci.ids={raw} takes only configured devices (redundant with the config)"
-                ),
+                format!("{param}={raw} takes only configured devices (redundant with the config)"),
             ));
         } else {
             let all: Vec<&&Device> = matching.iter().collect();
             out.push(Finding::new(
-                CHECK,
+                check.clone(),
                 Status::Info,
-                format!("vfio-pci.ids={raw} takes {}", list(&all)),
+                format!("{param}={raw} takes {}", list(&all)),
             ));
         }
     }
+    out
 }
 
 /// The running kernel's config and where it came from: `proc/config.gz`, else

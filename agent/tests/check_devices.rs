@@ -382,3 +382,28 @@ fn json_rendering_is_the_documented_schema() {
     }
     assert!(v["summary"]["fail"].as_u64().unwrap() >= 1);
 }
+
+#[test]
+fn identical_gpu_trap_in_modprobe_d() {
+    let t = bound_machine();
+    t.file("etc/modprobe.d/vfio.conf", "# passthrough\noptions vfio-pci ids=1234:1111 disable_vga=1\nsoftdep bochs pre: vfio-pci\n");
+    let out = check::check(&Host::new(t.root()), None);
+    let trap = find(&out.findings, "modprobe.d vfio-pci ids");
+    assert_eq!(trap.status, Status::Fail);
+    assert!(
+        trap.detail.contains("/etc/modprobe.d/vfio.conf") && trap.detail.contains("0000:00:04.0"),
+        "{}",
+        trap.detail
+    );
+    // The command line wins over modprobe.d.
+    t.cmdline("intel_iommu=on vfio-pci.ids=8086:293e\n");
+    let out = check::check(&Host::new(t.root()), None);
+    assert!(out
+        .findings
+        .iter()
+        .all(|f| f.check != "modprobe.d vfio-pci ids"));
+    assert_eq!(
+        find(&out.findings, "cmdline vfio-pci.ids").status,
+        Status::Info
+    );
+}

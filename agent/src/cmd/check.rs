@@ -143,6 +143,18 @@ pub fn check(host: &Host, config_path: Option<&Path>) -> Outcome {
         configured: &configured,
     };
     f.extend(cmdline_check::judge(&cmdline, &ctx));
+    // `options vfio-pci ids=` in modprobe.d does the same, unless the command line
+    // overrides it (modprobe applies the command line last).
+    if cmdline.last("vfio_pci.ids").is_none() {
+        if let Some((file, ids)) = modprobe_ids(host) {
+            f.extend(cmdline_check::judge_ids_value(
+                "modprobe.d vfio-pci ids",
+                &format!("options vfio-pci ids (/{file})"),
+                &ids,
+                &ctx,
+            ));
+        }
+    }
     f.push(framebuffer(host, &cmdline, &configured));
 
     let record = Record::load(host);
@@ -530,6 +542,36 @@ fn boot_finding(
             format!("at boot: action {action}, outcome {outcome:?}"),
         ),
     }
+}
+
+/// The last `options vfio-pci ids=...` of the modprobe.d files, with its file.
+fn modprobe_ids(host: &Host) -> Option<(String, String)> {
+    let mut found = None;
+    for dir in [
+        "lib/modprobe.d",
+        "usr/lib/modprobe.d",
+        "etc/modprobe.d",
+        "run/modprobe.d",
+    ] {
+        for name in host.list(dir).iter().filter(|n| n.ends_with(".conf")) {
+            let file = format!("{dir}/{name}");
+            let Ok(text) = host.read(&file) else { continue };
+            for line in text.lines() {
+                let mut w = line.split_whitespace();
+                if w.next() != Some("options")
+                    || w.next().map(normalize).as_deref() != Some("vfio_pci")
+                {
+                    continue;
+                }
+                for kv in w {
+                    if let Some(v) = kv.strip_prefix("ids=") {
+                        found = Some((file.clone(), v.trim_matches('"').to_owned()));
+                    }
+                }
+            }
+        }
+    }
+    found
 }
 
 /// The command that rebuilds the initramfs on this system, from what is installed.
