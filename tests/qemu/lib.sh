@@ -123,7 +123,7 @@ dracut_image() {
     cp -a "$REPO_DIR/dracut/90vfio-early" "$base/modules.d/"
     cp -a "$QEMU_DIR/dracut-test" "$base/modules.d/99vfio-early-test"
     mods="base rootfs-block kernel-modules vfio-early vfio-early-test"
-    [[ $mode == systemd ]] && mods="systemd systemd-initrd $mods"
+    [[ $mode == systemd ]] && mods="systemd systemd-initrd dracut-systemd $mods"
     t=$(now)
     dracutbasedir=$base VFIO_EARLY_CONFIG=$config VE_QEMU_DIR=$QEMU_DIR \
         dracut --quiet --force --no-hostonly --no-compress --no-early-microcode \
@@ -230,5 +230,5 @@ mkinitcpio_image() {
 
 # lsinitrd_hook IMAGE: the dracut image carries our hook at pre-udev priority 00.
 lsinitrd_hook() {
-    cpio -it --quiet <"$1" 2>/dev/null | grep -q 'dracut/hooks/pre-udev/00-vfio-early\.sh$'
+    cpio -it --quiet <"$1" 2>/dev/null | grep 'dracut/hooks/pre-udev/00-vfio-early\.sh$' >/dev/null
 }

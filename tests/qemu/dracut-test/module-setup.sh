@@ -11,4 +11,7 @@ install() {
     stage_guest_tools "$initdir"
     inst_hook pre-udev 00 "$moddir/00-a-select-config.sh"
     inst_hook initqueue/settled 99 "$moddir/zz-report.sh"
+    # systemd images start dracut-initqueue.service only when something needs it
+    mkdir -p "$initdir/lib/dracut"
+    : >"$initdir/lib/dracut/need-initqueue"
 }

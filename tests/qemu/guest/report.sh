@@ -18,7 +18,7 @@ done
 dmesg | grep -i 'vfio' | sed 's/^/VE-KMSG /'
 dmesg | grep -E 'DMAR|AMD-Vi|IOMMU' | head -20 | sed 's/^/VE-IOMMU /'
 for f in /run/vfio-early/*; do
-    [ -f "$f" ] && sed "s|^|VE-RUN ${f##*/}: |" "$f"
+    [ -f "$f" ] && sed "s|^|VE-RUN ${f##*/}: |" "$f" && echo
 done
 [ -f /etc/modprobe.d/vfio-early.conf ] && sed 's/^/VE-CONF /' /etc/modprobe.d/vfio-early.conf
 if grep -q 've.capture=1' /proc/cmdline; then
