@@ -69,6 +69,15 @@ fn main() {
             black_box(check(&c, &opts));
         });
         measure(
+            &format!("{short} ({kb} KB): rules + parse + check (one-shot)"),
+            iters,
+            || {
+                let rules = Rules::from_toml(BUILTIN_RULES).unwrap();
+                let c = Config::parse(black_box(&text));
+                black_box(kernel_config::check_with(&rules, &c, &opts));
+            },
+        );
+        measure(
             &format!("{short} ({kb} KB): parse + check + render"),
             iters,
             || {
