@@ -28,6 +28,13 @@ use crate::config::{self, Config};
 use crate::host::Host;
 use crate::plan::{self, Action, Plan};
 
+/// `println!` that ignores a closed stdout (`apply | head` is no error).
+macro_rules! say {
+    ($($t:tt)*) => {
+        crate::report::print_stdout(&format!("{}\n", format_args!($($t)*)))
+    };
+}
+
 /// Options of `vfio-early apply`.
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct Args {
@@ -386,7 +393,7 @@ pub fn run(args: &Args, host: &Host) -> ExitCode {
 
 fn apply(args: &Args, host: &Host) -> Result<(), (u8, String)> {
     match validate(host) {
-        Ok(s) => println!("{s}"),
+        Ok(s) => say!("{s}"),
         Err((1, m)) if args.force => {
             eprintln!("vfio-early: {m}\nvfio-early: --force: rebuilding anyway");
         }
@@ -433,7 +440,7 @@ fn apply(args: &Args, host: &Host) -> Result<(), (u8, String)> {
             }
         })
         .collect();
-    println!(
+    say!(
         "initramfs generator: {} (/{program}); kernels: {}",
         generator.name(),
         shown.join(", ")
@@ -446,12 +453,12 @@ fn apply(args: &Args, host: &Host) -> Result<(), (u8, String)> {
     let cmds = commands(host, generator, &installed, args.kver.as_deref());
     let show = |prefix: &str| {
         for c in &cmds {
-            println!("{prefix}{}", c.join(" "));
+            say!("{prefix}{}", c.join(" "));
         }
     };
     if !host.is_live() {
         show("would run: ");
-        println!(
+        say!(
             "(the root is {}, not /: nothing is run)",
             host.root().display()
         );
@@ -483,7 +490,7 @@ fn apply(args: &Args, host: &Host) -> Result<(), (u8, String)> {
         ));
     }
     for c in &cmds {
-        println!("running: {}", c.join(" "));
+        say!("running: {}", c.join(" "));
         let status = Command::new(host.path(&program))
             .args(&c[1..])
             .status()
@@ -492,7 +499,7 @@ fn apply(args: &Args, host: &Host) -> Result<(), (u8, String)> {
             return Err((1, format!("`{}` failed ({status}); the old image is still in place for the kernels not yet rebuilt", c.join(" "))));
         }
     }
-    println!(
+    say!(
         "rebuilt the initramfs for {}; reboot, then `vfio-early check` shows what the boot did",
         targets.join(", ")
     );

@@ -123,7 +123,7 @@ fn run_suggest(args: &SuggestArgs, host: &Host) -> ExitCode {
         }
     };
     if !args.write {
-        print!("{}", s.text);
+        crate::report::print_stdout(&s.text);
         return ExitCode::SUCCESS;
     }
     let path = host.path(config::DEFAULT_PATH);
