@@ -20,6 +20,7 @@ CONFIG_MMU=y
 CONFIG_MODULES=y
 CONFIG_PCI=y
 CONFIG_PCI_MSI=y
+CONFIG_EVENTFD=y
 CONFIG_ACPI=y
 CONFIG_X86_IO_APIC=y
 CONFIG_X86_LOCAL_APIC=y
@@ -720,4 +721,53 @@ fn fragment_repairs_what_needs_no_select() {
         "{}",
         fixed.render_human(false)
     );
+}
+
+/// Hostile input: random bytes, random mixes of config-like fragments, and lines
+/// cut anywhere never panic, and the check runs on whatever was parsed.
+#[test]
+fn random_input_never_panics() {
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let pieces: [&[u8]; 14] = [
+        b"CONFIG_",
+        b"VFIO",
+        b"=",
+        b"y",
+        b"m",
+        b"n",
+        b"\n",
+        b"# ",
+        b" is not set",
+        b"\"",
+        b"\\",
+        b"\r",
+        b"\xff\xfe",
+        b"# Linux/x86 6.",
+    ];
+    for round in 0..1000 {
+        let mut bytes = Vec::new();
+        for _ in 0..(next() % 64) {
+            if round % 2 == 0 {
+                bytes.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize]);
+            } else {
+                bytes.push((next() & 0xff) as u8);
+            }
+        }
+        if let Ok(cfg) = Config::from_bytes(&bytes) {
+            let r = check(&cfg, &Options::default());
+            let _ = (r.render_human(true), r.to_json(), r.fragment());
+        }
+    }
+    // Every prefix of a real-looking config.
+    for cut in 0..BASE.len() {
+        if let Some(prefix) = BASE.get(..cut) {
+            let _ = check(&Config::parse(prefix), &Options::default());
+        }
+    }
 }
