@@ -37,9 +37,12 @@ section() {
     return $rc
 }
 
-# first_number PATTERN: the first number after PATTERN in $out.
+# after REGEX: the first number after the first match of REGEX in $out.
 after() {
-    grep -m1 -E "$1" <<<"$out" | sed -E "s/.*$1[^0-9]*([0-9]+(\.[0-9]+)?).*/\1/"
+    awk -v re="$1" 'match($0, re) {
+        s = substr($0, RSTART + RLENGTH)
+        if (match(s, /[0-9]+(\.[0-9]+)?/)) { print substr(s, RSTART, RLENGTH); exit }
+    }' <<<"$out"
 }
 
 human_size() {
@@ -132,10 +135,17 @@ fi
 # --- boot time added ---------------------------------------------------------------
 if [[ -x tests/qemu/bench-boot.sh ]]; then
     if section "boot time (QEMU)" tests/qemu/bench-boot.sh; then
-        summary=$(grep -Ei 'added|overhead|delta' <<<"$out" | tail -1)
-        row "boot time added (tests/qemu/bench-boot.sh)" "${summary:-$(tail -1 <<<"$out")}" "same boot without vfio-early"
+        agent=$(after "^agent, hook markers[^:]*:")
+        lines=$(after "^agent, first to last kernel log line:")
+        shell=$(after "^shell loop[^:]*:")
+        if [[ -n $agent ]]; then
+            row "boot time added by the agent, QEMU TCG, 3 devices (tests/qemu/bench-boot.sh)" \
+                "$agent ms (first to last log line: ${lines:-?} ms)" "seed guide's shell loop (vfio-bind), same image: ${shell:-?} ms"
+        else
+            row "boot time added (tests/qemu/bench-boot.sh)" "$(tail -1 <<<"$out")" "same boot without vfio-early"
+        fi
     else
-        row "boot time added (tests/qemu/bench-boot.sh)" "failed (see log)" "same boot without vfio-early"
+        row "boot time added (tests/qemu/bench-boot.sh)" "failed: $(tail -1 <<<"$out")" "seed guide's shell loop, same image"
     fi
 else
     row "boot time added" "not measured: tests/qemu/bench-boot.sh absent" "same boot without vfio-early"
