@@ -197,11 +197,11 @@ mkinitcpio_build() {
     )
 }
 
-# mkinitcpio_image OUT CONFIG: a busybox image whose /init runs hooks as mkinitcpio's
+# mkinitcpio_image OUT CONFIG [EARLYHOOKS]: a busybox image whose /init runs hooks as mkinitcpio's
 # does, HOOKS=(base udev vfio-early ve-report), MODULES=(e1000e); built by our real
 # build() through the stand-ins, plus kmod's modprobe.
 mkinitcpio_image() {
-    local out=$1 config=$2 root=$WORK_DIR/mkinitcpio-root t m f
+    local out=$1 config=$2 early=${3:-udev vfio-early} root=$WORK_DIR/mkinitcpio-root t m f
     t=$(now)
     rm -rf "$root"
     mkdir -p "$root"/{proc,sys,dev,run,tmp,etc,hooks,usr/bin,usr/sbin,lib/modules/"$KVER"}
@@ -221,9 +221,9 @@ mkinitcpio_image() {
     depmod -b "$root" "$KVER"
     stage_guest_tools "$root"
     cp "$QEMU_DIR/mkinitcpio-test/init" "$root/init"
-    cp "$QEMU_DIR/mkinitcpio-test/hooks/udev" "$QEMU_DIR/mkinitcpio-test/hooks/ve-report" "$root/hooks/"
+    cp "$QEMU_DIR"/mkinitcpio-test/hooks/* "$root/hooks/"
     chmod 755 "$root/init" "$root"/hooks/*
-    printf '%s\n' "EARLYHOOKS='udev vfio-early'" "HOOKS='udev ve-report'" "MODULES='e1000e'" >"$root/config"
+    printf '%s\n' "EARLYHOOKS='$early'" "HOOKS='udev ve-report'" "MODULES='e1000e'" >"$root/config"
     (cd "$root" && find . | cpio --quiet -o -H newc) >"$out"
     log "mkinitcpio-style busybox image: $(elapsed "$t") s"
 }

@@ -50,6 +50,9 @@ others_untouched() {
         [[ $(dev_field "$b" "$a" 3) != vfio-pci ]] && override_clear "$b" "$a" || return 1
     done
 }
+huge_is() { [[ $(report "$1" | awk -v s="$2" '$1 == "VE-HUGE" && $2 == s { v = $3 } END { print v }') == "$3" ]]; }
+check_ran() { report "$1" | grep -E '^VE-CHECK-EXIT [01]$' >/dev/null; }
+check_has() { report "$1" | sed -n 's/^VE-CHECK //p' | grep -E -- "$2" >/dev/null; }
 nothing_on_vfio() { ! report "$1" | awk '$1 == "VE-DEV"' | grep ' vfio-pci' >/dev/null; }
 
 # The main config (configs/main.toml) on the standard topology.
@@ -115,6 +118,19 @@ boot_scenarios() { # VENDOR
             "$DRACUT_ARGS rd.driver.pre=e1000e ve.config=bad"
         assert_untouched "$v-badconfig" "$v malformed config"
         ok "$v malformed config: the error names the line" kmsg_has "$v-badconfig" 'vfio-early: .*vfio-early\.toml:3:'
+
+        # Optional scenarios in one boot: rollback, hugepages, check after the bind.
+        qemu_boot "$v-extras" "$v" "$WORK_DIR/dracut-shell.img" \
+            "$DRACUT_ARGS rd.driver.pre=e1000e printk.devkmsg=on ve.config=extras ve.rollback=1 ve.check=1"
+        ok "$v rollback: boot reached the report" reached_report "$v-extras"
+        ok "$v rollback: card A display ends on its host driver" driver_is "$v-extras" 0000:01:00.0 bochs-drm
+        ok "$v rollback: card A audio ends on its host driver" driver_is "$v-extras" 0000:01:00.1 snd_hda_intel
+        ok "$v rollback: card A display override cleared" override_clear "$v-extras" 0000:01:00.0
+        ok "$v rollback: the failure is logged" kmsg_has "$v-extras" 'vfio-early: .*0000:01:00\.1.*(fail|roll|verif)'
+        ok "$v rollback: e1000e (another group) still handed over" driver_is "$v-extras" 0000:00:03.0 vfio-pci
+        ok "$v hugepages: 64 x 2 MiB reserved and read back" huge_is "$v-extras" 2048kB 64
+        ok "$v check: ran inside the VM after the bind" check_ran "$v-extras"
+        ok "$v check: reports the bound e1000e" check_has "$v-extras" '0000:00:03\.0'
     else
         qemu_boot "$v-mkinitcpio" "$v" "$WORK_DIR/mkinitcpio.img" "ve.config=main"
         assert_main "$v-mkinitcpio" "$v mkinitcpio runtime hook" no

@@ -3,7 +3,8 @@
 # asserts on to the console, captures the "after" fixture when asked, powers off.
 # Lines: VE-DEV <addr> <driver|none> <driver_override> <boot_vga|->
 #        VE-KMSG <kernel log line about vfio>   VE-RUN <line of the agent's record>
-#        VE-CONF <line of the image's modprobe.d backstop>
+#        VE-CONF <line of the image's modprobe.d backstop>   VE-HUGE <size> <nr_hugepages>
+#        VE-CHECK <line of `vfio-early check`> (ve.check=1)   VE-CHECK-EXIT <status>
 PATH=/ve/bin:$PATH
 exec >/dev/console 2>&1
 echo "VE-STAGE report $1"
@@ -20,6 +21,15 @@ dmesg | grep -E 'DMAR|AMD-Vi|IOMMU' | head -20 | sed 's/^/VE-IOMMU /'
 for f in /run/vfio-early/*; do
     [ -f "$f" ] && sed "s|^|VE-RUN ${f##*/}: |" "$f" && echo
 done
+for h in /sys/kernel/mm/hugepages/hugepages-*; do
+    [ -d "$h" ] && echo "VE-HUGE ${h##*hugepages-} $(cat "$h/nr_hugepages")"
+done
+if grep -q 've.check=1' /proc/cmdline && [ -x /usr/bin/vfio-early ]; then
+    /usr/bin/vfio-early check >/tmp/ve-check.txt 2>&1
+    rc=$?
+    sed 's/^/VE-CHECK /' /tmp/ve-check.txt
+    echo "VE-CHECK-EXIT $rc"
+fi
 [ -f /etc/modprobe.d/vfio-early.conf ] && sed 's/^/VE-CONF /' /etc/modprobe.d/vfio-early.conf
 if grep -q 've.capture=1' /proc/cmdline; then
     sh /ve/capture.sh after

@@ -2,7 +2,7 @@
 # Runs inside the VM before the agent (dracut pre-udev 00-a*, or first in init):
 # ve.config=NAME on the kernel command line puts /ve/configs/NAME.toml in place of
 # /etc/vfio-early.toml, so one image serves several scenarios. Then captures the
-# "before" fixture when ve.capture=1.
+# "before" fixture when ve.capture=1, and with ve.rollback=1 makes 01:00.1 unbindable.
 PATH=/ve/bin:$PATH
 read -r cmdline </proc/cmdline
 for w in $cmdline; do
@@ -16,6 +16,16 @@ for w in $cmdline; do
         ;;
     esac
 done
+case " $cmdline " in
+*" ve.rollback=1 "*)
+    # A plain file over one function's driver_override: the write "succeeds", the
+    # device never binds, and the agent's verification must catch it and roll back.
+    mkdir -p /tmp
+    : >/tmp/ve-fake-override
+    mount --bind /tmp/ve-fake-override /sys/bus/pci/devices/0000:01:00.1/driver_override &&
+        echo "VE-STAGE rollback armed" >/dev/console
+    ;;
+esac
 if grep -q 've.capture=1' /proc/cmdline; then
     sh /ve/capture.sh before >/dev/console 2>&1
 fi

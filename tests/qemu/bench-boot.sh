@@ -1,0 +1,53 @@
+#!/bin/bash
+# Boot benchmark: the time the agent adds to boot, next to the same bind done by a
+# busybox shell loop like the seed guide's vfio-bind, in the same image (mkinitcpio-
+# style busybox image, early hook, Intel IOMMU, TCG). Two figures per boot, from kmsg
+# timestamps: the hook's markers around the whole bind (process start, module load,
+# binds), and for the agent the span from its first to its last kernel log line.
+# Usage: tests/qemu/bench-boot.sh [ROUNDS]   (default 3; medians are printed)
+set -uo pipefail
+QEMU_DIR=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/qemu/lib.sh
+. "$QEMU_DIR/lib.sh"
+rounds=${1:-3}
+
+[[ -n ${VE_SKIP_DEPS:-} ]] || "$QEMU_DIR/deps.sh" || die "deps.sh failed"
+fetch_kernel
+build_agent
+export VE_QEMU_DIR=$QEMU_DIR
+mkinitcpio_image "$WORK_DIR/bench.img" "$QEMU_DIR/configs/bench.toml" "udev ve-bench" 2>/dev/null ||
+    die "bench image"
+
+# span LOG FIRST_REGEX LAST_REGEX: seconds between the kmsg timestamps of the first
+# line matching FIRST and the last line matching LAST.
+span() {
+    tr -d '\r' <"$1" | grep -a '^VE-KMSG' | awk -v a="$2" -v b="$3" '
+        { ts = $0; sub(/^VE-KMSG \[ */, "", ts); sub(/\].*/, "", ts) }
+        $0 ~ a && first == "" { first = ts }
+        $0 ~ b { last = ts }
+        END { if (first == "" || last == "") exit 1; printf "%.6f\n", last - first }'
+}
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+: >"$WORK_DIR/bench-agent.txt"
+: >"$WORK_DIR/bench-agent-lines.txt"
+: >"$WORK_DIR/bench-shell.txt"
+for ((i = 1; i <= rounds; i++)); do
+    qemu_boot "bench-agent-$i" intel "$WORK_DIR/bench.img" "printk.devkmsg=on ve.bench=agent" || true
+    span "$WORK_DIR/bench-agent-$i.log" 've-bench: start agent' 've-bench: end agent' >>"$WORK_DIR/bench-agent.txt" ||
+        die "no agent markers in bench-agent-$i.log"
+    span "$WORK_DIR/bench-agent-$i.log" 'vfio-early: ' 'vfio-early: ' >>"$WORK_DIR/bench-agent-lines.txt" || true
+    qemu_boot "bench-shell-$i" intel "$WORK_DIR/bench.img" "printk.devkmsg=on ve.bench=shell" || true
+    span "$WORK_DIR/bench-shell-$i.log" 've-bench: start shell' 've-bench: end shell' >>"$WORK_DIR/bench-shell.txt" ||
+        die "no shell markers in bench-shell-$i.log"
+done
+agent=$(median <"$WORK_DIR/bench-agent.txt")
+lines=$(median <"$WORK_DIR/bench-agent-lines.txt")
+shell=$(median <"$WORK_DIR/bench-shell.txt")
+printf 'rounds: %d (QEMU TCG, 1 vCPU, Intel IOMMU; 3 devices: bochs-display + hda + e1000e)\n' "$rounds"
+printf 'agent, hook markers (exec + vfio-pci load + bind + verify): %.1f ms  [%s]\n' \
+    "$(awk -v v="$agent" 'BEGIN { print v * 1000 }')" "$(tr '\n' ' ' <"$WORK_DIR/bench-agent.txt")"
+printf 'agent, first to last kernel log line:                      %.1f ms\n' "$(awk -v v="$lines" 'BEGIN { print v * 1000 }')"
+printf 'shell loop (vfio-bind), hook markers:                      %.1f ms  [%s]\n' \
+    "$(awk -v v="$shell" 'BEGIN { print v * 1000 }')" "$(tr '\n' ' ' <"$WORK_DIR/bench-shell.txt")"
+printf 'ratio agent/shell: %.2f\n' "$(awk -v a="$agent" -v s="$shell" 'BEGIN { print a / s }')"
