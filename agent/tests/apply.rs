@@ -232,6 +232,22 @@ fn several_generators_need_a_choice() {
         err(&o)
     );
 
+    // Of several, the only one configured in /etc builds the images.
+    t.file("etc/initramfs-tools/initramfs.conf", "MODULES=most\n");
+    let o = run(&t, &["apply", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(
+        out(&o).contains("update-initramfs -u -k all"),
+        "{}",
+        out(&o)
+    );
+    t.file("etc/dracut.conf.d/10-local.conf", "hostonly=yes\n");
+    assert_eq!(
+        run(&t, &["apply", "--dry-run"]).status.code(),
+        Some(2),
+        "both configured: ask"
+    );
+
     // A leftover binary without its package's files does not count.
     let t = machine(&[Generator::Dracut]);
     tripwire(&t, "usr/sbin/update-initramfs");

@@ -9,8 +9,9 @@
 //!    (exit 1, unless `--force`) stops it before anything is rebuilt;
 //! 2. finds the generator from what is installed under the root: dracut
 //!    (`dracut-functions.sh`), mkinitcpio (`initcpio/functions`), initramfs-tools
-//!    (`hook-functions`), each with its command; `--generator` decides when several are
-//!    installed;
+//!    (`hook-functions`), each with its command; of several installed, the only one
+//!    configured in `/etc` (mkinitcpio presets, `initramfs-tools/initramfs.conf`,
+//!    `dracut.conf[.d]`), else `--generator` decides;
 //! 3. checks that the vfio-early integration for that generator is installed (and, for
 //!    mkinitcpio, listed in `HOOKS`), since otherwise the image would not carry it;
 //! 4. rebuilds for every installed kernel (or `--kver`), saying which:
@@ -123,6 +124,21 @@ impl Generator {
         }
     }
 
+    /// Whether its configuration says it is in use: mkinitcpio presets,
+    /// `/etc/initramfs-tools/initramfs.conf`, `/etc/dracut.conf` or a dracut drop-in.
+    pub fn configured(self, host: &Host) -> bool {
+        match self {
+            Self::Dracut => {
+                host.exists("etc/dracut.conf") || !host.list("etc/dracut.conf.d").is_empty()
+            }
+            Self::Mkinitcpio => host
+                .list("etc/mkinitcpio.d")
+                .iter()
+                .any(|f| f.ends_with(".preset")),
+            Self::InitramfsTools => host.exists("etc/initramfs-tools/initramfs.conf"),
+        }
+    }
+
     /// The generator's command, relative to the root, when installed.
     pub fn installed(self, host: &Host) -> Option<String> {
         let bin = BIN_DIRS
@@ -136,7 +152,8 @@ impl Generator {
     }
 }
 
-/// Picks the generator: the one asked for, or the only one installed.
+/// Picks the generator: the one asked for, the only one installed, or among several
+/// installed the only one with its configuration in `/etc`.
 ///
 /// # Errors
 /// `(exit code, message)`: none installed (1), several (2, asking for `--generator`),
@@ -168,6 +185,12 @@ pub fn detect(host: &Host, wanted: Option<Generator>) -> Result<(Generator, Stri
                 .to_owned(),
         )),
         many => {
+            // Several packages: the one whose configuration is there builds the images.
+            let configured: Vec<&(Generator, String)> =
+                many.iter().filter(|(g, _)| g.configured(host)).collect();
+            if let [one] = configured.as_slice() {
+                return Ok((*one).clone());
+            }
             let names: Vec<&str> = many.iter().map(|(g, _)| g.name()).collect();
             Err((2, format!("several initramfs generators are installed ({}): say which one builds your images with --generator", names.join(", "))))
         }
