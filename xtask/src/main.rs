@@ -193,3 +193,45 @@ whatever happens: a boot must go on.
 const SEE_ALSO: &str = r".SH SEE ALSO
 \fBvfio\-early\fR(8)
 ";
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn every_subcommand_gets_a_page_and_every_shell_a_completion() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = generate(dir.path()).unwrap();
+        let names: Vec<String> = files
+            .iter()
+            .map(|f| f.strip_prefix(dir.path()).unwrap().display().to_string())
+            .collect();
+        for sub in vfio_early::cli::Cli::command().get_subcommands() {
+            let page = format!("man/vfio-early-{}.8", sub.get_name());
+            assert!(names.contains(&page), "{page} missing from {names:?}");
+        }
+        assert!(names.contains(&"man/vfio-early-config-suggest.8".to_owned()));
+        assert!(!names.iter().any(|n| n.contains("help")), "{names:?}");
+        let top = fs::read_to_string(dir.path().join("man/vfio-early.8")).unwrap();
+        assert!(
+            top.starts_with(".ie") || top.contains(".TH vfio-early 8"),
+            "{top}"
+        );
+        assert!(top.contains(".SH FILES") && top.contains("vfio_early=off"));
+        let suggest =
+            fs::read_to_string(dir.path().join("man/vfio-early-config-suggest.8")).unwrap();
+        assert!(suggest.contains("vfio\\-early config suggest"), "{suggest}");
+        assert!(suggest.contains("\\-\\-force"), "{suggest}");
+        for (file, needle) in [
+            ("completions/vfio-early.bash", "apply"),
+            ("completions/_vfio-early", "#compdef vfio-early"),
+            ("completions/vfio-early.fish", "complete -c vfio-early"),
+        ] {
+            let text = fs::read_to_string(dir.path().join(file)).unwrap();
+            assert!(text.contains(needle), "{file} lacks {needle}");
+            assert!(text.contains("suggest"), "{file} lacks config suggest");
+        }
+    }
+}
