@@ -1,0 +1,102 @@
+//! `check` and `groups` over fixture trees captured from real boots under QEMU
+//! (`tests/fixtures/check-*`, each with a README saying how it was made).
+
+use std::path::{Path, PathBuf};
+
+use vfio_early::cmd::{check, groups};
+use vfio_early::host::Host;
+use vfio_early::report::{Finding, Status};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
+}
+
+fn find<'a>(f: &'a [Finding], check: &str) -> &'a Finding {
+    f.iter()
+        .find(|x| x.check == check)
+        .unwrap_or_else(|| panic!("no {check} finding in {f:#?}"))
+}
+
+/// A config naming the card at 01:00 (both functions), outside the fixture tree.
+fn card_config() -> tempfile::NamedTempFile {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        f.path(),
+        "[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"slot\"\n",
+    )
+    .unwrap();
+    f
+}
+
+#[test]
+fn uefi_boot_efifb_in_the_configured_cards_bar() {
+    let host = Host::new(fixture("check-uefi-intel-efifb"));
+    let config = card_config();
+    let out = check::check(&host, Some(config.path()));
+    let f = &out.findings;
+
+    // The IOMMU, from the real boot's evidence.
+    assert!(find(f, "iommu vendor").detail.contains("DMAR"));
+    let on = find(f, "iommu");
+    assert_eq!(on.status, Status::Pass);
+    assert!(
+        on.detail.contains("dmar0") && on.detail.contains("Intel(R) Virtualization Technology"),
+        "{}",
+        on.detail
+    );
+    assert_eq!(find(f, "interrupt remapping").status, Status::Pass);
+    assert_eq!(find(f, "cmdline iommu").status, Status::Pass);
+
+    // The framebuffer: efifb at c0000000-c03e7fff in BAR 0 of 01:00.0.
+    let fb = find(f, "framebuffer");
+    assert_eq!(fb.status, Status::Fail, "{fb:?}");
+    assert!(
+        fb.detail.contains("efifb") && fb.detail.contains("0000:01:00.0"),
+        "{}",
+        fb.detail
+    );
+    assert!(
+        fb.detail.contains("0xc0000000-0xc03e7fff, inside BAR 0"),
+        "{}",
+        fb.detail
+    );
+    assert_eq!(
+        fb.hint.as_deref(),
+        Some("add video=efifb:off to the kernel command line")
+    );
+
+    // Nothing bound it (a bare initramfs): the devices fail, and nothing ran at boot.
+    assert_eq!(find(f, "device 0000:01:00.0").status, Status::Fail);
+    assert!(find(f, "boot").detail.contains("did not run"));
+    assert_eq!(out.exit_status(), 1);
+}
+
+#[test]
+fn uefi_boot_groups() {
+    let host = Host::new(fixture("check-uefi-intel-efifb"));
+    let g = groups::collect(&host, None);
+    assert!(g.iommu.on);
+    assert_eq!(g.iommu.vendor, Some(vfio_early::iommu::Vendor::Intel));
+    let card = g
+        .groups
+        .iter()
+        .find(|x| {
+            x.devices
+                .iter()
+                .any(|d| d.address.to_string() == "0000:01:00.0")
+        })
+        .unwrap();
+    let members: Vec<String> = card.devices.iter().map(|d| d.address.to_string()).collect();
+    assert_eq!(
+        members,
+        ["0000:01:00.0", "0000:01:00.1"],
+        "QEMU root ports have ACS: the card is its own group"
+    );
+    assert!(
+        card.usable,
+        "no driver loaded in that initramfs: {:?}",
+        card.blockers
+    );
+}
