@@ -100,3 +100,50 @@ fn uefi_boot_groups() {
         card.blockers
     );
 }
+
+#[test]
+fn uefi_boot_amd_iommu() {
+    let host = Host::new(fixture("check-uefi-amd"));
+    let out = check::check(&host, Some(card_config().path()));
+    let f = &out.findings;
+    let vendor = find(f, "iommu vendor");
+    assert!(
+        vendor.detail.contains("AMD-Vi") && vendor.detail.contains("IVRS"),
+        "{}",
+        vendor.detail
+    );
+    let on = find(f, "iommu");
+    assert_eq!(on.status, Status::Pass);
+    assert!(
+        on.detail
+            .contains("pci 0000:00:01.0: AMD-Vi: Found IOMMU cap 0x40"),
+        "{}",
+        on.detail
+    );
+    let ir = find(f, "interrupt remapping");
+    assert_eq!(ir.status, Status::Pass);
+    // The seed guide's `iommu=on amd_iommu=on`: both said to be invalid, harmlessly.
+    let amd = find(f, "cmdline amd_iommu");
+    assert_eq!(amd.status, Status::Info);
+    assert!(amd.detail.contains("AMD-Vi: Unknown option - 'on'"));
+    assert_eq!(find(f, "cmdline iommu=").status, Status::Info);
+    assert_eq!(find(f, "cmdline iommu").status, Status::Pass);
+    assert_eq!(find(f, "framebuffer").status, Status::Fail);
+}
+
+#[test]
+fn uefi_boot_without_iommu() {
+    let host = Host::new(fixture("check-uefi-none"));
+    let out = check::check(&host, Some(card_config().path()));
+    let f = &out.findings;
+    assert_eq!(find(f, "iommu vendor").status, Status::Fail);
+    let on = find(f, "iommu");
+    assert_eq!(on.status, Status::Fail);
+    assert!(on.detail.contains("no IOMMU table"), "{}", on.detail);
+    assert!(on.hint.as_deref().unwrap().contains("firmware settings"));
+    assert_eq!(out.exit_status(), 1);
+
+    let g = groups::collect(&host, None);
+    assert!(!g.iommu.on && g.groups.is_empty());
+    assert!(groups::render(&g).starts_with("No IOMMU groups: the firmware has no IOMMU table"));
+}
