@@ -130,7 +130,8 @@ boot_scenarios() { # VENDOR
         ok "$v rollback: e1000e (another group) still handed over" driver_is "$v-extras" 0000:00:03.0 vfio-pci
         ok "$v hugepages: 64 x 2 MiB reserved and read back" huge_is "$v-extras" 2048kB 64
         ok "$v check: ran inside the VM after the bind" check_ran "$v-extras"
-        ok "$v check: reports the bound e1000e" check_has "$v-extras" '0000:00:03\.0'
+        ok "$v check: reports the bound e1000e" check_has "$v-extras" '^pass +device 0000:00:03\.0 +on vfio-pci'
+        ok "$v check: fails on the rolled-back group" check_has "$v-extras" '^fail +boot 0000:01:00\.1 +rolled-back'
     else
         qemu_boot "$v-mkinitcpio" "$v" "$WORK_DIR/mkinitcpio.img" "ve.config=main"
         assert_main "$v-mkinitcpio" "$v mkinitcpio runtime hook" no
