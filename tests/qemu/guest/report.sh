@@ -16,7 +16,7 @@ for d in /sys/bus/pci/devices/*; do
     vga=$(cat "$d/boot_vga" 2>/dev/null)
     echo "VE-DEV $a $drv ${ovr:-none} ${vga:--}"
 done
-dmesg | grep -i 'vfio' | sed 's/^/VE-KMSG /'
+dmesg | grep -i -E 'vfio|ve-bench' | sed 's/^/VE-KMSG /'
 dmesg | grep -E 'DMAR|AMD-Vi|IOMMU' | head -20 | sed 's/^/VE-IOMMU /'
 for f in /run/vfio-early/*; do
     [ -f "$f" ] && sed "s|^|VE-RUN ${f##*/}: |" "$f" && echo
