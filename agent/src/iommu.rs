@@ -392,7 +392,7 @@ impl Evidence {
                 Status::Fail,
                 "no DMAR, IVRS or IORT table in /sys/firmware/acpi/tables: the firmware offers no IOMMU",
             )
-            .hint("enable VT-d / AMD-Vi (\"IOMMU\") in the firmware settings"),
+,
             None => Finding::new("iommu vendor", Status::Info, "unknown: no ACPI tables visible"),
         });
 
@@ -487,7 +487,10 @@ pub fn verdict(
     } else {
         level = log::Level::Error;
         let (why, fix) = ev.why_off(cmdline);
-        format!("IOMMU off ({vendor}): {why}; fix: {fix}")
+        match ev.vendor() {
+            Some(v) => format!("IOMMU off ({v}): {why}; fix: {fix}"),
+            None => format!("IOMMU off: {why}; fix: {fix}"),
+        }
     };
     match ev.irq_remapping().0 {
         Some(true) => line.push_str(", interrupt remapping on"),

@@ -407,3 +407,31 @@ fn identical_gpu_trap_in_modprobe_d() {
         Status::Info
     );
 }
+
+#[test]
+fn vfio_dma_backend_must_be_loaded() {
+    let t = bound_machine();
+    let out = check::check(&Host::new(t.root()), None);
+    assert!(
+        out.findings.iter().all(|f| f.check != "vfio modules"),
+        "no sys/module: nothing said"
+    );
+    t.file(
+        "sys/module/vfio/parameters/enable_unsafe_noiommu_mode",
+        "N\n",
+    );
+    let out = check::check(&Host::new(t.root()), None);
+    let m = find(&out.findings, "vfio modules");
+    assert_eq!(m.status, Status::Warn);
+    assert!(m
+        .hint
+        .as_deref()
+        .unwrap()
+        .contains("modprobe vfio_iommu_type1"));
+    t.file(
+        "sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts",
+        "N\n",
+    );
+    let out = check::check(&Host::new(t.root()), None);
+    assert_eq!(find(&out.findings, "vfio modules").status, Status::Pass);
+}

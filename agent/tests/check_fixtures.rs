@@ -147,3 +147,61 @@ fn uefi_boot_without_iommu() {
     assert!(!g.iommu.on && g.groups.is_empty());
     assert!(groups::render(&g).starts_with("No IOMMU groups: the firmware has no IOMMU table"));
 }
+
+#[test]
+fn real_boot_after_a_successful_bind_passes() {
+    // The tree the VM left after `vfio-early bind` (its record and log lines included).
+    let host = Host::new(fixture("check-uefi-intel-bound"));
+    let out = check::check(&host, None);
+    let f = &out.findings;
+    for addr in ["0000:01:00.0", "0000:01:00.1"] {
+        assert_eq!(find(f, &format!("device {addr}")).status, Status::Pass);
+        let b = find(f, &format!("boot {addr}"));
+        assert_eq!(b.status, Status::Pass, "{b:?}");
+    }
+    assert!(find(f, "boot")
+        .detail
+        .contains("IOMMU Intel VT-d on (proof: sysfs + kernel log; 5 groups)"));
+    assert_eq!(
+        find(f, "framebuffer").status,
+        Status::Pass,
+        "video=efifb:off was given"
+    );
+    assert_eq!(find(f, "image").status, Status::Pass);
+    assert_eq!(out.exit_status(), 0, "{f:#?}");
+
+    let g = groups::collect(&host, None);
+    let card = g.groups.iter().find(|x| x.group == 4).unwrap();
+    assert!(card.usable);
+    assert!(card
+        .devices
+        .iter()
+        .all(|d| d.driver.as_deref() == Some("vfio-pci")));
+}
+
+#[test]
+fn real_boot_without_iommu_fails_with_the_right_hints() {
+    let host = Host::new(fixture("check-uefi-none-refused"));
+    let out = check::check(&host, None);
+    let f = &out.findings;
+    let on = find(f, "iommu");
+    assert_eq!(on.status, Status::Fail);
+    assert!(
+        on.hint.as_deref().unwrap().contains("enable VT-d / AMD-Vi"),
+        "{on:?}"
+    );
+    let b = find(f, "boot 0000:01:00.0");
+    assert_eq!(b.status, Status::Fail);
+    assert!(
+        b.detail
+            .contains("refused at boot: the kernel shows no IOMMU groups"),
+        "{}",
+        b.detail
+    );
+    assert!(find(f, "boot").detail.contains("IOMMU off"));
+    assert_eq!(
+        find(f, "framebuffer").hint.as_deref(),
+        Some("add video=efifb:off to the kernel command line")
+    );
+    assert_eq!(out.exit_status(), 1);
+}

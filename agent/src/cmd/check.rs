@@ -166,6 +166,9 @@ pub fn check(host: &Host, config_path: Option<&Path>) -> Outcome {
         record.as_ref(),
         &records,
     ));
+    if let Some(m) = vfio_backend(host, &devices) {
+        f.push(m);
+    }
     f.push(freshness(host, config.as_ref(), record.as_ref()));
     if let Some(c) = &config {
         f.extend(hugepages(host, c));
@@ -542,6 +545,39 @@ fn boot_finding(
             format!("at boot: action {action}, outcome {outcome:?}"),
         ),
     }
+}
+
+/// With devices on vfio-pci, a DMA backend must be loaded too: `vfio` only names
+/// `vfio_iommu_type1` as a soft dependency (`softdep vfio post: vfio_iommu_type1`),
+/// which nothing applies when vfio was loaded without modprobe; QEMU then stops with
+/// "No available IOMMU models". `None` when no device is on vfio-pci or `sys/module`
+/// is not there to tell.
+fn vfio_backend(host: &Host, devices: &[Device]) -> Option<Finding> {
+    if !devices
+        .iter()
+        .any(|d| d.driver.as_deref() == Some(pci::VFIO_DRIVER))
+        || !host.exists("sys/module")
+    {
+        return None;
+    }
+    let loaded: Vec<&str> = ["vfio_iommu_type1", "iommufd"]
+        .into_iter()
+        .filter(|m| host.exists(format!("sys/module/{m}")))
+        .collect();
+    Some(if loaded.is_empty() {
+        Finding::new(
+            "vfio modules",
+            Status::Warn,
+            "vfio-pci is in use but no DMA backend is loaded (vfio_iommu_type1 or iommufd)",
+        )
+        .hint("modprobe vfio_iommu_type1, or QEMU stops with \"No available IOMMU models\"")
+    } else {
+        Finding::new(
+            "vfio modules",
+            Status::Pass,
+            format!("DMA backend loaded: {}", loaded.join(", ")),
+        )
+    })
 }
 
 /// The last `options vfio-pci ids=...` of the modprobe.d files, with its file.
