@@ -184,14 +184,14 @@ fn hex_id(host: &Host, dev: &str, attr: &str) -> String {
 
 /// Whether the device at `dev` (a sysfs directory name) is selected.
 fn selected(host: &Host, dev: &str, sel: &Selector) -> bool {
-    let address_ok = sel.address.as_deref().map_or(true, |a| {
+    let address_ok = sel.address.as_deref().is_none_or(|a| {
         if sel.slot {
             slot_of(a) == slot_of(dev)
         } else {
             a == dev
         }
     });
-    let id_ok = sel.id.as_deref().map_or(true, |id| {
+    let id_ok = sel.id.as_deref().is_none_or(|id| {
         let have = [
             hex_id(host, dev, "vendor"),
             hex_id(host, dev, "device"),
