@@ -13,6 +13,9 @@
 //! symlink to `/dev/full` (ENOSPC), a read-only bind mount in a private mount
 //! namespace (EROFS), and a FIFO without a reader for an `unbind` that never returns.
 
+// Helpers outside #[test] fns unwrap too: a fixture that cannot be built is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::symlink;
 use std::path::Path;

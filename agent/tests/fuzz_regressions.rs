@@ -5,6 +5,9 @@
 //! A test marked `#[ignore = "bug: ..."]` fails today: the bug is in code this file does
 //! not own; remove the `ignore` with the fix.
 
+// Helpers outside #[test] fns unwrap too: a fixture that cannot be built is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 
 use vfio_early::config::Config;

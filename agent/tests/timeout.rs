@@ -7,6 +7,9 @@
 //! The bounds asserted are the configured timeout plus a slack for a loaded machine;
 //! they prove "returns", not "fast".
 
+// Helpers outside #[test] fns unwrap too: a fixture that cannot be built is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

@@ -9,6 +9,9 @@
 //! `sys/bus/pci/drivers/<name>`, whose `unbind` file takes an address; the pool of
 //! 2 MiB pages is `sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages`.
 
+// Helpers outside #[test] fns unwrap too: a fixture that cannot be built is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::Path;
