@@ -205,3 +205,20 @@ fn real_boot_without_iommu_fails_with_the_right_hints() {
     );
     assert_eq!(out.exit_status(), 1);
 }
+
+#[test]
+fn real_kmsg_records_parse_with_dictionaries() {
+    let host = Host::new(fixture("check-uefi-amd"));
+    let records = vfio_early::kmsg::read(&host).unwrap();
+    assert!(records.len() > 300, "{}", records.len());
+    assert!(vfio_early::kmsg::from_boot(&records));
+    let found = records
+        .iter()
+        .find(|r| r.text.contains("AMD-Vi: Found IOMMU"))
+        .unwrap();
+    assert_eq!(found.text, "pci 0000:00:01.0: AMD-Vi: Found IOMMU cap 0x40");
+    assert_eq!(found.get("SUBSYSTEM"), Some("pci"));
+    assert_eq!(found.get("DEVICE"), Some("+pci:0000:00:01.0"));
+    // Sequence numbers strictly increase, as the kernel numbers its records.
+    assert!(records.windows(2).all(|w| w[0].seq < w[1].seq));
+}
