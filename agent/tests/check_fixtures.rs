@@ -222,3 +222,37 @@ fn real_kmsg_records_parse_with_dictionaries() {
     // Sequence numbers strictly increase, as the kernel numbers its records.
     assert!(records.windows(2).all(|w| w[0].seq < w[1].seq));
 }
+
+#[test]
+fn real_boot_with_a_rotated_log_still_proves_the_iommu_from_sysfs() {
+    // The bound boot's tree, with the ring buffer rotated: only the last records left
+    // (from the vfio module's banner on), none of the DMAR lines.
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(fixture("check-uefi-intel-bound").join("."))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let kmsg = std::fs::read_to_string(dir.path().join("dev/kmsg")).unwrap();
+    let start = kmsg.find("VFIO - User Level meta-driver").unwrap();
+    let start = kmsg[..start].rfind('\n').map_or(0, |i| i + 1);
+    std::fs::write(dir.path().join("dev/kmsg"), &kmsg[start..]).unwrap();
+    assert!(!kmsg[start..].contains("DMAR"));
+
+    let out = check::check(&Host::new(dir.path()), None);
+    let on = find(&out.findings, "iommu");
+    assert_eq!(on.status, Status::Pass);
+    assert!(
+        on.detail.contains("rotated") && on.detail.contains("dmar0"),
+        "{}",
+        on.detail
+    );
+    // The record still tells what the agent did.
+    assert_eq!(
+        find(&out.findings, "boot 0000:01:00.0").status,
+        Status::Pass
+    );
+    assert_eq!(out.exit_status(), 0);
+}
