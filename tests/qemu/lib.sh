@@ -1,6 +1,7 @@
 #!/bin/bash
 # Shared functions of the QEMU end-to-end harness. Sourced by run.sh and friends.
 # shellcheck disable=SC2034  # variables are used by the scripts that source this
+# shellcheck disable=SC2030,SC2031 # subshells set the build environment on purpose
 
 QEMU_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$QEMU_DIR/../.." && pwd)
@@ -231,4 +232,33 @@ mkinitcpio_image() {
 # lsinitrd_hook IMAGE: the dracut image carries our hook at pre-udev priority 00.
 lsinitrd_hook() {
     cpio -it --quiet <"$1" 2>/dev/null | grep 'dracut/hooks/pre-udev/00-vfio-early\.sh$' >/dev/null
+}
+
+# dracut_module_run KMODDIR CONFIG RECORD INITDIR: sources our module-setup.sh against
+# recording stand-ins of dracut's functions and runs installkernel + install, as dracut
+# would for kernel $KVER with modules from KMODDIR. Returns the last status.
+dracut_module_run() {
+    (
+        kernel=$KVER srcmods=$1 initdir=$4 moddir=$REPO_DIR/dracut/90vfio-early
+        export VFIO_EARLY_CONFIG=$2
+        rec=$3
+        dwarn() { printf 'dwarn %s\n' "$*" >>"$rec"; }
+        instmods() { printf 'instmods %s\n' "$*" >>"$rec"; }
+        inst_simple() { printf 'inst_simple %s\n' "$*" >>"$rec"; }
+        inst_hook() { printf 'inst_hook %s\n' "$*" >>"$rec"; }
+        require_binaries() { [[ -x $1 ]]; }
+        # shellcheck source=dracut/90vfio-early/module-setup.sh
+        . "$moddir/module-setup.sh"
+        check || exit 1
+        installkernel || exit 1
+        install
+    )
+}
+
+# itools_hook_run KMODDIR CONFIG DESTDIR: runs our initramfs-tools hook as mkinitramfs
+# would (hook-functions are the host's); stderr goes to DESTDIR.stderr.
+itools_hook_run() {
+    mkdir -p "$3"
+    VFIO_EARLY_CONFIG=$2 version=$KVER MODULESDIR=$1 DESTDIR=$3 verbose=n \
+        sh "$REPO_DIR/initramfs-tools/hooks/vfio-early" 2>"$3.stderr"
 }

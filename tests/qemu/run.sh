@@ -194,6 +194,31 @@ mkinitcpio_build "$mk/root-bad" "$mk/record-bad" "$QEMU_DIR/configs/bad.toml" ba
 ok "mkinitcpio build() with a malformed config: warns with the line, still builds" \
     eval 'grep -q "^warning vfio-early: .*bad.toml:3:" "$mk/record-bad" && grep -qx "add_runscript vfio-early" "$mk/record-bad"'
 
+# dracut's module-setup.sh and the initramfs-tools hook, against a kernel with and
+# without vfio-pci (recording stand-ins for dracut; the host's hook-functions).
+dm=$WORK_DIR/hook-build
+rm -rf "$dm"
+mkdir -p "$dm/initdir" "$dm/initdir-novfio"
+dracut_module_run "$KMODDIR" "$QEMU_DIR/configs/main.toml" "$dm/record" "$dm/initdir" 2>/dev/null
+ok "dracut module-setup: returns 0" test $? -eq 0
+ok "dracut module-setup: instmods the vfio closure" grep -q '^instmods vfio_pci .*vfio_iommu_type1' "$dm/record"
+ok "dracut module-setup: hook at pre-udev 00" grep -q '^inst_hook pre-udev 00 .*/vfio-early.sh$' "$dm/record"
+ok "dracut module-setup: binary and config installed" \
+    eval 'grep -q "^inst_simple .* /usr/bin/vfio-early$" "$dm/record" && grep -q "^inst_simple .* /etc/vfio-early.toml$" "$dm/record"'
+ok "dracut module-setup: modprobe.d backstop written" grep -q '^install vfio-pci ' "$dm/initdir/etc/modprobe.d/vfio-early.conf"
+dracut_module_run "$empty_kmod" "$QEMU_DIR/configs/main.toml" "$dm/record-novfio" "$dm/initdir-novfio" 2>/dev/null
+ok "dracut module-setup without vfio-pci: returns 0 (the image build goes on)" test $? -eq 0
+ok "dracut module-setup without vfio-pci: warns loudly, leaves the hook out" \
+    eval 'grep -q "^dwarn .*unavailable.*LEFT OUT" "$dm/record-novfio" && ! grep -q "^inst_hook" "$dm/record-novfio" && ! grep -q "^instmods" "$dm/record-novfio"'
+itools_hook_run "$KMODDIR" "$QEMU_DIR/configs/main.toml" "$dm/destdir"
+ok "initramfs-tools hook: returns 0" test $? -eq 0
+ok "initramfs-tools hook: binary, config and backstop in the image" \
+    eval 'test -x "$dm/destdir/usr/bin/vfio-early" && test -f "$dm/destdir/etc/vfio-early.toml" && grep -q "^install vfio-pci " "$dm/destdir/etc/modprobe.d/vfio-early.conf"'
+itools_hook_run "$empty_kmod" "$QEMU_DIR/configs/main.toml" "$dm/destdir-novfio"
+ok "initramfs-tools hook without vfio-pci: returns 0 (the image build goes on)" test $? -eq 0
+ok "initramfs-tools hook without vfio-pci: warns loudly, leaves the agent out" \
+    eval 'grep -q "^W: vfio-early: .*unavailable.*LEFT OUT" "$dm/destdir-novfio.stderr" && ! test -e "$dm/destdir-novfio/usr/bin/vfio-early"'
+
 # --- images --------------------------------------------------------------------------
 t=$(now)
 dracut_image "$WORK_DIR/dracut-shell.img" shell "$QEMU_DIR/configs/main.toml" || die "dracut shell image"
