@@ -19,8 +19,10 @@ use vfio_early::pciids::PciIds;
 use vfio_early::testing::{Dev, TestSysfs};
 
 /// (address, vendor, device, class, group, driver)
-fn machine() -> Vec<(String, u16, u16, u32, u32, Option<&'static str>)> {
-    let mut v: Vec<(String, u16, u16, u32, u32, Option<&'static str>)> = vec![
+type Function = (String, u16, u16, u32, u32, Option<&'static str>);
+
+fn machine() -> Vec<Function> {
+    let mut v: Vec<Function> = vec![
         (
             "0000:00:00.0".into(),
             0x8086,

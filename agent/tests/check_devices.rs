@@ -50,7 +50,7 @@ fn write_record(t: &TestSysfs, config: &str, devices: &[(&str, Option<&str>)]) {
             ..DeviceRecord::default()
         });
     }
-    r.save(&host).unwrap();
+    r.save(&host).expect("save record");
 }
 
 #[test]

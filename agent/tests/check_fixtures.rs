@@ -21,12 +21,12 @@ fn find<'a>(f: &'a [Finding], check: &str) -> &'a Finding {
 
 /// A config naming the card at 01:00 (both functions), outside the fixture tree.
 fn card_config() -> tempfile::NamedTempFile {
-    let f = tempfile::NamedTempFile::new().unwrap();
+    let f = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(
         f.path(),
         "[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"slot\"\n",
     )
-    .unwrap();
+    .expect("write config");
     f
 }
 
