@@ -256,3 +256,121 @@ fn real_boot_with_a_rotated_log_still_proves_the_iommu_from_sysfs() {
     );
     assert_eq!(out.exit_status(), 0);
 }
+
+/// The QEMU harness's main config (card A by address and id, e1000e, the boot VGA).
+fn harness_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/qemu/configs/main.toml")
+}
+
+#[test]
+fn harness_intel_boot_after_the_agent() {
+    // No record in these trees: the agent's kernel log lines speak for it.
+    let host = Host::new(fixture("qemu-intel-after"));
+    let out = check::check(&host, Some(&harness_config()));
+    let f = &out.findings;
+    assert_eq!(find(f, "iommu").status, Status::Pass);
+    assert!(find(f, "iommu vendor").detail.contains("Intel VT-d"));
+    assert_eq!(find(f, "interrupt remapping").status, Status::Pass);
+    assert_eq!(find(f, "cmdline iommu").status, Status::Pass);
+    for addr in ["0000:00:03.0", "0000:01:00.0", "0000:01:00.1"] {
+        assert_eq!(
+            find(f, &format!("device {addr}")).status,
+            Status::Pass,
+            "{addr}"
+        );
+    }
+    // e1000e was bound before the hook because of rd.driver.pre=e1000e.
+    let nic = find(f, &format!("boot 0000:00:03.0"));
+    assert_eq!(nic.status, Status::Warn);
+    assert!(
+        nic.detail.contains("(was e1000e)") && nic.detail.contains("rd.driver.pre=e1000e"),
+        "{}",
+        nic.detail
+    );
+    assert_eq!(
+        nic.hint.as_deref(),
+        Some("remove e1000e from rd.driver.pre= on the kernel command line")
+    );
+    // The boot VGA was refused: configured but not on vfio-pci.
+    assert_eq!(find(f, "device 0000:00:02.0").status, Status::Fail);
+    let vga = find(f, "boot 0000:00:02.0");
+    assert_eq!(vga.status, Status::Fail);
+    assert!(vga.detail.contains("boot_vga = 1"), "{}", vga.detail);
+    assert_eq!(out.exit_status(), 1);
+}
+
+#[test]
+fn harness_amd_and_no_iommu_boots() {
+    let amd = check::check(
+        &Host::new(fixture("qemu-amd-after")),
+        Some(&harness_config()),
+    );
+    assert!(find(&amd.findings, "iommu vendor")
+        .detail
+        .contains("AMD-Vi"));
+    assert!(find(&amd.findings, "iommu")
+        .detail
+        .contains("AMD-Vi: Found IOMMU cap 0x40"));
+    assert_eq!(
+        find(&amd.findings, "device 0000:01:00.0").status,
+        Status::Pass
+    );
+
+    let none = check::check(
+        &Host::new(fixture("qemu-noiommu-after")),
+        Some(&harness_config()),
+    );
+    let on = find(&none.findings, "iommu");
+    assert_eq!(on.status, Status::Fail);
+    assert!(on.hint.as_deref().unwrap().contains("firmware settings"));
+    let card = find(&none.findings, "boot 0000:01:00.0");
+    assert_eq!(card.status, Status::Fail);
+    assert!(card.detail.contains("no IOMMU groups"), "{}", card.detail);
+    assert_eq!(none.exit_status(), 1);
+}
+
+#[test]
+fn harness_identical_cards_trap_and_groups() {
+    // Card B (02:00.0) and the boot VGA (00:02.0) share 1234:1111 with card A.
+    let host = Host::new(fixture("qemu-intel-before"));
+    let devices = vfio_early::pci::scan(&host);
+    let configured: Vec<vfio_early::pci::PciAddress> = ["0000:01:00.0", "0000:01:00.1"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    let ctx = vfio_early::cmdline_check::Context {
+        vendor: Some(vfio_early::iommu::Vendor::Intel),
+        iommu_on: true,
+        intel_default_on: None,
+        platform_opt_in: false,
+        devices: &devices,
+        configured: &configured,
+    };
+    let cmdline =
+        vfio_early::cmdline::Cmdline::parse("intel_iommu=on vfio-pci.ids=1234:1111,8086:293e");
+    let f = vfio_early::cmdline_check::judge(&cmdline, &ctx);
+    let trap = f
+        .iter()
+        .find(|x| x.check == "cmdline vfio-pci.ids")
+        .unwrap();
+    assert_eq!(trap.status, Status::Fail);
+    assert!(
+        trap.detail.contains("0000:00:02.0") && trap.detail.contains("0000:02:00.0"),
+        "{}",
+        trap.detail
+    );
+
+    // Before coldplug, with rd.driver.pre=e1000e: 00:03.0's group is held by e1000e.
+    let g = groups::collect(&host, None);
+    let nic = g
+        .groups
+        .iter()
+        .find(|x| {
+            x.devices
+                .iter()
+                .any(|d| d.address.to_string() == "0000:00:03.0")
+        })
+        .unwrap();
+    assert!(!nic.usable);
+    assert!(nic.blockers[0].contains("e1000e"), "{:?}", nic.blockers);
+}

@@ -488,6 +488,11 @@ fn boot_finding(
                 )
                 .hint(fix)
             }
+            _ if line.contains(" refused: ") => Finding::new(
+                check,
+                Status::Fail,
+                format!("refused at boot, the kernel log says: {line}"),
+            ),
             _ => Finding::new(
                 check,
                 Status::Info,
