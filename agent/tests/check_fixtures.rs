@@ -280,7 +280,7 @@ fn harness_intel_boot_after_the_agent() {
         );
     }
     // e1000e was bound before the hook because of rd.driver.pre=e1000e.
-    let nic = find(f, &format!("boot 0000:00:03.0"));
+    let nic = find(f, "boot 0000:00:03.0");
     assert_eq!(nic.status, Status::Warn);
     assert!(
         nic.detail.contains("(was e1000e)") && nic.detail.contains("rd.driver.pre=e1000e"),
