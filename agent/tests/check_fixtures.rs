@@ -291,6 +291,7 @@ fn harness_intel_boot_after_the_agent() {
         nic.hint.as_deref(),
         Some("remove e1000e from rd.driver.pre= on the kernel command line")
     );
+    assert_eq!(find(f, "boot 0000:01:00.0").status, Status::Pass);
     // The boot VGA was refused: configured but not on vfio-pci.
     assert_eq!(find(f, "device 0000:00:02.0").status, Status::Fail);
     let vga = find(f, "boot 0000:00:02.0");

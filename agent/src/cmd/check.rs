@@ -488,6 +488,11 @@ fn boot_finding(
                 )
                 .hint(fix)
             }
+            None if line.contains("bound to vfio-pci") => Finding::new(
+                check,
+                Status::Pass,
+                format!("bound at boot before any host driver, the kernel log says: {line}"),
+            ),
             _ if line.contains(" refused: ") => Finding::new(
                 check,
                 Status::Fail,
