@@ -47,16 +47,20 @@ for p in /proc/cmdline /proc/iomem /proc/interrupts /proc/sys/kernel/osrelease; 
     copy_attr "$p"
 done
 mkdir -p "$out/dev"
-# /dev/kmsg record format: "<prio>,<seq>,<usec>,-;<text>"
-dmesg -r | awk '{
-    if (match($0, /^<[0-9]+>\[ *[0-9]+\.[0-9]+\] /)) {
-        head = substr($0, 1, RLENGTH); text = substr($0, RLENGTH + 1)
-        pri = head; sub(/^</, "", pri); sub(/>.*/, "", pri)
-        ts = head; sub(/^<[0-9]+>\[ */, "", ts); sub(/\] $/, "", ts)
-        split(ts, p, "."); us = p[1] * 1000000 + p[2]
-        printf "%d,%d,%d,-;%s\n", pri, NR - 1, us, text
-    }
-}' >"$out/dev/kmsg"
+# /dev/kmsg itself (record format "<prio>,<seq>,<usec>,<flags>;<text>" plus the
+# dictionary lines): read until it would block; dmesg -r converted as a fallback.
+timeout 1 cat /dev/kmsg >"$out/dev/kmsg" 2>/dev/null
+if [ ! -s "$out/dev/kmsg" ]; then
+    dmesg -r | awk '{
+        if (match($0, /^<[0-9]+>\[ *[0-9]+\.[0-9]+\] /)) {
+            head = substr($0, 1, RLENGTH); text = substr($0, RLENGTH + 1)
+            pri = head; sub(/^</, "", pri); sub(/>.*/, "", pri)
+            ts = head; sub(/^<[0-9]+>\[ */, "", ts); sub(/\] $/, "", ts)
+            split(ts, p, "."); us = p[1] * 1000000 + p[2]
+            printf "%d,%d,%d,-;%s\n", pri, NR - 1, us, text
+        }
+    }' >"$out/dev/kmsg"
+fi
 echo "VE-CAPTURE-BEGIN $stage"
 (cd "$out" && tar -czf - .) | base64
 echo "VE-CAPTURE-END $stage"
