@@ -27,7 +27,7 @@ case $mode in
   long) seconds=${2:-${FUZZ_SECONDS:-600}} ;;
   list) ;;
   *)
-    sed -n '4,8p' "$0" >&2
+    sed -n '5,8p' "$0" >&2
     exit 2
     ;;
 esac
