@@ -112,7 +112,7 @@ qemu_boot() {
     return "$rc"
 }
 
-# dracut_image OUT MODE(shell|systemd) CONFIG: the real dracut, run from a private copy
+# dracut_image OUT MODE(shell|systemd|systemd-unit) CONFIG: the real dracut, run from a private copy
 # of its base dir with our module and a test module added.
 dracut_image() {
     local out=$1 mode=$2 config=$3 base=$WORK_DIR/dracut-base mods t
@@ -124,9 +124,10 @@ dracut_image() {
     cp -a "$REPO_DIR/dracut/90vfio-early" "$base/modules.d/"
     cp -a "$QEMU_DIR/dracut-test" "$base/modules.d/99vfio-early-test"
     mods="base rootfs-block kernel-modules vfio-early vfio-early-test"
-    [[ $mode == systemd ]] && mods="systemd systemd-initrd dracut-systemd $mods"
+    [[ $mode == systemd* ]] && mods="systemd systemd-initrd dracut-systemd $mods"
     t=$(now)
-    dracutbasedir=$base VFIO_EARLY_CONFIG=$config VE_QEMU_DIR=$QEMU_DIR \
+    dracutbasedir=$base VFIO_EARLY_CONFIG=$config VE_QEMU_DIR=$QEMU_DIR VE_REPO_DIR=$REPO_DIR \
+        VE_UNIT=$([[ $mode == systemd-unit ]] && echo 1) \
         dracut --quiet --force --no-hostonly --no-compress --no-early-microcode \
         --conf /dev/null --confdir "$WORK_DIR/empty-confdir" \
         --kver "$KVER" --kmoddir "$KMODDIR" -m "$mods" \

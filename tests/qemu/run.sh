@@ -53,6 +53,14 @@ others_untouched() {
 huge_is() { [[ $(report "$1" | awk -v s="$2" '$1 == "VE-HUGE" && $2 == s { v = $3 } END { print v }') == "$3" ]]; }
 check_ran() { report "$1" | grep -E '^VE-CHECK-EXIT [01]$' >/dev/null; }
 check_has() { report "$1" | sed -n 's/^VE-CHECK //p' | grep -E -- "$2" >/dev/null; }
+# console_before BOOT A B: the first console line matching A comes before the first
+# matching B.
+console_before() {
+    local a b
+    a=$(tr -d '\r' <"$WORK_DIR/$1.log" | grep -a -n -E -- "$2" | head -n 1 | cut -d: -f1)
+    b=$(tr -d '\r' <"$WORK_DIR/$1.log" | grep -a -n -E -- "$3" | head -n 1 | cut -d: -f1)
+    [[ -n $a && -n $b ]] && ((a < b))
+}
 nothing_on_vfio() { ! report "$1" | awk '$1 == "VE-DEV"' | grep ' vfio-pci' >/dev/null; }
 
 # The main config (configs/main.toml) on the standard topology.
@@ -102,6 +110,15 @@ boot_scenarios() { # VENDOR
         # systemd-modules-load races the agent here (no order between them): either
         # way e1000e must end on vfio-pci.
         assert_main "$v-dracut-systemd" "$v dracut systemd (no printk.devkmsg)" no
+
+        # mkinitcpio's oneshot unit (for its systemd hook) under a real systemd
+        # initramfs: dracut's systemd image with the unit in place of our hook.
+        # (ve.config=main is the image's own config: the switcher runs at pre-udev, unordered
+        # with the unit.)
+        qemu_boot "$v-systemd-unit" "$v" "$WORK_DIR/dracut-unit.img" "$DRACUT_ARGS ve.config=main"
+        assert_main "$v-systemd-unit" "$v systemd oneshot unit (no printk.devkmsg)" no
+        ok "$v systemd oneshot unit: finished before udev's coldplug started" console_before "$v-systemd-unit" \
+            'Finished .*vfio-early\.servic' 'Starting .*Coldplug All udev Devices'
 
         qemu_boot "$v-mkinitcpio" "$v" "$WORK_DIR/mkinitcpio.img" "ve.config=main"
         assert_main "$v-mkinitcpio" "$v mkinitcpio runtime hook" no
@@ -227,6 +244,9 @@ ok "dracut build with a malformed config: warns with the line" grep -q 'vfio-ear
 ok "dracut image: the hook runs at pre-udev 00" eval 'lsinitrd_hook "$WORK_DIR/dracut-shell.img"'
 if [[ $which != amd ]]; then
     dracut_image "$WORK_DIR/dracut-systemd.img" systemd "$QEMU_DIR/configs/main.toml" || die "dracut systemd image"
+    dracut_image "$WORK_DIR/dracut-unit.img" systemd-unit "$QEMU_DIR/configs/main.toml" || die "dracut image with the unit"
+    ok "systemd unit image: the unit is enabled and our pre-udev hook is not there" \
+        eval 'cpio -it --quiet <"$WORK_DIR/dracut-unit.img" 2>/dev/null >"$WORK_DIR/dracut-unit.list"; grep -q "sysinit.target.wants/vfio-early.service$" "$WORK_DIR/dracut-unit.list" && ! grep -q "pre-udev/00-vfio-early.sh$" "$WORK_DIR/dracut-unit.list"'
 fi
 VFIO_EARLY_CONFIG=$QEMU_DIR/configs/main.toml itools_image "$WORK_DIR/itools.img" "$QEMU_DIR/configs/main.toml" || die "initramfs-tools image"
 mkinitcpio_image "$WORK_DIR/mkinitcpio.img" "$QEMU_DIR/configs/main.toml" || die "mkinitcpio image"
