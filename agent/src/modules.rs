@@ -10,7 +10,7 @@
 //! the closure from `modules.dep` is loaded with `finit_module`, with the options
 //! `modprobe.d` and the kernel command line give, as modprobe would.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -389,27 +389,96 @@ fn run_modprobe(modprobe: &std::path::Path, timeout: Duration) -> HostResult<()>
 fn load_closure(host: &Host, cmdline: &Cmdline, name: &str) -> HostResult<Vec<String>> {
     let release = host.kernel_release().unwrap_or_default();
     let dir = format!("lib/modules/{release}");
-    let deps = DepTable::parse(&host.read(format!("{dir}/modules.dep"))?);
-    let order = deps.load_order(name).ok_or_else(|| HostError::Io {
-        path: host.path(format!("{dir}/modules.dep")),
-        source: std::io::Error::other(format!("no module {name} for kernel {release}")),
-    })?;
+    let loader = Loader {
+        host,
+        cmdline,
+        insmod: &finit,
+        deps: DepTable::parse(&host.read(format!("{dir}/modules.dep"))?),
+        soft: host
+            .read(format!("{dir}/modules.softdep"))
+            .map(|t| parse_softdep(&t))
+            .unwrap_or_default(),
+        dir,
+    };
     let mut loaded = Vec::new();
     let mut seen = HashSet::new();
-    for file in order {
-        let m = module_name(&file);
-        if !seen.insert(m.clone()) || host.exists(format!("sys/module/{m}")) {
+    loader.load(name, &mut seen, &mut loaded)?;
+    Ok(loaded)
+}
+
+/// Soft dependencies from `modules.softdep`: module -> (pre, post), as modprobe honours
+/// them (vfio's `post: vfio_iommu_type1` is what gives QEMU an IOMMU backend).
+pub fn parse_softdep(text: &str) -> BTreeMap<String, (Vec<String>, Vec<String>)> {
+    let mut out: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() != Some("softdep") {
             continue;
         }
-        let path = host.path(format!("{dir}/{file}"));
-        let opts = module_options(host, cmdline, &m);
-        finit(&path, &opts, file.ends_with(".ko")).map_err(|e| HostError::Io {
-            path: path.clone(),
-            source: e,
-        })?;
-        loaded.push(m);
+        let Some(module) = words.next() else { continue };
+        let entry = out.entry(normalize(module)).or_default();
+        let mut post = false;
+        for w in words {
+            match w {
+                "pre:" => post = false,
+                "post:" => post = true,
+                m if post => entry.1.push(normalize(m)),
+                m => entry.0.push(normalize(m)),
+            }
+        }
     }
-    Ok(loaded)
+    out
+}
+
+struct Loader<'a> {
+    host: &'a Host,
+    cmdline: &'a Cmdline,
+    /// Loads one module file with its options (`finit_module`; a recorder in tests).
+    insmod: &'a dyn Fn(&std::path::Path, &str, bool) -> std::io::Result<()>,
+    deps: DepTable,
+    soft: BTreeMap<String, (Vec<String>, Vec<String>)>,
+    dir: String,
+}
+
+impl Loader<'_> {
+    /// Loads `name` with its hard dependencies; soft ones are loaded when they exist
+    /// for this kernel, and their failure does not fail `name`.
+    fn load(
+        &self,
+        name: &str,
+        seen: &mut HashSet<String>,
+        loaded: &mut Vec<String>,
+    ) -> HostResult<()> {
+        let order = self.deps.load_order(name).ok_or_else(|| HostError::Io {
+            path: self.host.path(format!("{}/modules.dep", self.dir)),
+            source: std::io::Error::other(format!("no module {name} for this kernel")),
+        })?;
+        for file in order {
+            let m = module_name(&file);
+            if !seen.insert(m.clone()) {
+                continue;
+            }
+            let (pre, post) = self.soft.get(&m).cloned().unwrap_or_default();
+            for s in pre.iter().filter(|s| self.deps.load_order(s).is_some()) {
+                let _ = self.load(s, seen, loaded);
+            }
+            if !self.host.exists(format!("sys/module/{m}")) {
+                let path = self.host.path(format!("{}/{file}", self.dir));
+                let opts = module_options(self.host, self.cmdline, &m);
+                (self.insmod)(&path, &opts, file.ends_with(".ko")).map_err(|e| HostError::Io {
+                    path: path.clone(),
+                    source: e,
+                })?;
+                loaded.push(m);
+            }
+            for s in post.iter().filter(|s| self.deps.load_order(s).is_some()) {
+                if let Err(e) = self.load(s, seen, loaded) {
+                    log::warn!("soft dependency {s} of {}: {e}", module_name(&file));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn finit(path: &std::path::Path, opts: &str, plain: bool) -> std::io::Result<()> {
@@ -510,6 +579,75 @@ mod tests {
             module_name("kernel/x/vfio-pci-core.ko.zst"),
             "vfio_pci_core"
         );
+    }
+
+    #[test]
+    fn softdeps_split_pre_and_post() {
+        let soft = parse_softdep(
+            "# Soft dependencies extracted from modules themselves.\n\
+             softdep vfio post: vfio_iommu_type1 vfio-iommu-spapr-tce\n\
+             softdep snd_hda_intel pre: snd-hda-codec post: x\n",
+        );
+        assert_eq!(
+            soft["vfio"],
+            (
+                vec![],
+                vec![
+                    "vfio_iommu_type1".to_owned(),
+                    "vfio_iommu_spapr_tce".to_owned()
+                ]
+            )
+        );
+        assert_eq!(
+            soft["snd_hda_intel"],
+            (vec!["snd_hda_codec".to_owned()], vec!["x".to_owned()])
+        );
+    }
+
+    #[test]
+    fn loader_honours_hard_and_soft_dependencies() {
+        let t = crate::testing::TestSysfs::new();
+        t.file("sys/module/irqbypass/refcnt", "0\n");
+        let host = Host::new(t.root());
+        let calls = std::cell::RefCell::new(Vec::new());
+        let record = |p: &std::path::Path, opts: &str, plain: bool| {
+            calls
+                .borrow_mut()
+                .push((module_name(&p.to_string_lossy()), opts.to_owned(), plain));
+            Ok(())
+        };
+        let cmdline = Cmdline::parse("vfio-pci.disable_vga=1");
+        let loader = Loader {
+            host: &host,
+            cmdline: &cmdline,
+            insmod: &record,
+            deps: DepTable::parse(
+                "kernel/drivers/vfio/pci/vfio-pci.ko.zst: kernel/drivers/vfio/pci/vfio-pci-core.ko.zst kernel/drivers/vfio/vfio.ko.zst kernel/drivers/virt/lib/irqbypass.ko.zst\n\
+                 kernel/drivers/vfio/pci/vfio-pci-core.ko.zst: kernel/drivers/vfio/vfio.ko.zst kernel/drivers/virt/lib/irqbypass.ko.zst\n\
+                 kernel/drivers/vfio/vfio.ko.zst:\n\
+                 kernel/drivers/virt/lib/irqbypass.ko.zst:\n\
+                 kernel/drivers/vfio/vfio_iommu_type1.ko.zst: kernel/drivers/vfio/vfio.ko.zst\n",
+            ),
+            soft: parse_softdep("softdep vfio post: vfio_iommu_type1 vfio_iommu_spapr_tce\n"),
+            dir: "lib/modules/x".to_owned(),
+        };
+        let mut loaded = Vec::new();
+        loader
+            .load("vfio-pci", &mut HashSet::new(), &mut loaded)
+            .unwrap();
+        // irqbypass is already loaded; type1 comes right after vfio; spapr does not exist here.
+        assert_eq!(
+            loaded,
+            ["vfio", "vfio_iommu_type1", "vfio_pci_core", "vfio_pci"]
+        );
+        let calls = calls.borrow();
+        assert_eq!(
+            calls.last().unwrap(),
+            &("vfio_pci".to_owned(), "disable_vga=1".to_owned(), false)
+        );
+        assert!(loader
+            .load("nvidia", &mut HashSet::new(), &mut Vec::new())
+            .is_err());
     }
 
     #[test]
