@@ -149,6 +149,13 @@ boot_scenarios() { # VENDOR
         ok "$v check: ran inside the VM after the bind" check_ran "$v-extras"
         ok "$v check: reports the bound e1000e" check_has "$v-extras" '^pass +device 0000:00:03\.0 +on vfio-pci'
         ok "$v check: fails on the rolled-back group" check_has "$v-extras" '^fail +boot 0000:01:00\.1 +rolled-back'
+
+        # 1 GiB pages: -cpu max (pdpe1gb) and -m 8G (at 1-4G the kernel finds no
+        # contiguous GiB at run time).
+        VFIO_EARLY_QEMU_MEM=8192 qemu_boot "$v-huge1g" "$v" "$WORK_DIR/dracut-shell.img" "$DRACUT_ARGS ve.config=huge1g"
+        ok "$v hugepages: 1 x 1 GiB reserved and read back (-m 8G)" huge_is "$v-huge1g" 1048576kB 1
+        ok "$v hugepages: the agent logs what it obtained" kmsg_has "$v-huge1g" 'vfio-early: hugepages 1G: requested 1, obtained 1'
+        ok "$v hugepages: card A bound in the same run" driver_is "$v-huge1g" 0000:01:00.0 vfio-pci
     else
         qemu_boot "$v-mkinitcpio" "$v" "$WORK_DIR/mkinitcpio.img" "ve.config=main"
         assert_main "$v-mkinitcpio" "$v mkinitcpio runtime hook" no
