@@ -293,6 +293,28 @@ mod tests {
     }
 
     #[test]
+    fn modules_built_for_another_release_are_unavailable() {
+        let entry = |release: Option<&str>| ClosureEntry {
+            name: "vfio_pci".into(),
+            provided: Provided::File {
+                path: "/m/vfio-pci.ko".into(),
+                release: release.map(str::to_owned),
+            },
+            wanted_by: None,
+        };
+        assert!(vermagic_mismatch(&[entry(Some("6.1.0-56-amd64"))], "6.1.0-56-amd64").is_none());
+        let bad = vermagic_mismatch(&[entry(Some("6.1.0-55-amd64"))], "6.1.0-56-amd64").unwrap();
+        assert!(bad.contains("built for 6.1.0-55-amd64"), "{bad}");
+        assert!(vermagic_mismatch(&[entry(None)], "6.1.0-56-amd64").is_none());
+        let builtin = ClosureEntry {
+            name: "vfio".into(),
+            provided: Provided::Builtin,
+            wanted_by: None,
+        };
+        assert!(module_names(&[builtin, entry(None)]) == ["vfio_pci"]);
+    }
+
+    #[test]
     fn backstop_lines() {
         let conf = modprobe_conf(
             "/usr/bin/vfio-early",
