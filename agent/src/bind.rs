@@ -20,7 +20,7 @@ use crate::cmdline::Cmdline;
 use crate::host::Host;
 use crate::modules::{self, Availability, ClaimTable};
 use crate::pci::{self, PciAddress, VFIO_DRIVER};
-use crate::plan::{Action, DevicePlan, Plan, Topology};
+use crate::plan::{DevicePlan, Plan, Topology};
 use crate::record::DeviceRecord;
 
 /// Where the image keeps the full host alias tables (the initramfs's own
@@ -321,11 +321,7 @@ pub fn log_plan(plan: &Plan) {
     for w in &plan.warnings {
         warn!("{w}");
     }
-    for d in plan
-        .devices
-        .iter()
-        .filter(|d| d.action == Action::Refuse && d.selected)
-    {
+    for d in plan.refusals() {
         warn!("{} [{}] refused: {}", d.address, d.id, d.reasons.join("; "));
     }
 }

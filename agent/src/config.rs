@@ -257,7 +257,15 @@ impl Config {
         }
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let at = e.span().map(|s| line_col(text, s.start));
-            err(at, e.message().trim().to_owned())
+            let msg = e.message().trim();
+            let msg = if msg.is_empty() {
+                // Some syntax errors (a control character in a comment) come without
+                // words: say what the position holds.
+                "invalid TOML here (a control character or a stray byte?)".to_owned()
+            } else {
+                msg.to_owned()
+            };
+            err(at, msg)
         })?;
         let at = |span: std::ops::Range<usize>| Some(line_col(text, span.start));
 

@@ -21,6 +21,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
+/// Most a sysfs attribute can hold (one page).
+const ATTR_MAX: u64 = 4096;
+
 /// An I/O failure, with the path it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -124,11 +127,18 @@ impl Host {
         fs::read(&path).map_err(|e| HostError::io(path, e))
     }
 
-    /// Reads a one-value sysfs attribute, trimmed; `None` when it does not exist.
+    /// Reads a one-value sysfs attribute, trimmed; `None` when it does not exist or is
+    /// not text. Reads at most one page, as sysfs gives: a wrong file (a link to
+    /// `/dev/zero` in a hostile tree) cannot make the agent read forever.
     pub fn read_attr(&self, rel: impl AsRef<Path>) -> Option<String> {
-        fs::read_to_string(self.path(rel))
-            .ok()
-            .map(|s| s.trim().to_owned())
+        use std::io::Read;
+        let mut buf = Vec::new();
+        fs::File::open(self.path(rel))
+            .ok()?
+            .take(ATTR_MAX)
+            .read_to_end(&mut buf)
+            .ok()?;
+        String::from_utf8(buf).ok().map(|s| s.trim().to_owned())
     }
 
     /// The file name a symlink points to (`driver` -> `vfio-pci`); `None` when there
@@ -304,6 +314,15 @@ mod tests {
         );
         assert!(!h.is_live());
         assert!(Host::live().is_live());
+    }
+
+    #[test]
+    fn attributes_are_read_one_page_at_most() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("class")).unwrap();
+        let h = Host::new(dir.path());
+        assert_eq!(h.read_attr("class").map(|s| s.len()), Some(4096));
+        assert_eq!(h.read_attr("missing"), None);
     }
 
     #[test]

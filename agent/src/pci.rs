@@ -44,7 +44,11 @@ impl ParseError {
     fn new(input: &str, expected: &'static str, why: &'static str) -> Self {
         let mut input = input.to_owned();
         if input.len() > 64 {
-            input.truncate(64);
+            let mut cut = 64;
+            while !input.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            input.truncate(cut);
             input.push('…');
         }
         Self {

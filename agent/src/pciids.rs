@@ -60,7 +60,9 @@ fn hex8(s: &str) -> Option<u8> {
 fn id_and_name(line: &str, line_start: usize) -> Option<(&str, Range<usize>)> {
     let (id, rest) = line.split_once("  ")?;
     let name_start = line_start + id.len() + 2 + (rest.len() - rest.trim_start().len());
-    Some((id, name_start..line_start + line.trim_end().len()))
+    let name_end = line_start + line.trim_end().len();
+    // A blank name ("1234  "): an empty range at the end, never an inverted one.
+    Some((id, name_start.min(name_end)..name_end))
 }
 
 impl PciIds {
@@ -169,7 +171,10 @@ impl PciIds {
         needle.push_str(&id.to_ascii_lowercase());
         needle.push_str("  ");
         // The block starts right after its header line's newline: look from that newline.
-        let from = block.start.saturating_sub(1);
+        let from = match block.start.checked_sub(1) {
+            Some(nl) if self.text.as_bytes()[nl] == b'\n' => nl,
+            _ => block.start,
+        };
         let hay = &self.text[from..block.end];
         let at = from + hay.find(&needle)? + 1;
         let line_end = self.text[at..block.end]

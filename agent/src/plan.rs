@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::config::{Functions, Selector};
-use crate::pci::{Device, PciAddress, VFIO_DRIVER};
+use crate::pci::{Device, PciAddress, PciId, VFIO_DRIVER};
 
 /// What the planner knows of the machine.
 #[derive(Debug, Clone, Default)]
@@ -112,6 +112,13 @@ impl Plan {
         groups
     }
 
+    /// Refusals the config asked for: selected devices, and devices an entry named
+    /// but could not take (an id mismatch at its address).
+    pub fn refusals(&self) -> impl Iterator<Item = &DevicePlan> {
+        self.with_action(Action::Refuse)
+            .filter(|d| d.selected || !d.selected_by.is_empty())
+    }
+
     /// True when something was refused or warned about.
     pub fn has_problems(&self) -> bool {
         !self.warnings.is_empty() || self.with_action(Action::Refuse).next().is_some()
@@ -183,7 +190,7 @@ pub struct Resolution {
     /// Selected devices, with why.
     pub selected: BTreeMap<PciAddress, Selection>,
     /// Devices named by address whose id does not match: refused outright, with why.
-    pub mismatched: BTreeMap<PciAddress, String>,
+    pub mismatched: BTreeMap<PciAddress, (usize, String)>,
     /// Selectors that match nothing.
     pub warnings: Vec<String>,
 }
@@ -201,11 +208,17 @@ pub fn resolve(selectors: &[Selector], devices: &[Device]) -> Resolution {
                 }
                 Some(d) if id.is_some_and(|id| !id.matches(d)) => {
                     let id = id.map(|i| i.to_string()).unwrap_or_default();
+                    let full = PciId {
+                        subsystem: Some((d.subsystem_vendor, d.subsystem_device)),
+                        ..d.id()
+                    };
                     out.mismatched.insert(
                         addr,
-                        format!(
-                            "{sel}: the device at {addr} is {}, not {id}; refusing rather than guessing",
-                            d.id()
+                        (
+                            sel.index,
+                            format!(
+                                "{sel}: the device at {addr} is {full}, not {id}; refusing rather than guessing"
+                            ),
                         ),
                     );
                     continue;
@@ -268,9 +281,13 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
         action,
         reasons,
     };
-    for (addr, why) in &mismatched {
+    for (addr, (index, why)) in &mismatched {
         if let Some(d) = by_addr.get(addr) {
-            plans.insert(*addr, new_plan(d, None, Action::Refuse, vec![why.clone()]));
+            // Named by the config, yet not taken: `selected` stays false, `selected_by`
+            // says which entry named it, so the refusal is reported like a selected one.
+            let mut p = new_plan(d, None, Action::Refuse, vec![why.clone()]);
+            p.selected_by = vec![*index];
+            plans.insert(*addr, p);
         }
     }
 

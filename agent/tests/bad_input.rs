@@ -353,7 +353,7 @@ fn id_mismatch_at_the_address_touches_nothing() {
 }
 
 #[test]
-#[ignore = "bug: an id mismatch is planned as an unselected refusal and bind::log_plan logs only selected ones: the user is never told"]
+
 fn id_mismatch_at_the_address_is_said() {
     refusal(
         ID_MISMATCH,

@@ -148,11 +148,7 @@ fn bind(args: &Args, host: &Host) -> ExitCode {
     crate::hugepages::reserve(host, &mut hugepages, config.bind.timeout());
 
     let bound = outcome.bound();
-    let refused = plan
-        .devices
-        .iter()
-        .filter(|d| d.action == Action::Refuse && d.selected)
-        .count();
+    let refused = plan.refusals().count();
     let already = plan
         .with_action(Action::AlreadyBound)
         .filter(|d| d.selected)
