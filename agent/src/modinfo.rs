@@ -19,7 +19,7 @@
 //! decides. Module names compare with `-` and `_` as the same character, as the kernel
 //! does.
 //!
-//! [`Aliases`] matches a device's `modalias` against `modules.alias` (shell glob
+//! [`crate::modules::ClaimTable`] matches a device's `modalias` against `modules.alias` (shell glob
 //! patterns) to name the host driver that would claim it, for the modprobe.d
 //! `softdep <driver> pre: vfio-pci` backstop lines.
 
@@ -181,7 +181,7 @@ pub fn read_modinfo(path: &Path) -> Result<ModInfo, ModError> {
 
 /// The canonical form of a module name: `-` becomes `_`.
 pub fn canonical(name: &str) -> String {
-    name.replace('-', "_")
+    crate::modules::normalize(name)
 }
 
 /// The module name of a module file path (`.../vfio-pci.ko.zst` -> `vfio_pci`).
@@ -330,114 +330,6 @@ pub fn closure(dir: &ModuleDir, root: &str) -> Result<Vec<ClosureEntry>, Closure
     Ok(out)
 }
 
-/// `modules.alias` patterns: `alias <glob> <module>` lines.
-#[derive(Debug, Default)]
-pub struct Aliases {
-    entries: Vec<(String, String)>,
-}
-
-impl Aliases {
-    /// Parses the text of `modules.alias` (or `modules.builtin.alias`).
-    pub fn parse(text: &str) -> Self {
-        let entries = text
-            .lines()
-            .filter_map(|line| {
-                let mut words = line.split_whitespace();
-                (words.next()? == "alias").then_some(())?;
-                Some((words.next()?.to_owned(), canonical(words.next()?)))
-            })
-            .collect();
-        Self { entries }
-    }
-
-    /// Modules whose alias pattern matches `modalias`, sorted and without duplicates.
-    pub fn matching(&self, modalias: &str) -> Vec<String> {
-        let set: BTreeSet<&String> = self
-            .entries
-            .iter()
-            .filter(|(pattern, _)| glob_match(pattern.as_bytes(), modalias.as_bytes()))
-            .map(|(_, module)| module)
-            .collect();
-        set.into_iter().cloned().collect()
-    }
-}
-
-/// Shell-style glob match (`*`, `?`, `[...]` with ranges and `!`/`^`), as modprobe
-/// uses for `modules.alias`.
-pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, t));
-                p += 1;
-                continue;
-            }
-            Some(b'?') => {
-                p += 1;
-                t += 1;
-                continue;
-            }
-            Some(b'[') => {
-                if let Some((matched, next)) = class_match(&pattern[p..], text[t]) {
-                    if matched {
-                        p += next;
-                        t += 1;
-                        continue;
-                    }
-                } else if text[t] == b'[' {
-                    p += 1;
-                    t += 1;
-                    continue;
-                }
-            }
-            Some(&c) if c == text[t] => {
-                p += 1;
-                t += 1;
-                continue;
-            }
-            _ => {}
-        }
-        match star {
-            Some((sp, st)) => {
-                p = sp + 1;
-                t = st + 1;
-                star = Some((sp, st + 1));
-            }
-            None => return false,
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
-}
-
-/// Matches one byte against a bracket expression at the start of `pattern`; returns
-/// whether it matched and the length of the expression, or `None` if unterminated.
-fn class_match(pattern: &[u8], c: u8) -> Option<(bool, usize)> {
-    let mut i = 1;
-    let negate = matches!(pattern.get(i), Some(b'!' | b'^'));
-    if negate {
-        i += 1;
-    }
-    let mut matched = false;
-    let mut first = true;
-    while let Some(&pc) = pattern.get(i) {
-        if pc == b']' && !first {
-            return Some((matched != negate, i + 1));
-        }
-        first = false;
-        if pattern.get(i + 1) == Some(&b'-') && pattern.get(i + 2).is_some_and(|&e| e != b']') {
-            let hi = pattern[i + 2];
-            matched |= pc <= c && c <= hi;
-            i += 3;
-        } else {
-            matched |= pc == c;
-            i += 1;
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,40 +369,6 @@ mod tests {
     fn builtin_list() {
         let b = parse_builtin("kernel/drivers/vfio/vfio.ko\nkernel/virt/lib/irqbypass.ko\n");
         assert!(b.contains("vfio") && b.contains("irqbypass") && b.len() == 2);
-    }
-
-    #[test]
-    fn globs() {
-        let alias = "pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00";
-        assert!(glob_match(
-            b"pci:v00008086d000010D3sv*sd*bc*sc*i*",
-            alias.as_bytes()
-        ));
-        assert!(!glob_match(
-            b"pci:v00008086d000010D4sv*sd*bc*sc*i*",
-            alias.as_bytes()
-        ));
-        assert!(glob_match(b"pci:v*d*sv*sd*bc02sc00i*", alias.as_bytes()));
-        assert!(glob_match(b"pci:v0000808[0-9]d*", alias.as_bytes()));
-        assert!(!glob_match(b"pci:v0000808[!6]d*", alias.as_bytes()));
-        assert!(glob_match(b"a?c", b"abc"));
-        assert!(!glob_match(b"a?c", b"ac"));
-    }
-
-    #[test]
-    fn aliases_name_the_driver() {
-        let a = Aliases::parse(
-            "# comment\nalias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\nalias pci:v*d*sv*sd*bc03sc*i* vga-thing\nalias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n",
-        );
-        assert_eq!(
-            a.matching("pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00"),
-            ["e1000e"]
-        );
-        assert_eq!(
-            a.matching("pci:v00001234d00001111sv00001AF4sd00001100bc03sc80i00"),
-            ["vga_thing"]
-        );
-        assert!(a.matching("usb:v1234").is_empty());
     }
 
     fn elf_with_modinfo(modinfo: &[u8]) -> Vec<u8> {

@@ -189,6 +189,18 @@ impl ClaimTable {
         self.aliases.is_empty()
     }
 
+    /// Every host module whose alias matches, sorted, without duplicates (a softdep
+    /// must cover whichever of them loads first).
+    pub fn claimants(&self, modalias: &str) -> Vec<&str> {
+        let set: std::collections::BTreeSet<&str> = self
+            .aliases
+            .iter()
+            .filter(|a| glob_match(&a.pattern, modalias))
+            .map(|a| a.module.as_str())
+            .collect();
+        set.into_iter().collect()
+    }
+
     /// The host module that would claim a device with this modalias, if any.
     pub fn claimant(&self, modalias: &str) -> Option<&str> {
         self.aliases
@@ -521,6 +533,9 @@ mod tests {
             "pci:v0000100Ed00001234sv0sd0bc0sc0i0"
         ));
         assert!(glob_match("a?c", "abc"));
+        assert!(!glob_match("a?c", "ac"));
+        assert!(glob_match("pci:v0000808[0-9]d*", "pci:v00008086d000010D3"));
+        assert!(!glob_match("pci:v0000808[!6]d*", "pci:v00008086d000010D3"));
         assert!(glob_match("a[0-9]c", "a5c"));
         assert!(!glob_match("a[!0-9]c", "a5c"));
         assert!(glob_match("a[]]c", "a]c"));

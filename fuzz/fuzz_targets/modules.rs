@@ -24,12 +24,6 @@ fuzz_target!(|data: &[u8]| {
     // Glob: split the input into pattern and text at the first newline.
     let (pattern, subject) = text.split_once('\n').unwrap_or((&text, modalias));
     let matched = glob_match(pattern, subject);
-    // The two matchers in the crate (run time and image build time) must agree.
-    assert_eq!(
-        matched,
-        modinfo::glob_match(pattern.as_bytes(), subject.as_bytes()),
-        "{pattern:?} vs {subject:?}"
-    );
     if !pattern.contains(['*', '?', '[']) {
         assert_eq!(matched, pattern == subject, "{pattern:?} vs {subject:?}");
     }
@@ -48,5 +42,6 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = modinfo::parse_builtin(&text);
-    let _ = modinfo::Aliases::parse(&text).matching(modalias);
+    let all = table.claimants(modalias);
+    assert_eq!(all.first().is_some(), table.claimant(modalias).is_some());
 });

@@ -19,8 +19,11 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::config::{Config, Selector};
 use crate::host::Host;
-use crate::modinfo::{self, Aliases, ClosureEntry, ModuleDir, Provided};
+use crate::modinfo::{self, ClosureEntry, ModuleDir, Provided};
+use crate::modules::ClaimTable;
+use crate::{pci, plan};
 
 /// Drivers that never get a softdep line: vfio-pci itself and the passive owners.
 const NOT_HOST_DRIVERS: [&str; 3] = ["vfio_pci", "pci_stub", "pcieport"];
@@ -84,12 +87,13 @@ pub fn run(args: &Args, host: &Host) -> ExitCode {
         .config
         .clone()
         .unwrap_or_else(|| host.path("etc/vfio-early.toml"));
-    let selectors = match std::fs::read_to_string(&config_path) {
-        Ok(text) => parse_selectors(&text),
-        Err(_) => Vec::new(),
-    };
-    let alias_text = std::fs::read_to_string(kmoddir.join("modules.alias")).unwrap_or_default();
-    let drivers = host_drivers(host, &selectors, &Aliases::parse(&alias_text), &dir);
+    // A config error is reported by the hooks' own `bind --dry-run`; here it only
+    // means no softdep lines.
+    let selectors = Config::load(&config_path)
+        .map(|c| c.devices)
+        .unwrap_or_default();
+    let aliases = ClaimTable::load_dir(&Host::new(&kmoddir), "");
+    let drivers = host_drivers(host, &selectors, &aliases, &dir);
     let vfio_builtin = closure
         .first()
         .is_some_and(|e| e.provided == Provided::Builtin);
@@ -137,97 +141,24 @@ fn vermagic_mismatch(closure: &[ClosureEntry], kver: &str) -> Option<String> {
 
 /// A device selector as far as the backstop needs it. The strict validation of the
 /// config is `bind --dry-run`'s job; here unknown or malformed entries are skipped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Selector {
-    /// `address`, lower-cased.
-    pub address: Option<String>,
-    /// `id` as `vendor:device[:subvendor:subdevice]`, lower-cased.
-    pub id: Option<String>,
-    /// `functions = "slot"`.
-    pub slot: bool,
-}
-
-/// Reads the `[[device]]` selectors of a config text, leniently.
-pub fn parse_selectors(text: &str) -> Vec<Selector> {
-    let Ok(value) = text.parse::<toml::Table>() else {
-        return Vec::new();
-    };
-    let Some(devices) = value.get("device").and_then(toml::Value::as_array) else {
-        return Vec::new();
-    };
-    devices
-        .iter()
-        .filter_map(toml::Value::as_table)
-        .map(|t| Selector {
-            address: t
-                .get("address")
-                .and_then(toml::Value::as_str)
-                .map(str::to_ascii_lowercase),
-            id: t
-                .get("id")
-                .and_then(toml::Value::as_str)
-                .map(str::to_ascii_lowercase),
-            slot: t.get("functions").and_then(toml::Value::as_str) == Some("slot"),
-        })
-        .collect()
-}
-
-fn slot_of(address: &str) -> &str {
-    address.rsplit_once('.').map_or(address, |(slot, _)| slot)
-}
-
-fn hex_id(host: &Host, dev: &str, attr: &str) -> String {
-    host.read_attr(format!("sys/bus/pci/devices/{dev}/{attr}"))
-        .map(|v| v.trim_start_matches("0x").to_ascii_lowercase())
-        .unwrap_or_default()
-}
-
-/// Whether the device at `dev` (a sysfs directory name) is selected.
-fn selected(host: &Host, dev: &str, sel: &Selector) -> bool {
-    let address_ok = sel.address.as_deref().is_none_or(|a| {
-        if sel.slot {
-            slot_of(a) == slot_of(dev)
-        } else {
-            a == dev
-        }
-    });
-    let id_ok = sel.id.as_deref().is_none_or(|id| {
-        let have = [
-            hex_id(host, dev, "vendor"),
-            hex_id(host, dev, "device"),
-            hex_id(host, dev, "subsystem_vendor"),
-            hex_id(host, dev, "subsystem_device"),
-        ];
-        // With `functions = "slot"` and an address, the id names the card's first
-        // function: the others of the slot match by address alone.
-        (sel.slot && sel.address.is_some())
-            || id
-                .split(':')
-                .zip(have.iter())
-                .all(|(want, have)| want == have)
-    });
-    (sel.address.is_some() || sel.id.is_some()) && address_ok && id_ok
-}
-
 /// The host drivers (module names) of every selected device present under ROOT/sys:
 /// the module of its current driver, and every module whose alias matches its
 /// `modalias` in the target kernel. Only modules that are files of the target kernel.
 pub fn host_drivers(
     host: &Host,
     selectors: &[Selector],
-    aliases: &Aliases,
+    aliases: &ClaimTable,
     dir: &ModuleDir,
 ) -> Vec<String> {
+    let devices = pci::scan(host);
+    let selected = plan::resolve(selectors, &devices).selected;
     let mut found = std::collections::BTreeSet::new();
-    for dev in host.list("sys/bus/pci/devices") {
-        if !selectors.iter().any(|s| selected(host, &dev, s)) {
-            continue;
-        }
-        if let Some(module) = host.link_name(format!("sys/bus/pci/devices/{dev}/driver/module")) {
+    for dev in devices.iter().filter(|d| selected.contains_key(&d.address)) {
+        if let Some(module) = host.link_name(dev.address.attr("driver/module")) {
             found.insert(modinfo::canonical(&module));
         }
-        if let Some(alias) = host.read_attr(format!("sys/bus/pci/devices/{dev}/modalias")) {
-            found.extend(aliases.matching(&alias));
+        if let Some(alias) = &dev.modalias {
+            found.extend(aliases.claimants(alias).into_iter().map(str::to_owned));
         }
     }
     found
@@ -281,18 +212,6 @@ mod tests {
     use std::fs;
 
     #[test]
-    fn selectors_are_read_leniently() {
-        let s = parse_selectors(
-            "[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"slot\"\n[[device]]\nid = \"8086:10D3\"\n[[device]]\nbogus = 1\n",
-        );
-        assert_eq!(s.len(), 3);
-        assert_eq!(s[0].address.as_deref(), Some("0000:01:00.0"));
-        assert!(s[0].slot);
-        assert_eq!(s[1].id.as_deref(), Some("8086:10d3"));
-        assert!(parse_selectors("not toml [").is_empty());
-    }
-
-    #[test]
     fn modules_built_for_another_release_are_unavailable() {
         let entry = |release: Option<&str>| ClosureEntry {
             name: "vfio_pci".into(),
@@ -328,6 +247,12 @@ mod tests {
             conf.contains("softdep e1000e pre: vfio-pci\nsoftdep snd_hda_intel pre: vfio-pci\n")
         );
         assert!(!modprobe_conf("/a", true, &[]).contains("install vfio-pci"));
+    }
+
+    fn selectors(toml: &str) -> Vec<Selector> {
+        Config::parse(std::path::Path::new("t.toml"), toml.as_bytes())
+            .unwrap()
+            .devices
     }
 
     fn dev(
@@ -388,26 +313,24 @@ mod tests {
             "pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00",
             Some("e1000e"),
         );
-        let aliases = Aliases::parse(
+        let aliases = ClaimTable::new(crate::modules::parse_alias(
             "alias pci:v00001234d00001111sv*sd*bc03sc80i* bochs\nalias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\nalias pci:v*d*sv*sd*bc04sc03i* snd_hda_intel\n",
-        );
+        ));
         let mut dir = ModuleDir::default();
         for m in ["bochs", "e1000e", "snd_hda_intel"] {
             dir.files.insert(m.into(), m.into());
         }
         let host = Host::new(r);
-        let slot =
-            parse_selectors("[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"slot\"\n");
+        let slot = selectors("[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"slot\"\n");
         assert_eq!(
             host_drivers(&host, &slot, &aliases, &dir),
             ["bochs", "snd_hda_intel"]
         );
-        let one = parse_selectors("[[device]]\naddress = \"0000:01:00.0\"\n");
+        let one = selectors("[[device]]\naddress = \"0000:01:00.0\"\n");
         assert_eq!(host_drivers(&host, &one, &aliases, &dir), ["bochs"]);
-        let by_id = parse_selectors("[[device]]\nid = \"8086:10d3\"\n");
+        let by_id = selectors("[[device]]\nid = \"8086:10d3\"\n");
         assert_eq!(host_drivers(&host, &by_id, &aliases, &dir), ["e1000e"]);
-        let wrong_id =
-            parse_selectors("[[device]]\naddress = \"0000:00:03.0\"\nid = \"8086:10d4\"\n");
+        let wrong_id = selectors("[[device]]\naddress = \"0000:00:03.0\"\nid = \"8086:10d4\"\n");
         assert!(host_drivers(&host, &wrong_id, &aliases, &dir).is_empty());
         dir.files.remove("bochs");
         assert!(
