@@ -23,8 +23,9 @@ use crate::pci::{self, PciAddress, VFIO_DRIVER};
 use crate::plan::{DevicePlan, Plan, Topology};
 use crate::record::DeviceRecord;
 
-/// Where the image keeps the full host alias tables (the initramfs's own
-/// `modules.alias` covers only the modules inside the image).
+/// Where the image keeps the kernel's whole PCI alias table, written at image build time
+/// by `vfio-early modules --pci-aliases` (the initramfs's own `modules.alias` covers
+/// only the modules inside the image).
 pub const IMAGE_ALIAS_DIR: &str = "usr/lib/vfio-early";
 
 /// Reads what the planner needs from the host: devices, groups and alias tables.

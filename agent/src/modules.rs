@@ -184,6 +184,11 @@ impl ClaimTable {
         self.aliases.extend(other.aliases);
     }
 
+    /// The aliases, in table order.
+    pub fn aliases(&self) -> &[Alias] {
+        &self.aliases
+    }
+
     /// Whether the table knows anything (an empty one proves nothing).
     pub fn is_empty(&self) -> bool {
         self.aliases.is_empty()
@@ -570,6 +575,28 @@ mod tests {
         assert_eq!(
             t.claimant("pci:v00008086d0000293Esv1AF4sd1100bc04sc03i00"),
             Some("snd_hda_intel")
+        );
+    }
+
+    #[test]
+    fn image_alias_table_round_trips_builtins_as_alias_lines() {
+        // What `modules --pci-aliases` writes for the image must read back the same.
+        let builtin = b"ahci.alias=pci:v*d*sv*sd*bc01sc06i01*\0ahci.license=GPL\0";
+        let t = ClaimTable::new(
+            parse_alias("alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\n")
+                .into_iter()
+                .chain(parse_builtin_modinfo(builtin))
+                .collect(),
+        );
+        let text: String = t
+            .aliases()
+            .iter()
+            .map(|a| format!("alias {} {}\n", a.pattern, a.module))
+            .collect();
+        assert_eq!(parse_alias(&text), t.aliases());
+        assert_eq!(
+            t.claimants("pci:v00001234d00000001sv0sd0bc01sc06i01"),
+            ["ahci"]
         );
     }
 

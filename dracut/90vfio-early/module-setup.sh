@@ -68,6 +68,11 @@ install() {
         inst_simple "$config" /etc/vfio-early.toml
     fi
     inst_simple "$bin" /usr/bin/vfio-early
+    # Every driver that would claim a device after the switch to the real root, not
+    # only those inside the image: the agent's group-safety rule reads it.
+    mkdir -p "$initdir/usr/lib/vfio-early"
+    vfio_early_modules --pci-aliases >"$initdir/usr/lib/vfio-early/modules.alias" ||
+        rm -f "$initdir/usr/lib/vfio-early/modules.alias"
     mkdir -p "$initdir/etc/modprobe.d"
     vfio_early_modules --config "$config" --modprobe-conf >"$initdir/etc/modprobe.d/vfio-early.conf" ||
         rm -f "$initdir/etc/modprobe.d/vfio-early.conf"

@@ -46,6 +46,12 @@ pub struct Args {
     /// Print the modprobe.d backstop instead of the module names.
     #[arg(long, conflicts_with = "json")]
     pub modprobe_conf: bool,
+    /// Print the kernel's PCI alias table (loadable and built-in drivers) in
+    /// `modules.alias` form, for the image: the initramfs's own `modules.alias` covers
+    /// only the modules inside it, and the agent must know every driver that would
+    /// claim a device after the switch to the real root.
+    #[arg(long, conflicts_with_all = ["json", "modprobe_conf"])]
+    pub pci_aliases: bool,
     /// Print everything as JSON.
     #[arg(long)]
     pub json: bool,
@@ -98,7 +104,12 @@ pub fn run(args: &Args, host: &Host) -> ExitCode {
         .first()
         .is_some_and(|e| e.provided == Provided::Builtin);
 
-    let out = if args.json {
+    let out = if args.pci_aliases {
+        aliases.aliases().iter().fold(String::new(), |mut s, a| {
+            let _ = writeln!(s, "alias {} {}", a.pattern, a.module);
+            s
+        })
+    } else if args.json {
         json(
             &kver,
             &closure,
