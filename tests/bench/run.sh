@@ -110,7 +110,9 @@ if section "kernel-config bench" cargo bench -q -p kernel-config --bench check; 
     median=$(sed -E 's/.*median +([0-9.]+) ms.*/\1/' <<<"$line")
     name=$(sed -E 's/^(arch \([0-9]+ KB\)).*/\1/' <<<"$line")
     gz=$(grep -m1 -E '^arch .*gunzip' <<<"$out" | sed -E 's/.*median +([0-9.]+) ms.*/\1/')
-    row "check-kconfig in-process, ${name:-arch config}: parse + check + render" "median ${median:-?} ms (from gzip: ${gz:-?} ms)" "target < 3 ms"
+    oneshot=$(grep -m1 -E '^arch .*one-shot' <<<"$out" | sed -E 's/.*median +([0-9.]+) ms.*/\1/')
+    row "check-kconfig in-process, ${name:-arch config}: parse + check + render" \
+        "median ${median:-?} ms (with the rules table parsed too: ${oneshot:-?} ms; from gzip: ${gz:-?} ms)" "target < 3 ms"
 else
     row "check-kconfig in-process" "bench failed (see log)" "target < 3 ms"
 fi
