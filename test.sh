@@ -24,6 +24,7 @@ step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test" cargo test --workspace
 step shellcheck tests/shellcheck.sh
+step install tests/install.sh
 if ((!fast)) && [[ -x tests/qemu/run.sh ]]; then
   step "qemu boots" tests/qemu/run.sh all
 fi

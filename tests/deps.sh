@@ -10,6 +10,9 @@ packages=(
   shellcheck pciutils hwdata
   # Fetching the kernel package (apt-get download) and unpacking it.
   dpkg-dev xz-utils zstd file
+  # make install (tests/install.sh); unshare/mount for the private mount namespaces;
+  # g++ builds libFuzzer for the fuzz smoke run.
+  make util-linux g++
 )
 
 missing=()
