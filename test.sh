@@ -2,7 +2,7 @@
 # Runs every test: lint, unit and integration tests, the QEMU boots, a fuzz smoke run.
 # Usage: ./test.sh [--fast]   (--fast skips the QEMU boots)
 set -uo pipefail
-cd "$(dirname "$0")"
+cd "$(dirname "$0")" || exit 2
 
 fast=0
 [[ ${1:-} == --fast ]] && fast=1

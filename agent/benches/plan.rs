@@ -39,13 +39,14 @@ fn topology() -> (Topology, String) {
     let mut devices = Vec::with_capacity(1024);
     let mut claimants = BTreeMap::new();
     let mut config = String::new();
-    for g in 0..256u32 {
-        let bus = u8::try_from(g).unwrap();
+    for g in 0..=255u8 {
+        let bus = g;
+        let group = u32::from(g);
         let port = PciAddress {
             domain: 0,
             bus: 0,
-            device: u8::try_from(g % 32).unwrap(),
-            function: u8::try_from(g / 32).unwrap(),
+            device: g % 32,
+            function: g / 32,
         };
         let card = |f| PciAddress {
             domain: 1,
@@ -63,19 +64,19 @@ fn topology() -> (Topology, String) {
             port,
             (0x8086, 0x1901),
             0x060400,
-            g,
+            group,
             Some("pcieport"),
         ));
         devices.push(device(
             card(0),
             (0x10de, 0x1b80 + u16::from(bus)),
             0x030000,
-            g,
+            group,
             None,
         ));
-        devices.push(device(card(1), (0x10de, 0x10f0), 0x040300, g, None));
+        devices.push(device(card(1), (0x10de, 0x10f0), 0x040300, group, None));
         // Every other group has a third endpoint a host driver would claim.
-        devices.push(device(extra, (0x8086, 0x10d3), 0x020000, g, None));
+        devices.push(device(extra, (0x8086, 0x10d3), 0x020000, group, None));
         if g % 2 == 0 {
             claimants.insert(extra, "e1000e".to_owned());
         }

@@ -38,7 +38,7 @@ fn tripwire(t: &TestSysfs, rel: &str) {
         rel,
         &format!("#!/bin/sh\necho \"$0 $*\" >> '{}'\n", marker.display()),
     );
-    fs::set_permissions(t.path(rel), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(t.path(rel), fs::Permissions::from_mode(0o755)).expect("chmod tripwire");
 }
 
 /// The seed machine with a valid config, two kernels, the binary installed, and the

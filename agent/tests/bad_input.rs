@@ -459,7 +459,7 @@ fn sysfs_write_refused_directory_in_place_of_the_second_override() {
     // set, must be cleared again, and nothing unbound.
     let t = machine();
     break_attr(&t, "0000:01:00.1", "driver_override", |p| {
-        std::fs::create_dir(p).unwrap()
+        std::fs::create_dir(p).unwrap();
     });
     let err = case(
         &t,

@@ -33,7 +33,7 @@ fn dry_json(t: &TestSysfs) -> Value {
 fn entry<'a>(plan: &'a Value, addr: &str) -> &'a Value {
     plan["devices"]
         .as_array()
-        .unwrap()
+        .expect("devices array")
         .iter()
         .find(|d| d["address"] == addr)
         .unwrap_or_else(|| panic!("{addr} missing: {plan}"))

@@ -12,7 +12,7 @@ use vfio_early::plan::{self, Action};
 use vfio_early::testing::{seed_machine, Dev, TestSysfs};
 
 fn addr(s: &str) -> PciAddress {
-    s.parse().unwrap()
+    s.parse().expect("a PCI address")
 }
 
 fn by_address(a: &str) -> SuggestArgs {

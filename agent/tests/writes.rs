@@ -317,7 +317,7 @@ impl FakeKernel {
                     .unwrap();
                     let to = match ov.trim() {
                         "" | "(null)" => original.get(&addr).cloned().flatten(),
-                        "vfio-pci" if broken.iter().any(|b| *b == addr) => None,
+                        "vfio-pci" if broken.contains(&addr) => None,
                         other => Some(other.to_owned()),
                     };
                     if let Some(to) = to {
