@@ -227,19 +227,31 @@ fn stale_image_names_the_rebuild_command() {
         &[("0000:01:00.0", None), ("0000:01:00.1", None)],
     );
     t.file("usr/sbin/update-initramfs", "#!/bin/sh\n");
+    t.file("usr/share/initramfs-tools/hook-functions", "");
     let out = check::check(&Host::new(t.root()), None);
     let img = find(&out.findings, "image");
     assert_eq!(img.status, Status::Warn);
     assert_eq!(
         img.hint.as_deref(),
-        Some("rebuild the initramfs: update-initramfs -u")
+        Some("rebuild the initramfs: vfio-early apply (runs update-initramfs -u)")
     );
     t.file("usr/bin/dracut", "#!/bin/bash\n");
+    t.file("usr/lib/dracut/dracut-functions.sh", "");
     std::fs::remove_file(t.path("usr/sbin/update-initramfs")).unwrap();
     let out = check::check(&Host::new(t.root()), None);
     assert_eq!(
         find(&out.findings, "image").hint.as_deref(),
-        Some("rebuild the initramfs: dracut -f")
+        Some("rebuild the initramfs: vfio-early apply (runs dracut --force)")
+    );
+    std::fs::remove_file(t.path("usr/bin/dracut")).unwrap();
+    let out = check::check(&Host::new(t.root()), None);
+    assert!(
+        find(&out.findings, "image")
+            .hint
+            .as_deref()
+            .unwrap_or_default()
+            .contains("dracut -f / mkinitcpio -P"),
+        "no generator found: every command is named"
     );
 }
 

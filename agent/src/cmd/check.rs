@@ -622,27 +622,22 @@ fn modprobe_ids(host: &Host) -> Option<(String, String)> {
 
 /// The command that rebuilds the initramfs on this system, from what is installed.
 pub fn rebuild_command(host: &Host) -> String {
-    let has = |names: &[&str]| {
-        names.iter().any(|n| {
-            ["usr/bin", "usr/sbin", "bin", "sbin"]
-                .iter()
-                .any(|d| host.exists(format!("{d}/{n}")))
-        })
-    };
-    let mut cmds = Vec::new();
-    if has(&["dracut"]) {
-        cmds.push("dracut -f");
-    }
-    if has(&["mkinitcpio"]) {
-        cmds.push("mkinitcpio -P");
-    }
-    if has(&["update-initramfs"]) {
-        cmds.push("update-initramfs -u");
-    }
-    if cmds.is_empty() {
-        "your initramfs generator (dracut -f / mkinitcpio -P / update-initramfs -u)".to_owned()
-    } else {
-        cmds.join(" or ")
+    use crate::cmd::apply::{detect, Generator};
+    // One detection for `check` and `apply`: the generator that builds this system's
+    // images, and `apply`, which validates the config before it runs it.
+    match detect(host, None) {
+        Ok((g, _)) => {
+            let runs = match g {
+                Generator::Dracut => "dracut --force",
+                Generator::Mkinitcpio => "mkinitcpio -P",
+                Generator::InitramfsTools => "update-initramfs -u",
+            };
+            format!("vfio-early apply (runs {runs})")
+        }
+        Err(_) => {
+            "vfio-early apply, or your generator (dracut -f / mkinitcpio -P / update-initramfs -u)"
+                .to_owned()
+        }
     }
 }
 
