@@ -102,7 +102,7 @@ qemu_boot() {
     mapfile -t topo < <(topology_args)
     t=$(now)
     timeout --kill-after=10 "$BOOT_TIMEOUT" qemu-system-x86_64 \
-        -machine "$machine" -accel tcg -cpu max -m "${VFIO_EARLY_QEMU_MEM:-1024}" -smp "${VFIO_EARLY_QEMU_SMP:-1}" \
+        -machine "$machine" -accel tcg -cpu "${VFIO_EARLY_QEMU_CPU:-max}" -m "${VFIO_EARLY_QEMU_MEM:-1024}" -smp "${VFIO_EARLY_QEMU_SMP:-1}" \
         -nographic -vga none -nic none -no-reboot -monitor none -serial "file:$logf" \
         "${iommu_args[@]}" "${topo[@]}" \
         -kernel "$VMLINUZ" -initrd "$initrd" \
