@@ -30,6 +30,8 @@ CARGO      ?= cargo
 TARGET     ?= x86_64-unknown-linux-musl
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 BIN        ?= $(TARGET_DIR)/$(TARGET)/release/vfio-early
+# The boot agent for the initramfs: `bind` alone (--no-default-features), smaller.
+BOOT_BIN   ?= $(TARGET_DIR)/boot/$(TARGET)/release/vfio-early
 GEN        ?= $(TARGET_DIR)/docs
 INSTALL    ?= install
 
@@ -51,10 +53,14 @@ all: build docs
 
 build:
 	$(CARGO) build --release --target $(TARGET) -p vfio-early
+	$(CARGO) build --release --target $(TARGET) -p vfio-early --no-default-features --target-dir $(TARGET_DIR)/boot
 
 # Built only when missing, so `make install` as root after `make` builds nothing.
 $(BIN):
 	$(CARGO) build --release --target $(TARGET) -p vfio-early
+
+$(BOOT_BIN):
+	$(CARGO) build --release --target $(TARGET) -p vfio-early --no-default-features --target-dir $(TARGET_DIR)/boot
 
 docs: $(GEN)/man/vfio-early.8
 
@@ -68,8 +74,10 @@ clean-docs:
 # mode_of FILE: 755 for executables in the tree, 644 for the rest.
 mode_of = $$(if [ -x $(1) ]; then echo 0755; else echo 0644; fi)
 
-install: $(BIN) $(GEN)/man/vfio-early.8
+install: $(BIN) $(BOOT_BIN) $(GEN)/man/vfio-early.8
 	$(INSTALL) -Dm0755 $(BIN) $(DESTDIR)$(BINDIR)/vfio-early
+	@# What the initramfs hooks put into the image as /usr/bin/vfio-early.
+	$(INSTALL) -Dm0755 $(BOOT_BIN) $(DESTDIR)$(LIBDIR)/vfio-early/vfio-early-boot
 	@# dracut: modules.d/90vfio-early/ (module-setup.sh and hook scripts run: 0755).
 	@set -e; for f in $(DRACUT_FILES); do \
 		rel=$${f#dracut/}; \
@@ -122,6 +130,7 @@ uninstall:
 		rm -rf $(DESTDIR)$(DRACUTDIR)/$${d#dracut/}; \
 	done
 	@set -e; for f in $(INITCPIO_FILES); do rm -f $(DESTDIR)$(INITCPIODIR)/$${f#mkinitcpio/}; done
+	rm -f $(DESTDIR)$(LIBDIR)/vfio-early/vfio-early-boot
 	rm -rf $(DESTDIR)$(UNITDIR)
 	@set -e; for f in $(ITOOLS_FILES); do rm -f $(DESTDIR)$(INITRAMFSTOOLSDIR)/$${f#initramfs-tools/}; done
 	rm -rf $(DESTDIR)$(DOCDIR)

@@ -22,6 +22,7 @@ step() {
 step deps tests/deps.sh
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
+step "clippy (boot build)" cargo clippy -p vfio-early --no-default-features -- -D warnings
 step "cargo test" cargo test --workspace
 step shellcheck tests/shellcheck.sh
 step install tests/install.sh

@@ -42,6 +42,7 @@ make -s install DESTDIR="$destdir" >/dev/null
 
 expected=()
 expect usr/bin/vfio-early 755
+expect usr/lib/vfio-early/vfio-early-boot 755
 while IFS= read -r f; do
     expect "usr/lib/dracut/modules.d/${f#dracut/}" "$(tree_mode "$f")"
 done < <(find dracut -mindepth 2 -type f | sort)
@@ -96,6 +97,15 @@ if command -v file >/dev/null; then
     checks=$((checks + 1))
     file -L "$bin" | grep -Eq 'statically linked|static-pie linked' || fail "binary is not static: $(file -L "$bin")"
 fi
+
+# The boot build: static, runs `bind`, and has none of the host-only subcommands.
+boot=$destdir/usr/lib/vfio-early/vfio-early-boot
+checks=$((checks + 1))
+"$boot" bind --help >/dev/null || fail "boot build does not run bind"
+checks=$((checks + 1))
+if "$boot" check --help >/dev/null 2>&1; then fail "boot build carries check"; fi
+checks=$((checks + 1))
+(($(stat -c %s "$boot") < $(stat -c %s "$bin"))) || fail "boot build is not smaller than the full binary"
 
 # The config: every line a comment, and a valid config that selects nothing.
 checks=$((checks + 1))

@@ -29,16 +29,22 @@ pub enum Command {
     /// Bind the configured devices to vfio-pci (run from the initramfs).
     Bind(cmd::bind::Args),
     /// Check the IOMMU, the kernel command line, the devices and hugepages.
+    #[cfg(feature = "tools")]
     Check(cmd::check::Args),
     /// List IOMMU groups with their devices, drivers and boot-VGA flag.
+    #[cfg(feature = "tools")]
     Groups(cmd::groups::Args),
     /// Check a kernel .config for passthrough.
+    #[cfg(feature = "tools")]
     CheckKconfig(cmd::kconfig::Args),
     /// List the vfio modules of a kernel, for initramfs generators.
+    #[cfg(feature = "tools")]
     Modules(cmd::modules::Args),
     /// Check the config on this machine, then rebuild the initramfs with it.
+    #[cfg(feature = "tools")]
     Apply(cmd::apply::Args),
     /// Propose a config for a card (`config suggest`).
+    #[cfg(feature = "tools")]
     Config(cmd::config::Args),
 }
 
@@ -58,11 +64,17 @@ pub fn main() -> ExitCode {
     let host = Host::new(&cli.root);
     match &cli.command {
         Command::Bind(a) => cmd::bind::run(a, &host),
+        #[cfg(feature = "tools")]
         Command::Check(a) => cmd::check::run(a, &host),
+        #[cfg(feature = "tools")]
         Command::Groups(a) => cmd::groups::run(a, &host),
+        #[cfg(feature = "tools")]
         Command::CheckKconfig(a) => cmd::kconfig::run(a, &host),
+        #[cfg(feature = "tools")]
         Command::Modules(a) => cmd::modules::run(a, &host),
+        #[cfg(feature = "tools")]
         Command::Apply(a) => cmd::apply::run(a, &host),
+        #[cfg(feature = "tools")]
         Command::Config(a) => cmd::config::run(a, &host),
     }
 }

@@ -49,13 +49,16 @@ pub mod cmdline_check;
 pub mod config;
 pub mod host;
 pub mod hugepages;
+#[cfg(feature = "tools")]
 pub mod iomem;
 pub mod iommu;
 pub mod kmsg;
 pub mod logger;
+#[cfg(feature = "tools")]
 pub mod modinfo;
 pub mod modules;
 pub mod pci;
+#[cfg(feature = "tools")]
 pub mod pciids;
 pub mod plan;
 pub mod record;

@@ -5,10 +5,22 @@
 # file only installs it, its config, the vfio modules and the hook.
 #
 # Build-time overrides (for tests and staged installs): VFIO_EARLY_BIN (the binary on
-# the build host) and VFIO_EARLY_CONFIG (the config to put in the image).
+# the build host), VFIO_EARLY_BOOT_BIN (the boot-only build that goes into the image)
+# and VFIO_EARLY_CONFIG (the config to put in the image).
 
 vfio_early_bin() {
     printf '%s\n' "${VFIO_EARLY_BIN:-/usr/bin/vfio-early}"
+}
+
+# The binary for the image: the boot-only build (`bind` alone, smaller) when installed,
+# else the full one.
+vfio_early_boot_bin() {
+    local boot=${VFIO_EARLY_BOOT_BIN:-/usr/lib/vfio-early/vfio-early-boot}
+    if [[ -x $boot ]]; then
+        printf '%s\n' "$boot"
+    else
+        vfio_early_bin
+    fi
 }
 
 vfio_early_config() {
@@ -67,7 +79,7 @@ install() {
         fi
         inst_simple "$config" /etc/vfio-early.toml
     fi
-    inst_simple "$bin" /usr/bin/vfio-early
+    inst_simple "$(vfio_early_boot_bin)" /usr/bin/vfio-early
     # Every driver that would claim a device after the switch to the real root, not
     # only those inside the image: the agent's group-safety rule reads it.
     mkdir -p "$initdir/usr/lib/vfio-early"

@@ -53,14 +53,23 @@ fetch_kernel() {
 }
 
 # build_agent: the static binary. Sets AGENT_BIN.
+# The full tool (host side: modules, dry runs; `check` inside the VM) and the boot
+# agent the images carry (`bind` alone, --no-default-features), as `make` builds them.
 build_agent() {
     AGENT_BIN=${VFIO_EARLY_BIN:-$REPO_DIR/target/x86_64-unknown-linux-musl/release/vfio-early}
+    BOOT_BIN=${VFIO_EARLY_BOOT_BIN:-$REPO_DIR/target/boot/x86_64-unknown-linux-musl/release/vfio-early}
     if [[ -z ${VFIO_EARLY_BIN:-} ]]; then
         (cd "$REPO_DIR" && cargo build --quiet --release --target x86_64-unknown-linux-musl -p vfio-early) ||
             die "cargo build of the static agent failed"
     fi
+    if [[ -z ${VFIO_EARLY_BOOT_BIN:-} ]]; then
+        (cd "$REPO_DIR" && cargo build --quiet --release --target x86_64-unknown-linux-musl -p vfio-early \
+            --no-default-features --target-dir target/boot) ||
+            die "cargo build of the boot agent failed"
+    fi
     [[ -x $AGENT_BIN ]] || die "no agent binary at $AGENT_BIN"
-    export VFIO_EARLY_BIN=$AGENT_BIN
+    [[ -x $BOOT_BIN ]] || die "no boot agent binary at $BOOT_BIN"
+    export VFIO_EARLY_BIN=$AGENT_BIN VFIO_EARLY_BOOT_BIN=$BOOT_BIN
 }
 
 # The machine every boot uses. Addresses are pinned (q35 adds devices otherwise):

@@ -215,7 +215,7 @@ ok "mkinitcpio build(): returns 0" test $? -eq 0
 ok "mkinitcpio build(): adds vfio_pci and vfio_iommu_type1" \
     eval 'grep -qx "add_module vfio_pci" "$mk/record" && grep -qx "add_module vfio_iommu_type1" "$mk/record"'
 ok "mkinitcpio build(): adds the binary and the config" \
-    eval 'grep -q "^add_binary .* /usr/bin/vfio-early$" "$mk/record" && grep -q "^add_file .* /etc/vfio-early.toml$" "$mk/record"'
+    eval 'grep -qxF "add_binary $BOOT_BIN /usr/bin/vfio-early" "$mk/record" && grep -q "^add_file .* /etc/vfio-early.toml$" "$mk/record"'
 ok "mkinitcpio build(): adds the runtime hook" grep -qx "add_runscript vfio-early" "$mk/record"
 ok "mkinitcpio build(): writes the modprobe.d backstop" grep -q '^install vfio-pci ' "$mk/root/etc/modprobe.d/vfio-early.conf"
 ok "mkinitcpio build(): no systemd unit without the systemd hook" eval '! grep -q vfio-early.service "$mk/record"'
@@ -242,8 +242,10 @@ ok "dracut module-setup: returns 0" test $? -eq 0
 ok "dracut module-setup: instmods the vfio closure" grep -q '^instmods vfio_pci .*vfio_iommu_type1' "$dm/record"
 ok "dracut module-setup: hook at pre-udev 00" grep -q '^inst_hook pre-udev 00 .*/vfio-early.sh$' "$dm/record"
 ok "dracut module-setup: binary and config installed" \
-    eval 'grep -q "^inst_simple .* /usr/bin/vfio-early$" "$dm/record" && grep -q "^inst_simple .* /etc/vfio-early.toml$" "$dm/record"'
+    eval 'grep -qxF "inst_simple $BOOT_BIN /usr/bin/vfio-early" "$dm/record" && grep -q "^inst_simple .* /etc/vfio-early.toml$" "$dm/record"'
 ok "dracut module-setup: modprobe.d backstop written" grep -q '^install vfio-pci ' "$dm/initdir/etc/modprobe.d/vfio-early.conf"
+ok "dracut module-setup: the kernel's whole PCI alias table for the group-safety rule" \
+    eval 'grep -q "^alias pci:.* snd_hda_intel$" "$dm/initdir/usr/lib/vfio-early/modules.alias"'
 dracut_module_run "$empty_kmod" "$QEMU_DIR/configs/main.toml" "$dm/record-novfio" "$dm/initdir-novfio" 2>/dev/null
 ok "dracut module-setup without vfio-pci: returns 0 (the image build goes on)" test $? -eq 0
 ok "dracut module-setup without vfio-pci: warns loudly, leaves the hook out" \

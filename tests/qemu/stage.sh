@@ -14,5 +14,10 @@ stage_guest_tools() { # $1 = root of the image being built
     done
     cp "${VE_QEMU_DIR:-$QEMU_DIR}"/guest/*.sh "$root/ve/"
     cp "${VE_QEMU_DIR:-$QEMU_DIR}"/configs/*.toml "$root/ve/configs/"
+    # The full tool, for `vfio-early check` in the report (the image's own
+    # /usr/bin/vfio-early is the boot agent: `bind` alone).
+    if [ -n "${VFIO_EARLY_BIN:-}" ]; then
+        cp "$VFIO_EARLY_BIN" "$root/ve/bin/vfio-early"
+    fi
 }
 

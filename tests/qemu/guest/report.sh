@@ -25,7 +25,7 @@ for h in /sys/kernel/mm/hugepages/hugepages-*; do
     [ -d "$h" ] && echo "VE-HUGE ${h##*hugepages-} $(cat "$h/nr_hugepages")"
 done
 if grep -q 've.check=1' /proc/cmdline && [ -x /usr/bin/vfio-early ]; then
-    /usr/bin/vfio-early check >/tmp/ve-check.txt 2>&1
+    /ve/bin/vfio-early check >/tmp/ve-check.txt 2>&1
     rc=$?
     sed 's/^/VE-CHECK /' /tmp/ve-check.txt
     echo "VE-CHECK-EXIT $rc"
