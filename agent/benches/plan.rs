@@ -20,19 +20,7 @@ fn device(
     group: u32,
     driver: Option<&str>,
 ) -> Device {
-    Device {
-        address: addr,
-        vendor: id.0,
-        device: id.1,
-        subsystem_vendor: 0,
-        subsystem_device: 0,
-        class,
-        driver: driver.map(str::to_owned),
-        driver_override: None,
-        boot_vga: false,
-        iommu_group: Some(group),
-        modalias: None,
-    }
+    vfio_early::testing::device(addr, id, class, Some(group), driver)
 }
 
 fn topology() -> (Topology, String) {

@@ -420,19 +420,7 @@ mod tests {
         group: Option<u32>,
         driver: Option<&str>,
     ) -> Device {
-        Device {
-            address: addr.parse().unwrap(),
-            vendor: id.0,
-            device: id.1,
-            subsystem_vendor: 0,
-            subsystem_device: 0,
-            class,
-            driver: driver.map(str::to_owned),
-            driver_override: None,
-            boot_vga: false,
-            iommu_group: group,
-            modalias: None,
-        }
+        crate::testing::device(addr.parse().unwrap(), id, class, group, driver)
     }
 
     fn selectors(toml: &str) -> Vec<Selector> {

@@ -77,6 +77,30 @@ impl Dev {
 
 pub const RELEASE: &str = "6.1.0-test-amd64";
 
+/// A device record as the planner sees it, without a sysfs tree (planner tests and
+/// benchmarks).
+pub fn device(
+    address: crate::pci::PciAddress,
+    id: (u16, u16),
+    class: u32,
+    group: Option<u32>,
+    driver: Option<&str>,
+) -> crate::pci::Device {
+    crate::pci::Device {
+        address,
+        vendor: id.0,
+        device: id.1,
+        subsystem_vendor: 0,
+        subsystem_device: 0,
+        class,
+        driver: driver.map(str::to_owned),
+        driver_override: None,
+        boot_vga: false,
+        iommu_group: group,
+        modalias: None,
+    }
+}
+
 impl Default for TestSysfs {
     fn default() -> Self {
         Self::new()
