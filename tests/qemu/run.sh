@@ -152,10 +152,12 @@ boot_scenarios() { # VENDOR
 
         # 1 GiB pages: -cpu max (pdpe1gb) and -m 8G (at 1-4G the kernel finds no
         # contiguous GiB at run time).
-        VFIO_EARLY_QEMU_MEM=8192 qemu_boot "$v-huge1g" "$v" "$WORK_DIR/dracut-shell.img" "$DRACUT_ARGS ve.config=huge1g"
+        VFIO_EARLY_QEMU_MEM=8192 qemu_boot "$v-huge1g" "$v" "$WORK_DIR/dracut-shell.img" "$DRACUT_ARGS ve.config=huge1g ve.check=1"
         ok "$v hugepages: 1 x 1 GiB reserved and read back (-m 8G)" huge_is "$v-huge1g" 1048576kB 1
         ok "$v hugepages: the agent logs what it obtained" kmsg_has "$v-huge1g" 'vfio-early: hugepages 1G: requested 1, obtained 1'
         ok "$v hugepages: card A bound in the same run" driver_is "$v-huge1g" 0000:01:00.0 vfio-pci
+        ok "$v check: passes (exit 0) after a successful bind" eval 'report "'"$v"'-huge1g" | grep -qx "VE-CHECK-EXIT 0"'
+        ok "$v check: card A's display on vfio-pci in a usable group" check_has "$v-huge1g" '^pass +device 0000:01:00\.0 +on vfio-pci'
 
         # QEMU's default CPU model has no pdpe1gb: 2 MiB pages still come, 1 GiB pages
         # are refused by name (the config line and why).
