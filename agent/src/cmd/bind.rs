@@ -86,37 +86,25 @@ fn bind(args: &Args, host: &Host) -> ExitCode {
     let path = config_path(args, host);
     record.config_path = path.display().to_string();
 
+    // Leaving before any plan: the record says why, and nothing else happens.
+    let nothing = |record: &Record, code| finish(args, host, record, &Plan::default(), &[], code);
+
     if let Some(param) = cmdline.kill_switch() {
         info!("disabled by {param} on the kernel command line; nothing done");
         record.disabled_by = Some(param);
-        return finish(
-            args,
-            host,
-            &record,
-            &Plan::default(),
-            &[],
-            ExitCode::SUCCESS,
-        );
+        return nothing(&record, ExitCode::SUCCESS);
     }
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) if e.at.is_none() && !path.exists() && args.config.is_none() => {
             info!("no config at {}; nothing to do", path.display());
             record.config_error = Some(e.to_string());
-            return finish(
-                args,
-                host,
-                &record,
-                &Plan::default(),
-                &[],
-                ExitCode::SUCCESS,
-            );
+            return nothing(&record, ExitCode::SUCCESS);
         }
         Err(e) => {
             error!("{e}; nothing was changed");
             record.config_error = Some(e.to_string());
-            let code = ExitCode::from(if args.strict { 2 } else { 0 });
-            return finish(args, host, &record, &Plan::default(), &[], code);
+            return nothing(&record, ExitCode::from(if args.strict { 2 } else { 0 }));
         }
     };
     record.config_text = Some(config.text.clone());
