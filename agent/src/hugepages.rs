@@ -430,6 +430,20 @@ struct Draft {
     notes: Vec<String>,
 }
 
+impl Draft {
+    /// The record of this entry before anything is requested or read back.
+    fn record(&self) -> HugepageRecord {
+        HugepageRecord {
+            size: self.size.clone(),
+            size_kb: self.size_kb,
+            node: self.node,
+            requested: 0,
+            obtained: None,
+            notes: self.notes.clone(),
+        }
+    }
+}
+
 fn label(size: &str, node: Option<u32>) -> String {
     match node {
         Some(n) => format!("{size} node {n}"),
@@ -580,14 +594,7 @@ pub fn plan(host: &Host, config: &Config, cmdline: &Cmdline) -> Vec<HugepageReco
     let mut added_kb: u64 = 0;
     let mut out = Vec::new();
     for d in drafts(host, config) {
-        let mut rec = HugepageRecord {
-            size: d.size.clone(),
-            size_kb: d.size_kb,
-            node: d.node,
-            requested: 0,
-            obtained: None,
-            notes: d.notes,
-        };
+        let mut rec = d.record();
         let want = match d.want {
             Ok(w) => w,
             Err(e) => {
@@ -876,14 +883,7 @@ pub fn status(host: &Host, config: &Config) -> Vec<HugepageRecord> {
     let mut covered: Vec<u64> = Vec::new();
     let asked = host_cmdline_reservations(host);
     for d in drafts(host, config) {
-        let mut rec = HugepageRecord {
-            size: d.size.clone(),
-            size_kb: d.size_kb,
-            node: d.node,
-            requested: 0,
-            obtained: None,
-            notes: d.notes,
-        };
+        let mut rec = d.record();
         match d.want {
             Ok(want) => {
                 covered.push(d.size_kb);
