@@ -77,6 +77,18 @@ impl Dev {
 
 pub const RELEASE: &str = "6.1.0-test-amd64";
 
+/// Runs a built `vfio-early` (`env!("CARGO_BIN_EXE_vfio-early")` in integration tests)
+/// with `--root ROOT` and `NO_COLOR=1`, and waits for it.
+pub fn run_at(bin: &str, root: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(bin)
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run vfio-early")
+}
+
 /// A device record as the planner sees it, without a sysfs tree (planner tests and
 /// benchmarks).
 pub fn device(
@@ -135,6 +147,11 @@ impl TestSysfs {
 
     pub fn root(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Runs a built `vfio-early` against this tree (see [`run_at`]).
+    pub fn run(&self, bin: &str, args: &[&str]) -> std::process::Output {
+        run_at(bin, self.root(), args)
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use vfio_early::cmd::apply::{
     commands, detect, integration_problems, kernels, mkinitcpio_hooks, Generator,
@@ -15,12 +15,7 @@ const GPU_SLOT: &str = "[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"sl
 const OLD: &str = "6.0.0-old-amd64";
 
 fn run(t: &TestSysfs, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vfio-early"))
-        .arg("--root")
-        .arg(t.root())
-        .args(args)
-        .output()
-        .expect("run vfio-early")
+    t.run(env!("CARGO_BIN_EXE_vfio-early"), args)
 }
 
 fn out(o: &Output) -> String {

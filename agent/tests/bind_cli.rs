@@ -1,19 +1,13 @@
 //! The built binary against fixture trees: dry runs, a real run that must roll back,
 //! the kill switch, bad configs.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 use vfio_early::testing::{seed_machine, Dev, TestSysfs};
 
 fn run(t: &TestSysfs, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vfio-early"))
-        .arg("--root")
-        .arg(t.root())
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run vfio-early")
+    t.run(env!("CARGO_BIN_EXE_vfio-early"), args)
 }
 
 fn stdout(o: &Output) -> String {

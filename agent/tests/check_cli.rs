@@ -2,18 +2,10 @@
 
 mod check_support;
 
-use std::process::Command;
-
 use check_support::*;
 
 fn run(root: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vfio-early"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run vfio-early");
+    let out = vfio_early::testing::run_at(env!("CARGO_BIN_EXE_vfio-early"), root, args);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

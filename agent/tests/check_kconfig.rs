@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
@@ -21,14 +21,10 @@ fn real(stem: &str) -> String {
 }
 
 fn run(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vfio-early"))
-        .arg("--root")
-        .arg(root)
-        .arg("check-kconfig")
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run vfio-early")
+    let args: Vec<&str> = std::iter::once("check-kconfig")
+        .chain(args.iter().copied())
+        .collect();
+    vfio_early::testing::run_at(env!("CARGO_BIN_EXE_vfio-early"), root, &args)
 }
 
 fn json(o: &Output) -> Value {

@@ -1,7 +1,7 @@
 //! `config suggest` over fixture machines: a single GPU, identical twins, a GPU in a
 //! group that cannot be handed over, and the `--write` / `--force` contract.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use vfio_early::bind::read_topology;
 use vfio_early::cmd::config::{gpus, suggest, SuggestArgs, SuggestError};
@@ -30,12 +30,7 @@ fn by_gpu(n: usize) -> SuggestArgs {
 }
 
 fn run(t: &TestSysfs, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vfio-early"))
-        .arg("--root")
-        .arg(t.root())
-        .args(args)
-        .output()
-        .expect("run vfio-early")
+    t.run(env!("CARGO_BIN_EXE_vfio-early"), args)
 }
 
 fn text(b: &[u8]) -> String {

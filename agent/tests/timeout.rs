@@ -11,7 +11,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -27,12 +27,7 @@ fn fifo(path: &Path) {
 
 fn timed_bind(t: &TestSysfs) -> (Output, Duration) {
     let start = Instant::now();
-    let o = Command::new(env!("CARGO_BIN_EXE_vfio-early"))
-        .arg("--root")
-        .arg(t.root())
-        .arg("bind")
-        .output()
-        .expect("run vfio-early");
+    let o = t.run(env!("CARGO_BIN_EXE_vfio-early"), &["bind"]);
     (o, start.elapsed())
 }
 

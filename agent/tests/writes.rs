@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::os::unix::fs::symlink;
 use std::path::Path;
-use std::process::Command;
 use std::time::SystemTime;
 
 use vfio_early::testing::{seed_machine, Dev, TestSysfs};
@@ -73,13 +72,10 @@ fn changed(before: &BTreeMap<String, Entry>, after: &BTreeMap<String, Entry>) ->
 }
 
 fn bind(t: &TestSysfs, extra: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_vfio-early"))
-        .arg("--root")
-        .arg(t.root())
-        .arg("bind")
-        .args(extra)
-        .output()
-        .expect("run vfio-early")
+    let args: Vec<&str> = std::iter::once("bind")
+        .chain(extra.iter().copied())
+        .collect();
+    t.run(env!("CARGO_BIN_EXE_vfio-early"), &args)
 }
 
 const POOL: &str = "sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
