@@ -447,15 +447,18 @@ impl Evidence {
 /// The one-line verdict `bind` logs at boot: IOMMU vendor and source of proof,
 /// interrupt remapping, command-line problems. Error when the IOMMU is off, warning
 /// when something else is wrong, info otherwise.
-pub fn boot_verdict(host: &Host, cmdline: &Cmdline) -> (log::Level, String) {
+pub fn boot_verdict(
+    host: &Host,
+    cmdline: &Cmdline,
+    devices: &[pci::Device],
+) -> (log::Level, String) {
     let ev = Evidence::read(host);
-    let devices = pci::scan(host);
     let ctx = cmdline_check::Context {
         vendor: ev.vendor(),
         iommu_on: ev.is_on(),
         intel_default_on: cmdline_check::intel_default_on(host),
         platform_opt_in: ev.log.platform_opt_in,
-        devices: &devices,
+        devices,
         configured: &[],
     };
     verdict(&ev, cmdline, &ctx)

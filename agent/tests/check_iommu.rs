@@ -8,6 +8,7 @@ use vfio_early::cmd::check;
 use vfio_early::cmdline::Cmdline;
 use vfio_early::host::Host;
 use vfio_early::iommu::{self, Evidence, Vendor};
+use vfio_early::pci;
 use vfio_early::report::{Finding, Status};
 
 fn find<'a>(f: &'a [Finding], check: &str) -> &'a Finding {
@@ -184,7 +185,8 @@ fn boot_verdict_is_one_line_with_level() {
     iommu_on(&t, "DMAR", "dmar0");
     t.file("dev/kmsg", &intel_log());
     let host = Host::new(t.root());
-    let (level, line) = iommu::boot_verdict(&host, &Cmdline::parse("intel_iommu=on"));
+    let (level, line) =
+        iommu::boot_verdict(&host, &Cmdline::parse("intel_iommu=on"), &pci::scan(&host));
     assert_eq!(level, log::Level::Info, "{line}");
     assert!(!line.contains('\n'));
     assert!(
@@ -197,6 +199,7 @@ fn boot_verdict_is_one_line_with_level() {
     let (level, line) = iommu::boot_verdict(
         &host,
         &Cmdline::parse("intel_iommu=on pcie_acs_override=downstream"),
+        &pci::scan(&host),
     );
     assert_eq!(level, log::Level::Warn);
     assert!(line.contains("pcie_acs_override"), "{line}");
@@ -205,8 +208,12 @@ fn boot_verdict_is_one_line_with_level() {
     off.file("sys/firmware/acpi/tables/IVRS", "");
     off.file("dev/kmsg", &no_iommu_log());
     off.file("proc/interrupts", INTERRUPTS_PLAIN);
-    let (level, line) =
-        iommu::boot_verdict(&Host::new(off.root()), &Cmdline::parse("amd_iommu=off"));
+    let off_host = Host::new(off.root());
+    let (level, line) = iommu::boot_verdict(
+        &off_host,
+        &Cmdline::parse("amd_iommu=off"),
+        &pci::scan(&off_host),
+    );
     assert_eq!(level, log::Level::Error);
     assert!(
         line.contains("IOMMU off") && line.contains("amd_iommu=off"),

@@ -109,14 +109,15 @@ fn bind(args: &Args, host: &Host) -> ExitCode {
     };
     record.config_text = Some(config.text.clone());
 
+    // One scan of the devices serves the verdict and the plan.
+    let topo = read_topology(host);
     // The IOMMU and command-line verdict, so `dmesg` alone tells a user where they stand.
-    let (level, verdict) = crate::iommu::boot_verdict(host, &cmdline);
+    let (level, verdict) = crate::iommu::boot_verdict(host, &cmdline, &topo.devices);
     if !args.dry_run {
         log::log!(level, "{verdict}");
     }
     record.iommu_verdict = Some(verdict);
 
-    let topo = read_topology(host);
     let plan = plan::plan(&config.devices, &topo);
     let hugepages = crate::hugepages::plan(host, &config, &cmdline);
     if args.dry_run {
