@@ -482,17 +482,8 @@ mod tests {
 
     fn dev(addr: &str, id: (u16, u16), boot_vga: bool) -> Device {
         Device {
-            address: addr.parse().unwrap(),
-            vendor: id.0,
-            device: id.1,
-            subsystem_vendor: 0,
-            subsystem_device: 0,
-            class: 0x030000,
-            driver: None,
-            driver_override: None,
             boot_vga,
-            iommu_group: Some(1),
-            modalias: None,
+            ..crate::testing::device(addr.parse().unwrap(), id, 0x030000, Some(1), None)
         }
     }
 
