@@ -13,10 +13,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use testing::{Dev, TestSysfs};
 use vfio_early::cmd::groups;
 use vfio_early::host::Host;
 use vfio_early::pciids::PciIds;
-use vfio_early::testing::{Dev, TestSysfs};
 
 /// (address, vendor, device, class, group, driver)
 type Function = (String, u16, u16, u32, u32, Option<&'static str>);

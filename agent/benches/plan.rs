@@ -20,7 +20,7 @@ fn device(
     group: u32,
     driver: Option<&str>,
 ) -> Device {
-    vfio_early::testing::device(addr, id, class, Some(group), driver)
+    Device::new(addr, id, class, Some(group), driver)
 }
 
 fn topology() -> (Topology, String) {

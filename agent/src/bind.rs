@@ -332,8 +332,8 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::plan::plan;
-    use crate::testing::{seed_machine, TestSysfs};
     use std::path::Path;
+    use testing::{seed_machine, TestSysfs};
 
     fn selectors(toml: &str) -> Vec<crate::config::Selector> {
         Config::parse(Path::new("t.toml"), toml.as_bytes())
@@ -420,7 +420,7 @@ mod tests {
     fn a_stuck_unbind_is_abandoned_and_the_group_rolled_back() {
         let t = TestSysfs::new();
         t.add(
-            &crate::testing::Dev::new("0000:03:00.0", (0x8086, 0x10d3), 0x020000)
+            &testing::Dev::new("0000:03:00.0", (0x8086, 0x10d3), 0x020000)
                 .group(4)
                 .driver("e1000e"),
         );

@@ -483,7 +483,7 @@ mod tests {
     fn dev(addr: &str, id: (u16, u16), boot_vga: bool) -> Device {
         Device {
             boot_vga,
-            ..crate::testing::device(addr.parse().unwrap(), id, 0x030000, Some(1), None)
+            ..Device::new(addr.parse().unwrap(), id, 0x030000, Some(1), None)
         }
     }
 

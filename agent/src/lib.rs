@@ -63,4 +63,3 @@ pub mod pciids;
 pub mod plan;
 pub mod record;
 pub mod report;
-pub mod testing;

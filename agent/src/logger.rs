@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn stays_within_the_kernel_budget_and_summarises() {
-        let t = crate::testing::TestSysfs::new();
+        let t = testing::TestSysfs::new();
         let host = Host::new(t.root());
         let logger = KmsgLogger::new(&host, LevelFilter::Off, LevelFilter::Info);
         for i in 0..25 {
@@ -200,7 +200,7 @@ mod tests {
 
     #[test]
     fn unlimited_when_devkmsg_is_on_and_levels_map_to_syslog() {
-        let t = crate::testing::TestSysfs::new();
+        let t = testing::TestSysfs::new();
         t.file("proc/sys/kernel/printk_devkmsg", "on\n");
         let host = Host::new(t.root());
         let logger = KmsgLogger::new(&host, LevelFilter::Off, LevelFilter::Info);

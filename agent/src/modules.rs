@@ -648,7 +648,7 @@ mod tests {
 
     #[test]
     fn loader_honours_hard_and_soft_dependencies() {
-        let t = crate::testing::TestSysfs::new();
+        let t = testing::TestSysfs::new();
         t.file("sys/module/irqbypass/refcnt", "0\n");
         let host = Host::new(t.root());
         let calls = std::cell::RefCell::new(Vec::new());

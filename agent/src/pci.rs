@@ -228,6 +228,31 @@ pub struct Device {
 }
 
 impl Device {
+    /// A record built from values instead of read from sysfs: ids, class, group and
+    /// driver as given; no subsystem ids, no `driver_override`, not the boot display, no
+    /// `modalias`. Planner tests and benchmarks build their topologies with it.
+    pub fn new(
+        address: PciAddress,
+        (vendor, device): (u16, u16),
+        class: u32,
+        iommu_group: Option<u32>,
+        driver: Option<&str>,
+    ) -> Self {
+        Self {
+            address,
+            vendor,
+            device,
+            subsystem_vendor: 0,
+            subsystem_device: 0,
+            class,
+            driver: driver.map(str::to_owned),
+            driver_override: None,
+            boot_vga: false,
+            iommu_group,
+            modalias: None,
+        }
+    }
+
     /// Reads one device from `sys/bus/pci/devices/<addr>`; `None` when it does not exist.
     pub fn read(host: &Host, address: PciAddress) -> Option<Self> {
         let dir = address.sysfs_dir();

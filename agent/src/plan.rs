@@ -420,7 +420,7 @@ mod tests {
         group: Option<u32>,
         driver: Option<&str>,
     ) -> Device {
-        crate::testing::device(addr.parse().unwrap(), id, class, group, driver)
+        Device::new(addr.parse().unwrap(), id, class, group, driver)
     }
 
     fn selectors(toml: &str) -> Vec<Selector> {

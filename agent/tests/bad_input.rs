@@ -22,7 +22,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use vfio_early::testing::{seed_machine, Dev, TestSysfs};
+use testing::{seed_machine, Dev, TestSysfs};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vfio-early");
 const CONFIG: &str = "etc/vfio-early.toml";

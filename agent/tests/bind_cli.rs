@@ -4,7 +4,7 @@
 use std::process::Output;
 
 use serde_json::Value;
-use vfio_early::testing::{seed_machine, Dev, TestSysfs};
+use testing::{seed_machine, Dev, TestSysfs};
 
 fn run(t: &TestSysfs, args: &[&str]) -> Output {
     t.run(env!("CARGO_BIN_EXE_vfio-early"), args)

@@ -5,7 +5,7 @@ mod check_support;
 use check_support::*;
 
 fn run(root: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = vfio_early::testing::run_at(env!("CARGO_BIN_EXE_vfio-early"), root, args);
+    let out = testing::run_at(env!("CARGO_BIN_EXE_vfio-early"), root, args);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

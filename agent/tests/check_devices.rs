@@ -4,11 +4,11 @@
 mod check_support;
 
 use check_support::*;
+use testing::TestSysfs;
 use vfio_early::cmd::check;
 use vfio_early::host::Host;
 use vfio_early::record::{DeviceRecord, Record};
 use vfio_early::report::{self, Finding, Status};
-use vfio_early::testing::TestSysfs;
 
 fn find<'a>(f: &'a [Finding], check: &str) -> &'a Finding {
     f.iter()
@@ -166,10 +166,7 @@ fn host_driver_unbound_at_boot_says_why() {
     // Built into the kernel.
     t.cmdline("intel_iommu=on\n");
     t.file(
-        &format!(
-            "lib/modules/{}/modules.builtin",
-            vfio_early::testing::RELEASE
-        ),
+        &format!("lib/modules/{}/modules.builtin", testing::RELEASE),
         "kernel/drivers/pci/pcie/portdrv.ko\nkernel/sound/pci/hda/snd-hda-intel.ko\n",
     );
     let out = check::check(&Host::new(t.root()), None);
@@ -178,11 +175,8 @@ fn host_driver_unbound_at_boot_says_why() {
         .contains("built into the kernel"));
 
     // mkinitcpio MODULES=.
-    std::fs::remove_file(t.path(&format!(
-        "lib/modules/{}/modules.builtin",
-        vfio_early::testing::RELEASE
-    )))
-    .unwrap();
+    std::fs::remove_file(t.path(&format!("lib/modules/{}/modules.builtin", testing::RELEASE)))
+        .unwrap();
     t.file(
         "etc/mkinitcpio.conf",
         "# vim:set ft=sh\nMODULES=(ext4 snd_hda_intel)\nHOOKS=(base udev)\n",

@@ -223,7 +223,7 @@ fn boot_verdict_is_one_line_with_level() {
 
 #[test]
 fn kernel_config_through_the_checker() {
-    use vfio_early::testing::RELEASE;
+    use testing::RELEASE;
     // Debian 6.1: everything needed, and VT-d on by default (INTEL_IOMMU_DEFAULT_ON_INTGPU_OFF=y).
     let t = q35(true);
     iommu_on(&t, "DMAR", "dmar0");

@@ -24,7 +24,7 @@ fn run(root: &Path, args: &[&str]) -> Output {
     let args: Vec<&str> = std::iter::once("check-kconfig")
         .chain(args.iter().copied())
         .collect();
-    vfio_early::testing::run_at(env!("CARGO_BIN_EXE_vfio-early"), root, &args)
+    testing::run_at(env!("CARGO_BIN_EXE_vfio-early"), root, &args)
 }
 
 fn json(o: &Output) -> Value {

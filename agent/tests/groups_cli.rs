@@ -4,10 +4,10 @@
 mod check_support;
 
 use check_support::*;
+use testing::seed_machine;
 use vfio_early::cmd::groups::{self, Args};
 use vfio_early::host::Host;
 use vfio_early::pciids::PciIds;
-use vfio_early::testing::seed_machine;
 
 /// Lines of pciutils' pci.ids for the seed guide's machine, verbatim.
 const PCI_IDS: &str = "#\tList of PCI ID's\n\
@@ -26,7 +26,7 @@ C 06  Bridge\n\
 \t04  PCI bridge\n\
 \t\t00  Normal decode\n";
 
-fn seed_with_ids(path: &str) -> vfio_early::testing::TestSysfs {
+fn seed_with_ids(path: &str) -> testing::TestSysfs {
     let t = seed_machine(true);
     t.file(path, PCI_IDS);
     t.file("sys/firmware/acpi/tables/IVRS", "");

@@ -18,12 +18,12 @@ use std::sync::Once;
 use std::time::Duration;
 
 use log::{Level, Log, Metadata, Record};
+use testing::TestSysfs;
 use vfio_early::cmdline::Cmdline;
 use vfio_early::config::Config;
 use vfio_early::host::Host;
 use vfio_early::hugepages::{self, count_path, outcome_line, plan, reserve, status};
 use vfio_early::record::HugepageRecord;
-use vfio_early::testing::TestSysfs;
 
 const M2: u64 = 2048;
 const G1: u64 = 1_048_576;

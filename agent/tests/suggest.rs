@@ -3,13 +3,13 @@
 
 use std::process::Output;
 
+use testing::{seed_machine, Dev, TestSysfs};
 use vfio_early::bind::read_topology;
 use vfio_early::cmd::config::{gpus, suggest, SuggestArgs, SuggestError};
 use vfio_early::config::Config;
 use vfio_early::host::Host;
 use vfio_early::pci::PciAddress;
 use vfio_early::plan::{self, Action};
-use vfio_early::testing::{seed_machine, Dev, TestSysfs};
 
 fn addr(s: &str) -> PciAddress {
     s.parse().expect("a PCI address")

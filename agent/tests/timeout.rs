@@ -15,7 +15,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vfio_early::testing::{seed_machine, Dev, TestSysfs};
+use testing::{seed_machine, Dev, TestSysfs};
 
 /// Time for everything but the stalled write: process start, sysfs reads, rollback.
 const SLACK: Duration = Duration::from_secs(3);

@@ -18,7 +18,7 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::SystemTime;
 
-use vfio_early::testing::{seed_machine, Dev, TestSysfs};
+use testing::{seed_machine, Dev, TestSysfs};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Entry {

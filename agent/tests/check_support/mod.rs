@@ -6,7 +6,7 @@
 //! `SUBSYSTEM=`/`DEVICE=` continuation lines as the kernel writes them.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use vfio_early::testing::{Dev, TestSysfs};
+use testing::{Dev, TestSysfs};
 
 /// `/dev/kmsg` records from text lines: (level, text, device address for the
 /// dictionary). Sequence numbers start at `first_seq`.

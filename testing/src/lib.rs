@@ -5,8 +5,10 @@
 //! `driver`, `iommu_group` and each group's `devices/<addr>` are links. Attribute text
 //! follows the kernel's format (`0x1002\n`, class `0x030000\n`, `driver_override`
 //! reading `(null)\n`).
-
-#![allow(missing_docs, clippy::missing_panics_doc)]
+//!
+//! A dev-dependency of the workspace (the product never links it): the library's unit
+//! tests, the integration tests and the benchmarks build their trees with it. Records
+//! built from values, without a tree, come from `vfio_early::pci::Device::new`.
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -87,30 +89,6 @@ pub fn run_at(bin: &str, root: &Path, args: &[&str]) -> std::process::Output {
         .env("NO_COLOR", "1")
         .output()
         .expect("run vfio-early")
-}
-
-/// A device record as the planner sees it, without a sysfs tree (planner tests and
-/// benchmarks).
-pub fn device(
-    address: crate::pci::PciAddress,
-    id: (u16, u16),
-    class: u32,
-    group: Option<u32>,
-    driver: Option<&str>,
-) -> crate::pci::Device {
-    crate::pci::Device {
-        address,
-        vendor: id.0,
-        device: id.1,
-        subsystem_vendor: 0,
-        subsystem_device: 0,
-        class,
-        driver: driver.map(str::to_owned),
-        driver_override: None,
-        boot_vga: false,
-        iommu_group: group,
-        modalias: None,
-    }
 }
 
 impl Default for TestSysfs {
