@@ -13,6 +13,9 @@ packages=(
   # make install (tests/install.sh); unshare/mount for the private mount namespaces;
   # g++ builds libFuzzer for the fuzz smoke run.
   make util-linux g++
+  # The completions driven in the real shells (tests/completion.sh); the man pages
+  # rendered by man and checked by groff (tests/install.sh).
+  bash-completion zsh fish man-db groff-base
 )
 
 missing=()

@@ -146,6 +146,10 @@ if command -v zsh >/dev/null; then
     zsh -n "$destdir/usr/share/zsh/site-functions/_vfio-early" || fail "zsh completion has a syntax error"
 fi
 
+# The completions work in the real shells.
+checks=$((checks + 1))
+tests/completion.sh "$destdir" || fail "completions (above)"
+
 # A user's config survives a reinstall.
 checks=$((checks + 1))
 printf '[[device]]\naddress = "0000:01:00.0"\n' >"$destdir/etc/vfio-early.toml"

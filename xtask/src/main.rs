@@ -114,6 +114,9 @@ fn generate(out: &Path) -> Result<Vec<PathBuf>, Error> {
         let mut cmd = cmd.clone();
         let mut buf = Vec::new();
         clap_complete::generate(shell, &mut cmd, BIN, &mut buf);
+        if shell == Shell::Bash {
+            buf = fix_bash_labels(&buf).into_bytes();
+        }
         let file: OsString = match shell {
             Shell::Zsh => format!("_{BIN}").into(),
             Shell::Fish => format!("{BIN}.fish").into(),
@@ -122,6 +125,18 @@ fn generate(out: &Path) -> Result<Vec<PathBuf>, Error> {
         files.push(write(&comp_dir.join(file), &buf)?);
     }
     Ok(files)
+}
+
+/// clap_complete's bash script names a subcommand `vfio__early__subcmd__apply` when it
+/// sets `cmd`, but labels its case arm from the bin name with every `-` turned into the
+/// subcommand separator (`vfio__subcmd__early__subcmd__apply`), so nothing below the top
+/// level ever completes for a binary with a dash in its name. Relabel the arms the way
+/// `cmd` is set.
+fn fix_bash_labels(script: &[u8]) -> String {
+    let text = String::from_utf8_lossy(script);
+    let wrong = format!("{}__subcmd__", BIN.replace('-', "__subcmd__"));
+    let right = format!("{}__subcmd__", BIN.replace('-', "__"));
+    text.replace(&wrong, &right)
 }
 
 /// One page per subcommand, recursively: `vfio-early-config.8`,
@@ -233,5 +248,10 @@ mod tests {
             assert!(text.contains(needle), "{file} lacks {needle}");
             assert!(text.contains("suggest"), "{file} lacks config suggest");
         }
+        let bash = fs::read_to_string(dir.path().join("completions/vfio-early.bash")).unwrap();
+        assert!(
+            bash.contains("vfio__early__subcmd__apply)") && !bash.contains("vfio__subcmd__early"),
+            "bash case arms must match the names `cmd` is set to"
+        );
     }
 }
