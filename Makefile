@@ -122,7 +122,7 @@ install: $(BIN) $(BOOT_BIN) $(GEN)/man/vfio-early.8
 	$(INSTALL) -Dm0644 $(GEN)/completions/vfio-early.bash $(DESTDIR)$(BASHCOMPDIR)/vfio-early
 	$(INSTALL) -Dm0644 $(GEN)/completions/_vfio-early $(DESTDIR)$(ZSHCOMPDIR)/_vfio-early
 	$(INSTALL) -Dm0644 $(GEN)/completions/vfio-early.fish $(DESTDIR)$(FISHCOMPDIR)/vfio-early.fish
-	@echo "installed. Next: vfio-early groups; vfio-early config suggest --gpu N --write --force; vfio-early apply"
+	@echo "installed. Next: vfio-early groups --gpu; vfio-early config suggest --gpu N --write; vfio-early apply"
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/vfio-early

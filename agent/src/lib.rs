@@ -47,6 +47,8 @@ pub mod cmd;
 pub mod cmdline;
 pub mod cmdline_check;
 pub mod config;
+#[cfg(feature = "tools")]
+pub mod config_edit;
 pub mod host;
 pub mod hugepages;
 #[cfg(feature = "tools")]

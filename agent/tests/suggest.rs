@@ -286,19 +286,52 @@ fn cli_prints_writes_and_never_overwrites_without_force() {
     assert_eq!(t.read("etc/vfio-early.toml"), proposal);
     assert!(text(&o.stderr).contains("vfio-early apply"));
 
-    // An existing config is kept unless --force, which keeps a backup.
-    t.config("# mine\n");
+    // An existing config is merged into: its comments, other devices and hugepages
+    // stay; the output says what changed; a second run changes nothing.
+    let mine = "# mine\n[[device]]\naddress = \"0000:03:00.0\" # the NIC\n\n[[hugepages]]\nsize = \"2M\"\ncount = 64\n";
+    t.config(mine);
+    let o = run(&t, &["config", "suggest", "0000:01:00.0", "--write"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("added a [[device]] entry for the card at 0000:01:00.0"),
+        "{}",
+        text(&o.stderr)
+    );
+    let merged = t.read("etc/vfio-early.toml");
+    assert!(
+        merged.starts_with("# mine\n[[device]]\naddress = \"0000:03:00.0\" # the NIC\n"),
+        "{merged}"
+    );
+    assert!(
+        merged.contains("address = \"0000:01:00.0\"\nid = "),
+        "{merged}"
+    );
+    assert!(
+        merged.contains("[[hugepages]]\nsize = \"2M\"\ncount = 64\n"),
+        "{merged}"
+    );
+    assert_eq!(t.read("etc/vfio-early.toml.bak"), mine);
+    let o = run(&t, &["config", "suggest", "0000:01:00.0", "--write"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("nothing changed"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(t.read("etc/vfio-early.toml"), merged);
+    // A file that does not parse is left alone.
+    t.config("# mine\n[[device]\n");
     let o = run(&t, &["config", "suggest", "0000:01:00.0", "--write"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o.stderr).contains("--force"), "{}", text(&o.stderr));
-    assert_eq!(t.read("etc/vfio-early.toml"), "# mine\n");
+    assert_eq!(t.read("etc/vfio-early.toml"), "# mine\n[[device]\n");
     let o = run(
         &t,
         &["config", "suggest", "0000:01:00.0", "--write", "--force"],
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert_eq!(t.read("etc/vfio-early.toml"), proposal);
-    assert_eq!(t.read("etc/vfio-early.toml.bak"), "# mine\n");
+    assert_eq!(t.read("etc/vfio-early.toml.bak"), "# mine\n[[device]\n");
 
     // --force alone is a usage error; so are no card and an unknown card.
     assert_eq!(

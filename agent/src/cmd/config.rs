@@ -16,9 +16,10 @@
 //!   handed over as a whole, nothing is proposed: the command names what stands in the
 //!   way and exits 1.
 //!
-//! The config goes to stdout, or with `--write` to `ROOT/etc/vfio-early.toml`, which
-//! is never replaced without `--force` (the old file is then kept as
-//! `vfio-early.toml.bak`). Exit codes: 0 proposed, 1 not viable or not written, 2
+//! The config goes to stdout, or with `--write` to `ROOT/etc/vfio-early.toml`: into an
+//! existing file it is merged ([`config_edit::merge`]: the entry of the same card is
+//! updated or a new one appended, every other line kept); `--force` replaces the whole
+//! file. Either way the old file is kept as `vfio-early.toml.bak`. Exit codes: 0 proposed, 1 not viable or not written, 2
 //! usage (no such device, no such GPU).
 
 use std::fmt::Write as _;
@@ -29,6 +30,7 @@ use std::process::ExitCode;
 use crate::bind::read_topology;
 use crate::cmd::groups;
 use crate::config::{self, Config};
+use crate::config_edit::{self, Change};
 use crate::host::Host;
 use crate::pci::{Device, PciAddress};
 use crate::pciids::PciIds;
@@ -62,10 +64,12 @@ pub struct SuggestArgs {
     /// The Nth display controller as `vfio-early groups` lists them, counted from 1.
     #[arg(long, value_name = "N")]
     pub gpu: Option<usize>,
-    /// Write ROOT/etc/vfio-early.toml instead of printing.
+    /// Write ROOT/etc/vfio-early.toml instead of printing: merged into an existing file,
+    /// its comments and other entries kept.
     #[arg(long)]
     pub write: bool,
-    /// With --write: replace an existing config (kept as vfio-early.toml.bak).
+    /// With --write: replace an existing config instead of merging into it (the old one
+    /// is kept as vfio-early.toml.bak).
     #[arg(long, requires = "write")]
     pub force: bool,
 }
@@ -127,6 +131,9 @@ fn run_suggest(args: &SuggestArgs, host: &Host) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let path = host.path(config::DEFAULT_PATH);
+    if path.exists() && !args.force {
+        return merge_into(&path, &s.text);
+    }
     match write_config(&path, &s.text, args.force) {
         Ok(backup) => {
             if let Some(b) = backup {
@@ -136,6 +143,56 @@ fn run_suggest(args: &SuggestArgs, host: &Host) -> ExitCode {
                 "vfio-early: wrote {}; now run `vfio-early apply` to put it into the initramfs",
                 path.display()
             );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vfio-early: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `--write` over an existing file: the proposal merged into it, everything else kept.
+fn merge_into(path: &Path, proposal: &str) -> ExitCode {
+    let merged = fs::read_to_string(path)
+        .map_err(|e| format!("{}: {e}", path.display()))
+        .and_then(|old| {
+            config_edit::merge(&old, proposal).map_err(|e| format!("{}: {e}", path.display()))
+        })
+        .and_then(|m| match Config::parse(path, m.text.as_bytes()) {
+            Ok(_) => Ok(m),
+            Err(e) => Err(e.to_string()),
+        });
+    let m = match merged {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("vfio-early: {e}\nvfio-early: not merged: fix the file, or replace it with --force (the old one is kept as .bak)");
+            return ExitCode::from(1);
+        }
+    };
+    let what = match m.change {
+        Change::Unchanged => {
+            eprintln!(
+                "vfio-early: {} already names the card at {} so: nothing changed",
+                path.display(),
+                m.address
+            );
+            return ExitCode::SUCCESS;
+        }
+        Change::Added => "added a [[device]] entry for the card at",
+        Change::Updated => "updated the [[device]] entry (address, id, functions) of the card at",
+    };
+    match write_config(path, &m.text, true) {
+        Ok(backup) => {
+            eprintln!(
+                "vfio-early: {}: {what} {}; every other line kept{}",
+                path.display(),
+                m.address,
+                backup
+                    .map(|b| format!(" (the previous file is {})", b.display()))
+                    .unwrap_or_default()
+            );
+            eprintln!("vfio-early: now run `vfio-early apply` to put it into the initramfs");
             ExitCode::SUCCESS
         }
         Err(e) => {
