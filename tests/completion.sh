@@ -51,6 +51,7 @@ complete_zsh() {
 }
 
 complete_fish() {
+    # shellcheck disable=SC2016 # $argv is fish's, expanded by fish
     fish --no-config -c 'source $argv[1]; complete -C $argv[2]' "$fish_file" "$1" | cut -f1
 }
 
