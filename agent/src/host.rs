@@ -21,6 +21,15 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
+/// The lock every run that changes devices takes (see [`Host::lock`]).
+pub const LOCK_PATH: &str = "run/vfio-early/lock";
+
+/// Held while a run changes devices; dropping it releases the lock.
+#[derive(Debug)]
+pub struct LockGuard {
+    _lock: nix::fcntl::Flock<fs::File>,
+}
+
 /// Most a sysfs attribute can hold (one page).
 const ATTR_MAX: u64 = 4096;
 
@@ -204,6 +213,36 @@ impl Host {
         }
     }
 
+    /// Takes the agent's lock (`flock` on [`LOCK_PATH`] under the root), waiting at most
+    /// `timeout` for another run (`bind`, `detach`, `reattach`) to finish. The lock is
+    /// held until the guard is dropped; a process that dies releases it with its file.
+    pub fn lock(&self, timeout: Duration) -> HostResult<LockGuard> {
+        use nix::fcntl::{Flock, FlockArg};
+        let path = self.path(LOCK_PATH);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(|e| HostError::io(dir.to_path_buf(), e))?;
+        }
+        let start = Instant::now();
+        loop {
+            let file = fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| HostError::io(path.clone(), e))?;
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => return Ok(LockGuard { _lock: lock }),
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) if start.elapsed() < timeout => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                    return Err(HostError::Timeout { path, timeout })
+                }
+                Err((_, e)) => return Err(HostError::io(path, e.into())),
+            }
+        }
+    }
+
     /// The release of the running kernel (`proc/sys/kernel/osrelease`).
     pub fn kernel_release(&self) -> Option<String> {
         self.read_attr("proc/sys/kernel/osrelease")
@@ -363,6 +402,18 @@ mod tests {
             .write_bounded("unbind", "0000:01:00.0", Duration::from_millis(200))
             .unwrap_err();
         assert!(matches!(err, HostError::Timeout { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_lock_excludes_a_second_holder_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Host::new(dir.path());
+        let held = h.lock(Duration::from_millis(100)).unwrap();
+        let err = h.lock(Duration::from_millis(50)).unwrap_err();
+        assert!(matches!(err, HostError::Timeout { .. }), "{err}");
+        assert!(err.to_string().contains("run/vfio-early/lock"), "{err}");
+        drop(held);
+        h.lock(Duration::from_millis(50)).unwrap();
     }
 
     fn libc_eisdir() -> i32 {

@@ -136,6 +136,7 @@ fn bind_writes_only_the_selected_devices_hugepages_and_its_record() {
         POOL,
         "run/vfio-early",
         "run/vfio-early/record.json",
+        "run/vfio-early/lock",
         "run/vfio-early/log",
         "dev/kmsg",
     ]);
@@ -192,6 +193,8 @@ fn a_refused_device_and_a_config_error_write_only_the_record_and_the_log() {
         let want = set(&[
             "run/vfio-early",
             "run/vfio-early/record.json",
+            "run/vfio-early/lock",
+            "run/vfio-early/lock",
             "run/vfio-early/log",
             "dev/kmsg",
         ]);
@@ -399,6 +402,7 @@ fn a_bind_that_succeeds_writes_the_expected_files_in_order() {
         "sys/devices/pci0000:00/0000:01:00.1/driver",
         "run/vfio-early",
         "run/vfio-early/record.json",
+        "run/vfio-early/lock",
         "run/vfio-early/log",
         "dev/kmsg",
     ]);

@@ -94,6 +94,20 @@ fn bind(args: &Args, host: &Host) -> ExitCode {
         record.disabled_by = Some(param);
         return nothing(&record, ExitCode::SUCCESS);
     }
+    // One run at a time changes devices (`bind` from two hooks, `detach`, `reattach`).
+    let _lock = if args.dry_run {
+        None
+    } else {
+        match host.lock(config::BindSettings::default().timeout()) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                let msg = format!("another vfio-early run is changing devices ({e}); nothing done");
+                error!("{msg}");
+                record.errors.push(msg);
+                return nothing(&record, strict(true));
+            }
+        }
+    };
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) if e.at.is_none() && !path.exists() && args.config.is_none() => {
