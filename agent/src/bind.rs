@@ -317,6 +317,102 @@ fn rollback(
     (per_device, note)
 }
 
+/// Which driver must take a device back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// This driver (the one recorded when the device was detached).
+    Driver(String),
+    /// No driver (it had none).
+    Nothing,
+    /// Whatever claims it (`reattach --force` of a device with no record).
+    Any,
+}
+
+/// Where a given-back device ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Released {
+    /// The device.
+    pub address: PciAddress,
+    /// Its driver now (read back from the `driver` link).
+    pub driver: Option<String>,
+    /// What went wrong, when it did not end where expected.
+    pub error: Option<String>,
+}
+
+/// Gives devices back to the host: clears each `driver_override`, unbinds the device
+/// from vfio-pci (a bounded write), asks `drivers_probe`, and reads the `driver` link
+/// back until the expected driver took it or `timeout` is over. Nothing is rolled
+/// back: a device that no host driver took stays without a driver, which is safe.
+pub fn release(host: &Host, devices: &[(PciAddress, Expect)], timeout: Duration) -> Vec<Released> {
+    let mut errors: Vec<Option<String>> = vec![None; devices.len()];
+    for (i, (a, _)) in devices.iter().enumerate() {
+        if let Err(e) = host.write_bounded(a.attr("driver_override"), "\n", timeout) {
+            errors[i] = Some(format!("{a}: clearing driver_override failed: {e}"));
+        }
+    }
+    for (i, (a, _)) in devices.iter().enumerate() {
+        if errors[i].is_none() && current_driver(host, *a).as_deref() == Some(VFIO_DRIVER) {
+            if let Err(e) = host.write_bounded(a.attr("driver/unbind"), &a.to_string(), timeout) {
+                errors[i] = Some(format!("{a}: unbinding from vfio-pci failed: {e}"));
+            }
+        }
+    }
+    for (i, (a, want)) in devices.iter().enumerate() {
+        if errors[i].is_none() && *want != Expect::Nothing && current_driver(host, *a).is_none() {
+            if let Err(e) = host.write_bounded("sys/bus/pci/drivers_probe", &a.to_string(), timeout)
+            {
+                warn!("{a}: drivers_probe: {e}");
+            }
+        }
+    }
+    let start = Instant::now();
+    loop {
+        let now: Vec<Option<String>> = devices
+            .iter()
+            .map(|(a, _)| current_driver(host, *a))
+            .collect();
+        let done = devices.iter().zip(&now).all(|((_, want), drv)| match want {
+            Expect::Driver(d) => drv.as_deref() == Some(d.as_str()),
+            Expect::Nothing => drv.is_none(),
+            Expect::Any => drv.as_deref() != Some(VFIO_DRIVER),
+        });
+        if done || start.elapsed() >= timeout {
+            return devices
+                .iter()
+                .zip(now)
+                .zip(errors)
+                .map(|(((a, want), driver), err)| {
+                    let wrong = match want {
+                        Expect::Driver(d) if driver.as_deref() != Some(d.as_str()) => {
+                            Some(d.as_str())
+                        }
+                        Expect::Nothing if driver.is_some() => Some("no driver"),
+                        Expect::Any if driver.as_deref() == Some(VFIO_DRIVER) => {
+                            Some("a host driver")
+                        }
+                        _ => None,
+                    };
+                    let error = err.or_else(|| {
+                        wrong.map(|w| {
+                            format!(
+                                "{a} is on {}, not {w}, after {} ms",
+                                driver.as_deref().unwrap_or("no driver"),
+                                timeout.as_millis()
+                            )
+                        })
+                    });
+                    Released {
+                        address: *a,
+                        driver,
+                        error,
+                    }
+                })
+                .collect();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Logs the plan's refusals and warnings, one line each.
 pub fn log_plan(plan: &Plan) {
     for w in &plan.warnings {
@@ -449,6 +545,44 @@ mod tests {
             t.read("sys/bus/pci/devices/0000:03:00.0/driver_override")
                 .trim(),
             ""
+        );
+    }
+
+    #[test]
+    fn release_clears_the_override_and_unbinds_from_vfio_pci() {
+        let t = seed_machine(true);
+        t.bind_link("0000:01:00.0", "vfio-pci");
+        t.file(
+            "sys/bus/pci/devices/0000:01:00.0/driver_override",
+            "vfio-pci\n",
+        );
+        let host = Host::new(t.root());
+        let a: PciAddress = "0000:01:00.0".parse().unwrap();
+        let out = release(
+            &host,
+            &[(a, Expect::Driver("radeon".into()))],
+            Duration::from_millis(1000),
+        );
+        assert_eq!(
+            t.read("sys/bus/pci/devices/0000:01:00.0/driver_override"),
+            "\n"
+        );
+        assert_eq!(
+            t.read("sys/bus/pci/drivers/vfio-pci/unbind"),
+            "0000:01:00.0"
+        );
+        // A fixture's link never moves: the read-back says so, naming both drivers.
+        let e = out[0].error.as_deref().unwrap();
+        assert!(e.contains("is on vfio-pci, not radeon"), "{e}");
+        t.bind_link("0000:01:00.0", "radeon");
+        let out = release(
+            &host,
+            &[(a, Expect::Driver("radeon".into()))],
+            Duration::from_millis(2000),
+        );
+        assert_eq!(
+            (out[0].driver.as_deref(), &out[0].error),
+            (Some("radeon"), &None)
         );
     }
 
