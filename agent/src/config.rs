@@ -19,6 +19,14 @@
 //!
 //! [bind]
 //! timeout_ms = 3000         # bound on each blocking kernel write
+//!
+//! [handover]                # `detach`/`reattach` on a running host; nothing is guessed
+//! consoles = false          # unbind framebuffer consoles before detaching a display
+//! framebuffer = false       # release the firmware framebuffer over the card's BAR
+//! units = []                # systemd units stopped before, started after ("sddm.service")
+//! modules = []              # modules unloaded before, loaded after ("nvidia_drm")
+//! libvirt_managed = false   # the libvirt hook also takes hostdevs with managed='yes'
+//! timeout_ms = 10000        # bound on each handover step (a unit stop, a module unload)
 //! ```
 //!
 //! Parsing is strict: unknown keys, wrong types and bad values are errors that name the
@@ -86,6 +94,8 @@ struct RawConfig {
     memory: RawMemory,
     #[serde(default)]
     bind: BindSettings,
+    #[serde(default)]
+    handover: HandoverSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +169,74 @@ impl BindSettings {
     }
 }
 
+/// `[handover]`: what `detach` releases before it takes a display, and `reattach`
+/// restores after (in reverse order). Everything is off unless named.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HandoverSettings {
+    /// Unbind the framebuffer consoles (`/sys/class/vtconsole/*/bind`).
+    pub consoles: bool,
+    /// Release the firmware framebuffer device over the card's BAR.
+    pub framebuffer: bool,
+    /// systemd units to stop first (a display manager, `nvidia-persistenced`).
+    pub units: Vec<String>,
+    /// Modules to unload, in this order (`nvidia_drm`, `nvidia_modeset`).
+    pub modules: Vec<String>,
+    /// The libvirt hook takes every PCI hostdev, `managed='yes'` ones too.
+    pub libvirt_managed: bool,
+    /// Bound on each step, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for HandoverSettings {
+    fn default() -> Self {
+        Self {
+            consoles: false,
+            framebuffer: false,
+            units: Vec::new(),
+            modules: Vec::new(),
+            libvirt_managed: false,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+impl HandoverSettings {
+    /// True when any release step is configured.
+    pub fn any(&self) -> bool {
+        self.consoles || self.framebuffer || !self.units.is_empty() || !self.modules.is_empty()
+    }
+
+    /// The bound on each step.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let name_ok = |n: &str, extra: &str| {
+            !n.is_empty()
+                && !n.starts_with('-')
+                && n.len() <= 255
+                && n.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || b"_-".contains(&b) || extra.as_bytes().contains(&b)
+                })
+        };
+        if let Some(u) = self.units.iter().find(|u| !name_ok(u, "@.:\\")) {
+            return Err(format!("handover.units: {u:?} is not a systemd unit name"));
+        }
+        if let Some(m) = self.modules.iter().find(|m| !name_ok(m, "")) {
+            return Err(format!("handover.modules: {m:?} is not a module name"));
+        }
+        if self.timeout_ms == 0 || self.timeout_ms > 120_000 {
+            return Err(format!(
+                "handover.timeout_ms = {} is out of range (1..=120000)",
+                self.timeout_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A validated device selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selector {
@@ -206,6 +284,8 @@ pub struct Config {
     pub memory: MemorySettings,
     /// Binder settings.
     pub bind: BindSettings,
+    /// `[handover]`: release and restore around `detach` / `reattach`.
+    pub handover: HandoverSettings,
 }
 
 /// 1-based line and column of a byte offset.
@@ -314,6 +394,7 @@ impl Config {
                 ),
             ));
         }
+        raw.handover.validate().map_err(|m| err(None, m))?;
         let mut hugepages = Vec::with_capacity(raw.hugepages.len());
         for h in raw.hugepages {
             let line = line_col(text, h.span().start).0;
@@ -372,6 +453,7 @@ impl Config {
             hugepages,
             memory: MemorySettings { floor },
             bind: raw.bind,
+            handover: raw.handover,
         })
     }
 
@@ -533,6 +615,23 @@ mod tests {
         assert!(e.message.contains("binary"), "{e}");
         let e = Config::parse(Path::new("c"), "#".repeat(MAX_SIZE + 1).as_bytes()).unwrap_err();
         assert!(e.message.contains("too large"), "{e}");
+    }
+
+    #[test]
+    fn handover_table_is_off_unless_named_and_names_are_checked() {
+        assert!(!parse("").unwrap().handover.any());
+        let c = parse(
+            "[handover]\nconsoles = true\nunits = [\"sddm.service\"]\nmodules = [\"nvidia_drm\"]\n",
+        )
+        .unwrap();
+        assert!(c.handover.any() && c.handover.consoles && !c.handover.framebuffer);
+        assert_eq!(c.handover.units, ["sddm.service"]);
+        let e = parse("[handover]\nmodules = [\"../x\"]\n").unwrap_err();
+        assert!(e.message.contains("not a module name"), "{e}");
+        let e = parse("[handover]\nunits = [\"--now\"]\n").unwrap_err();
+        assert!(e.message.contains("not a systemd unit name"), "{e}");
+        let e = parse("[handover]\nconsole = true\n").unwrap_err();
+        assert!(e.message.contains("console"), "{e}");
     }
 
     #[test]
