@@ -46,6 +46,15 @@ pub enum Command {
     /// Propose a config for a card (`config suggest`).
     #[cfg(feature = "tools")]
     Config(cmd::config::Args),
+    /// Hand devices to vfio-pci on a running host, with the boot's planner.
+    #[cfg(feature = "tools")]
+    Detach(cmd::detach::DetachArgs),
+    /// Give detached devices back to the drivers they came from.
+    #[cfg(feature = "tools")]
+    Reattach(cmd::detach::ReattachArgs),
+    /// Hooks of other programs (`hook libvirt`: detach at VM start, reattach at stop).
+    #[cfg(feature = "tools")]
+    Hook(cmd::hook::Args),
 }
 
 /// Parses the process arguments and runs the subcommand.
@@ -76,5 +85,11 @@ pub fn main() -> ExitCode {
         Command::Apply(a) => cmd::apply::run(a, &host),
         #[cfg(feature = "tools")]
         Command::Config(a) => cmd::config::run(a, &host),
+        #[cfg(feature = "tools")]
+        Command::Detach(a) => cmd::detach::run_detach(a, &host),
+        #[cfg(feature = "tools")]
+        Command::Reattach(a) => cmd::detach::run_reattach(a, &host),
+        #[cfg(feature = "tools")]
+        Command::Hook(a) => cmd::hook::run(a, &host),
     }
 }

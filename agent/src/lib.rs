@@ -49,6 +49,14 @@ pub mod cmdline_check;
 pub mod config;
 #[cfg(feature = "tools")]
 pub mod config_edit;
+#[cfg(feature = "tools")]
+pub mod detach;
+#[cfg(feature = "tools")]
+pub mod detach_report;
+#[cfg(feature = "tools")]
+pub mod domxml;
+#[cfg(feature = "tools")]
+pub mod handover;
 pub mod host;
 pub mod hugepages;
 #[cfg(feature = "tools")]
@@ -65,3 +73,5 @@ pub mod pciids;
 pub mod plan;
 pub mod record;
 pub mod report;
+#[cfg(feature = "tools")]
+pub mod vfio;

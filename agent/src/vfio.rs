@@ -169,7 +169,7 @@ mod tests {
 
     #[test]
     fn a_fixture_root_is_never_asked() {
-        let t = crate::testing::TestSysfs::new();
+        let t = testing::TestSysfs::new();
         t.file("dev/vfio/4", "");
         t.file("dev/vfio/vfio", "");
         let v = group_verdict(&Host::new(t.root()), 4);

@@ -166,6 +166,7 @@ pub fn check(host: &Host, config_path: Option<&Path>) -> Outcome {
         record.as_ref(),
         &records,
     ));
+    f.extend(kernel_verdicts(host, &devices, &configured));
     if let Some(m) = vfio_backend(host, &devices) {
         f.push(m);
     }
@@ -449,6 +450,30 @@ fn device_findings(
         out.push(boot_finding(host, cmdline, *addr, record, &agent_lines));
     }
     out
+}
+
+/// `vfio group N`: the kernel's own verdict on each group of a configured device on
+/// vfio-pci, asked through VFIO ([`crate::vfio`]); in use (a VM holds it) is no failure.
+fn kernel_verdicts(host: &Host, devices: &[Device], configured: &[PciAddress]) -> Vec<Finding> {
+    let groups: std::collections::BTreeSet<u32> = devices
+        .iter()
+        .filter(|d| {
+            configured.contains(&d.address) && d.driver.as_deref() == Some(pci::VFIO_DRIVER)
+        })
+        .filter_map(|d| d.iommu_group)
+        .collect();
+    groups
+        .into_iter()
+        .map(|g| {
+            let v = crate::vfio::group_verdict(host, g);
+            let status = match v.verdict {
+                crate::vfio::Verdict::Viable => Status::Pass,
+                crate::vfio::Verdict::NotViable(_) => Status::Fail,
+                crate::vfio::Verdict::InUse | crate::vfio::Verdict::Unknown(_) => Status::Info,
+            };
+            Finding::new(format!("vfio group {g}"), status, v.to_string())
+        })
+        .collect()
 }
 
 fn boot_finding(
