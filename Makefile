@@ -25,6 +25,8 @@ INITRAMFSTOOLSDIR ?= $(DATADIR)/initramfs-tools
 BASHCOMPDIR       ?= $(DATADIR)/bash-completion/completions
 ZSHCOMPDIR        ?= $(DATADIR)/zsh/site-functions
 FISHCOMPDIR       ?= $(DATADIR)/fish/vendor_completions.d
+# libvirt >= 6.5 runs every executable here; a user's plain `qemu` hook is never touched.
+LIBVIRTHOOKDIR    ?= $(SYSCONFDIR)/libvirt/hooks/qemu.d
 
 CARGO      ?= cargo
 TARGET     ?= x86_64-unknown-linux-musl
@@ -102,6 +104,11 @@ install: $(BIN) $(BOOT_BIN) $(GEN)/man/vfio-early.8
 		echo "$(INSTALL) -Dm$(call mode_of,$$f) $$f $(DESTDIR)$(INITRAMFSTOOLSDIR)/$$rel"; \
 		$(INSTALL) -Dm$(call mode_of,$$f) $$f $(DESTDIR)$(INITRAMFSTOOLSDIR)/$$rel; \
 	done
+	@# libvirt's QEMU hook: detach at VM start, reattach at stop (our own file in qemu.d/).
+	$(INSTALL) -d $(DESTDIR)$(LIBVIRTHOOKDIR)
+	sed -e 's|@BINDIR@|$(BINDIR)|g' libvirt/vfio-early >$(DESTDIR)$(LIBVIRTHOOKDIR)/vfio-early.new
+	chmod 0755 $(DESTDIR)$(LIBVIRTHOOKDIR)/vfio-early.new
+	mv $(DESTDIR)$(LIBVIRTHOOKDIR)/vfio-early.new $(DESTDIR)$(LIBVIRTHOOKDIR)/vfio-early
 	@# The config: a fully commented example (it selects nothing), never over a user's file.
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/vfio-early.toml ]; then \
 		echo "keeping $(DESTDIR)$(SYSCONFDIR)/vfio-early.toml"; \
@@ -126,6 +133,7 @@ install: $(BIN) $(BOOT_BIN) $(GEN)/man/vfio-early.8
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/vfio-early
+	rm -f $(DESTDIR)$(LIBVIRTHOOKDIR)/vfio-early
 	@set -e; for d in $(sort $(dir $(DRACUT_FILES))); do \
 		rm -rf $(DESTDIR)$(DRACUTDIR)/$${d#dracut/}; \
 	done

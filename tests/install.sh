@@ -56,6 +56,7 @@ while IFS= read -r f; do
     expect "usr/share/initramfs-tools/${f#initramfs-tools/}" "$(tree_mode "$f")"
 done < <(find initramfs-tools -mindepth 2 -type f | sort)
 expect etc/vfio-early.toml 644
+expect etc/libvirt/hooks/qemu.d/vfio-early 755
 for f in examples/*.toml docs/*.md; do
     [[ -f $f ]] && expect "usr/share/doc/vfio-early/${f##*/}" 644
 done
@@ -72,6 +73,7 @@ for s in $subcommands; do
     expect "usr/share/man/man8/vfio-early-$s.8" 644
 done
 expect usr/share/man/man8/vfio-early-config-suggest.8 644
+expect usr/share/man/man8/vfio-early-hook-libvirt.8 644
 for s in apply config; do
     grep -qx "$s" <<<"$subcommands" || fail "subcommand $s missing from the CLI"
 done
@@ -150,11 +152,19 @@ fi
 checks=$((checks + 1))
 tests/completion.sh "$destdir" || fail "completions (above)"
 
-# A user's config survives a reinstall.
+# The libvirt hook runs the installed binary with libvirt's arguments.
+checks=$((checks + 1))
+grep -qxF "exec /usr/bin/vfio-early hook libvirt \"\$@\"" "$destdir/etc/libvirt/hooks/qemu.d/vfio-early" ||
+    fail "the libvirt hook does not exec /usr/bin/vfio-early hook libvirt"
+
+# A user's config and a user's own plain libvirt `qemu` hook survive a reinstall.
 checks=$((checks + 1))
 printf '[[device]]\naddress = "0000:01:00.0"\n' >"$destdir/etc/vfio-early.toml"
+printf '#!/bin/sh\n# mine\n' >"$destdir/etc/libvirt/hooks/qemu"
 make -s install DESTDIR="$destdir" >/dev/null
 grep -q '^address = "0000:01:00.0"' "$destdir/etc/vfio-early.toml" || fail "make install overwrote the user's config"
+checks=$((checks + 1))
+grep -qx '# mine' "$destdir/etc/libvirt/hooks/qemu" || fail "make install touched the user's libvirt qemu hook"
 
 # PREFIX is honoured.
 checks=$((checks + 1))
@@ -168,8 +178,8 @@ rm -rf "$local_dest"
 # Uninstall leaves only the user's config.
 checks=$((checks + 1))
 make -s uninstall DESTDIR="$destdir" >/dev/null
-left=$(cd "$destdir" && find . -type f | sed 's|^\./||')
-[[ $left == etc/vfio-early.toml ]] || fail "uninstall left: $left"
+left=$(cd "$destdir" && find . -type f | sed 's|^\./||' | sort | tr '\n' ' ')
+[[ $left == "etc/libvirt/hooks/qemu etc/vfio-early.toml " ]] || fail "uninstall left: $left"
 
 echo "install test: $checks checks, $failures failed"
 ((failures == 0))

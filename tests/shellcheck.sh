@@ -6,7 +6,7 @@ mapfile -t scripts < <(
   git ls-files | while read -r f; do
     [[ -f $f ]] || continue
     case $f in
-      *.sh | dracut/* | mkinitcpio/* | initramfs-tools/* | .ci/run) ;;
+      *.sh | dracut/* | mkinitcpio/* | initramfs-tools/* | libvirt/* | .ci/run) ;;
       *) continue ;;
     esac
     head -n1 "$f" | grep -Eq '^#!.*(ba|da|a)?sh' || [[ $f == *.sh ]] || continue

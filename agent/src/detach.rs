@@ -588,8 +588,8 @@ pub fn lock_timeout(config: &Config) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use testing::{seed_machine, Dev};
     use std::path::Path;
+    use testing::{seed_machine, Dev};
 
     fn config(text: &str) -> Config {
         Config::parse(Path::new("t.toml"), text.as_bytes()).unwrap()

@@ -39,6 +39,15 @@ pub struct Args {
 #[derive(clap::Subcommand, Debug)]
 pub enum Kind {
     /// libvirt's QEMU hook (`/etc/libvirt/hooks/qemu.d/vfio-early`).
+    ///
+    /// libvirt (>= 6.5) runs every executable in `/etc/libvirt/hooks/qemu.d/` with
+    /// GUEST OPERATION SUBOPERATION EXTRA and the domain XML on stdin; it finds them when
+    /// its daemon starts (restart libvirtd or virtqemud after installing). A VFIO-Tools
+    /// style dispatcher installed in the same place runs too. On `prepare begin` the
+    /// domain's PCI hostdevs with managed='no' (all of them with `[handover]
+    /// libvirt_managed = true`) are detached as by `vfio-early detach`; a refusal or a
+    /// failure exits 1 and libvirt does not start the domain. On `release end` they are
+    /// reattached. Every other operation does nothing and exits 0.
     Libvirt(LibvirtArgs),
 }
 
