@@ -17,9 +17,9 @@
 
 use std::collections::BTreeSet;
 
+use crate::acpi::Vendor;
 use crate::cmdline::Cmdline;
 use crate::host::Host;
-use crate::iommu::Vendor;
 use crate::modules::normalize;
 use crate::pci::{Device, PciAddress};
 use crate::report::{Finding, Status};

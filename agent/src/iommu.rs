@@ -14,8 +14,7 @@
 //!
 //! Known failure lines of the log become findings with hints.
 
-use std::fmt;
-
+pub use crate::acpi::{Vendor, ACPI_TABLES};
 use crate::cmdline::Cmdline;
 use crate::cmdline_check;
 use crate::host::Host;
@@ -25,42 +24,6 @@ use crate::report::{Finding, Status};
 
 /// The sysfs class of IOMMU units, relative to the host root.
 pub const CLASS_IOMMU: &str = "sys/class/iommu";
-/// The ACPI tables directory, relative to the host root.
-pub const ACPI_TABLES: &str = "sys/firmware/acpi/tables";
-
-/// An IOMMU family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Vendor {
-    /// Intel VT-d (ACPI `DMAR`).
-    Intel,
-    /// AMD-Vi (ACPI `IVRS`).
-    Amd,
-    /// Arm SMMU (ACPI `IORT`).
-    Arm,
-}
-
-impl fmt::Display for Vendor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Intel => "Intel VT-d",
-            Self::Amd => "AMD-Vi",
-            Self::Arm => "Arm SMMU",
-        })
-    }
-}
-
-impl Vendor {
-    /// The ACPI table that describes this IOMMU.
-    pub fn acpi_table(self) -> &'static str {
-        match self {
-            Self::Intel => "DMAR",
-            Self::Amd => "IVRS",
-            Self::Arm => "IORT",
-        }
-    }
-}
-
 /// What the kernel log says about the IOMMU.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogEvidence {

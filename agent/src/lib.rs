@@ -41,6 +41,7 @@
 
 #![deny(missing_docs)]
 
+pub mod acpi;
 pub mod bind;
 pub mod cli;
 pub mod cmd;
