@@ -35,13 +35,14 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::hugepages::{parse_size_kb, Floor};
 use crate::pci::{PciAddress, PciId};
+use crate::size::{amount, parse_size_kb};
 
 /// The default config path, relative to the host root.
 pub const DEFAULT_PATH: &str = "etc/vfio-early.toml";
@@ -126,19 +127,64 @@ struct RawDevice {
     allow_storage: bool,
 }
 
-/// One `[[hugepages]]` entry, as written: sizes and amounts are checked for syntax
-/// here, against the kernel's pools by [`crate::hugepages::plan`].
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One `[[hugepages]]` entry: the size and the amount are checked here (a unit, not
+/// zero), against the kernel's pools by the hugepage planner ([`crate::hugepages`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HugepagesEntry {
-    /// Page size: `2M`, `1G`, or any size the kernel offers.
-    pub size: String,
-    /// Number of pages.
-    pub count: Option<u64>,
-    /// Or a total amount (`8G`), turned into pages.
-    pub total: Option<String>,
+    /// Page size in kB (`size = "2M"` is 2048).
+    pub size_kb: u64,
+    /// How many pages: `count`, or `total` to turn into pages.
+    pub amount: HugepagesAmount,
     /// NUMA node, when the pages must come from one.
     pub node: Option<u32>,
+}
+
+/// What a `[[hugepages]]` entry asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HugepagesAmount {
+    /// `count = N`: N pages (never 0).
+    Count(u64),
+    /// `total = "8G"`: this many kB, rounded up to whole pages.
+    TotalKb(u64),
+}
+
+/// The minimum memory left to the host after hugepage reservations (`[memory] floor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Floor {
+    /// An amount, in kB (`floor = "2G"`).
+    Kb(u64),
+    /// A share of `MemTotal` (`floor = "15%"`).
+    Percent(u8),
+}
+
+impl FromStr for Floor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(p) = s.trim().strip_suffix('%') {
+            let p: u8 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("{s:?} is not a percentage"))?;
+            if p > 100 {
+                return Err(format!("{s:?} is more than 100 %"));
+            }
+            return Ok(Self::Percent(p));
+        }
+        if s.trim() == "0" {
+            return Ok(Self::Kb(0));
+        }
+        parse_size_kb(s).map(Self::Kb)
+    }
+}
+
+impl fmt::Display for Floor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Kb(kb) => write!(f, "{}", amount(*kb)),
+            Self::Percent(p) => write!(f, "{p}% of MemTotal"),
+        }
+    }
 }
 
 /// `[memory]`: what hugepage reservations must leave to the host.
@@ -400,10 +446,9 @@ impl Config {
             let line = line_col(text, h.span().start).0;
             let span = h.span();
             let h = h.into_inner();
-            let size = h.size.get_ref();
-            parse_size_kb(size)
+            let size_kb = parse_size_kb(h.size.get_ref())
                 .map_err(|e| err(at(h.size.span()), format!("hugepages size: {e}")))?;
-            match (&h.count, &h.total) {
+            let amount = match (&h.count, &h.total) {
                 (Some(_), Some(t)) => {
                     return Err(err(
                         at(t.span()),
@@ -422,18 +467,17 @@ impl Config {
                         "hugepages count: 0 reserves nothing (leave the entry out)".to_owned(),
                     ))
                 }
-                (None, Some(t)) => {
+                (None, Some(t)) => HugepagesAmount::TotalKb(
                     parse_size_kb(t.get_ref())
-                        .map_err(|e| err(at(t.span()), format!("hugepages total: {e}")))?;
-                }
-                (Some(_), None) => {}
-            }
+                        .map_err(|e| err(at(t.span()), format!("hugepages total: {e}")))?,
+                ),
+                (Some(c), None) => HugepagesAmount::Count(*c.get_ref()),
+            };
             hugepages.push((
                 line,
                 HugepagesEntry {
-                    size: size.clone(),
-                    count: h.count.map(Spanned::into_inner),
-                    total: h.total.map(Spanned::into_inner),
+                    size_kb,
+                    amount,
                     node: h.node,
                 },
             ));
@@ -562,16 +606,30 @@ mod tests {
         assert_eq!(
             c.hugepages[0].1,
             HugepagesEntry {
-                size: "1G".into(),
-                count: Some(4),
-                total: None,
+                size_kb: 1024 * 1024,
+                amount: HugepagesAmount::Count(4),
                 node: Some(0)
             }
         );
         assert_eq!(c.hugepages[1].0, 6);
-        assert_eq!(c.hugepages[1].1.total.as_deref(), Some("8G"));
+        assert_eq!(
+            c.hugepages[1].1.amount,
+            HugepagesAmount::TotalKb(8 * 1024 * 1024)
+        );
         assert_eq!(c.memory.floor, Some(Floor::Percent(15)));
         assert_eq!(parse("").unwrap().memory, MemorySettings::default());
+    }
+
+    #[test]
+    fn floors_parse() {
+        let gib = 1024 * 1024;
+        assert_eq!("2G".parse::<Floor>(), Ok(Floor::Kb(2 * gib)));
+        assert_eq!("15%".parse::<Floor>(), Ok(Floor::Percent(15)));
+        assert_eq!("0".parse::<Floor>(), Ok(Floor::Kb(0)));
+        assert!("101%".parse::<Floor>().is_err());
+        assert!("lots".parse::<Floor>().is_err());
+        assert_eq!(Floor::Kb(gib + gib / 2).to_string(), "1.5G");
+        assert_eq!(Floor::Percent(15).to_string(), "15% of MemTotal");
     }
 
     #[test]

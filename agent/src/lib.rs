@@ -74,5 +74,6 @@ pub mod pciids;
 pub mod plan;
 pub mod record;
 pub mod report;
+pub mod size;
 #[cfg(feature = "tools")]
 pub mod vfio;

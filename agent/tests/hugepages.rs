@@ -10,7 +10,9 @@
 //!
 //! A fixture cannot give fewer pages than written (the write is the read-back), so the
 //! shortfall path is tested as a pure function (`outcome_line`, `verdict`) and through
-//! `status` over a pool that holds fewer pages than the config asks.
+//! `status` over a pool that holds fewer pages than the config asks. The planner's own
+//! rules are unit tests over values (`hugepages::plan`'s tests); these go through the
+//! reader (`Pools::read`) and the actor (`reserve`) on a tree.
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -22,7 +24,10 @@ use testing::TestSysfs;
 use vfio_early::cmdline::Cmdline;
 use vfio_early::config::Config;
 use vfio_early::host::Host;
-use vfio_early::hugepages::{self, count_path, outcome_line, plan, reserve, status};
+use vfio_early::hugepages::{
+    self, count_path, outcome_line, plan, reserve, status, Decision, HugepagePlan, Pool,
+    PoolStatus, Pools, Reservation, StatusKind,
+};
 use vfio_early::record::HugepageRecord;
 
 const M2: u64 = 2048;
@@ -126,9 +131,53 @@ impl Machine {
         self.t.read(&count_path(kb, node))
     }
 
-    fn plan(&self, config: &str, cmdline: &str) -> Vec<HugepageRecord> {
-        plan(&self.host(), &config_of(config), &Cmdline::parse(cmdline))
+    /// The plan over a snapshot of this tree.
+    fn planned(&self, config: &str, cmdline: &str) -> HugepagePlan {
+        plan(
+            &Pools::read(&self.host()),
+            &config_of(config),
+            &Cmdline::parse(cmdline),
+        )
     }
+
+    /// The plan's records (what `bind --dry-run` shows).
+    fn plan(&self, config: &str, cmdline: &str) -> Vec<HugepageRecord> {
+        self.planned(config, cmdline).records()
+    }
+
+    /// `check`'s view of the pools, with the tree's own command line.
+    fn status(&self, config: &str) -> Vec<PoolStatus> {
+        status(
+            &Pools::read(&self.host()),
+            &config_of(config),
+            &Cmdline::parse(&self.t.read("proc/cmdline")),
+        )
+    }
+}
+
+/// Grows a pool from nothing to `pages`: a plan entry made by hand.
+fn grow(size_kb: u64, pages: u64) -> Reservation {
+    Reservation {
+        at: "test".into(),
+        pool: Pool {
+            size_kb,
+            node: None,
+        },
+        decision: Decision::Grow { from: 0, to: pages },
+        rounded: None,
+        cmdline: None,
+    }
+}
+
+fn by_hand(reservations: Vec<Reservation>) -> HugepagePlan {
+    HugepagePlan {
+        reservations,
+        nodes: vec![],
+    }
+}
+
+fn status_notes(s: &PoolStatus) -> String {
+    s.notes().join(" | ")
 }
 
 fn config_of(text: &str) -> Config {
@@ -321,7 +370,8 @@ fn command_line_reservation_is_respected_and_topped_up() {
     let cmdline = "ro default_hugepagesz=1G hugepagesz=1G hugepages=4";
 
     // Config asks the same: reported, left as is, not written.
-    let mut p = m.plan("[[hugepages]]\nsize = \"1G\"\ncount = 4\n", cmdline);
+    let plan = m.planned("[[hugepages]]\nsize = \"1G\"\ncount = 4\n", cmdline);
+    let mut p = plan.records();
     assert_eq!(p[0].requested, 4);
     let n = notes(&p[0]);
     assert!(
@@ -331,7 +381,7 @@ fn command_line_reservation_is_respected_and_topped_up() {
         "{n}"
     );
     assert!(n.contains("left as is"), "{n}");
-    let log = logged(|| reserve(&m.host(), &mut p, T));
+    let log = logged(|| p = reserve(&m.host(), &plan, T));
     assert_eq!(
         m.count(G1, None),
         "4\n",
@@ -347,16 +397,17 @@ fn command_line_reservation_is_respected_and_topped_up() {
     );
 
     // Config asks less: never shrink.
-    let mut p = m.plan("[[hugepages]]\nsize = \"1G\"\ncount = 2\n", cmdline);
-    reserve(&m.host(), &mut p, T);
+    let plan = m.planned("[[hugepages]]\nsize = \"1G\"\ncount = 2\n", cmdline);
+    let p = reserve(&m.host(), &plan, T);
     assert_eq!(m.count(G1, None), "4\n");
     assert_eq!(p[0].obtained, Some(4));
 
     // Config asks more: top up.
-    let mut p = m.plan("[[hugepages]]\nsize = \"1G\"\ncount = 6\n", cmdline);
+    let plan = m.planned("[[hugepages]]\nsize = \"1G\"\ncount = 6\n", cmdline);
+    let mut p = plan.records();
     assert_eq!(p[0].requested, 6);
     assert!(notes(&p[0]).contains("top up from 4 to 6"), "{p:?}");
-    let log = logged(|| reserve(&m.host(), &mut p, T));
+    let log = logged(|| p = reserve(&m.host(), &plan, T));
     assert_eq!(m.count(G1, None), "6");
     assert_eq!(p[0].obtained, Some(6));
     assert_eq!(
@@ -375,8 +426,9 @@ fn reserve_writes_reads_back_and_logs_one_line_per_pool() {
     let m = Machine::new(64, &[M2, G1], 2, true);
     let cfg = "[[hugepages]]\nsize = \"2M\"\ncount = 512\n[[hugepages]]\nsize = \"1G\"\ncount = 4\nnode = 0\n\
                [[hugepages]]\nsize = \"1G\"\ncount = 1\nnode = 9\n";
-    let mut p = m.plan(cfg, "");
-    let log = logged(|| reserve(&m.host(), &mut p, T));
+    let plan = m.planned(cfg, "");
+    let mut p = vec![];
+    let log = logged(|| p = reserve(&m.host(), &plan, T));
     assert_eq!(m.count(G1, Some(0)), "4");
     assert_eq!(m.count(G1, Some(1)), "0\n", "the other node is not touched");
     assert_eq!(m.count(M2, None), "512");
@@ -424,21 +476,9 @@ fn reserve_goes_largest_first_whatever_the_order_given() {
     // pool file is missing, so its write fails; had it been first, the 1G log line
     // would come second.
     let m = Machine::new(64, &[G1], 0, true);
-    let mut p = vec![
-        HugepageRecord {
-            size: "2M".into(),
-            size_kb: M2,
-            requested: 8,
-            ..Default::default()
-        },
-        HugepageRecord {
-            size: "1G".into(),
-            size_kb: G1,
-            requested: 2,
-            ..Default::default()
-        },
-    ];
-    let log = logged(|| reserve(&m.host(), &mut p, T));
+    let plan = by_hand(vec![grow(M2, 8), grow(G1, 2)]);
+    let mut p = vec![];
+    let log = logged(|| p = reserve(&m.host(), &plan, T));
     assert_eq!(
         log[0],
         (
@@ -474,13 +514,9 @@ fn reserve_survives_a_broken_pool() {
     let m = Machine::new(64, &[M2], 0, false);
     std::fs::remove_file(m.t.path(&count_path(M2, None))).unwrap();
     std::fs::create_dir(m.t.path(&count_path(M2, None))).unwrap();
-    let mut p = vec![HugepageRecord {
-        size: "2M".into(),
-        size_kb: M2,
-        requested: 4,
-        ..Default::default()
-    }];
-    let log = logged(|| reserve(&m.host(), &mut p, T));
+    let plan = by_hand(vec![grow(M2, 4)]);
+    let mut p = vec![];
+    let log = logged(|| p = reserve(&m.host(), &plan, T));
     assert!(
         log.iter()
             .any(|(l, s)| *l == Level::Error && s.contains("writing 4 failed")),
@@ -518,16 +554,21 @@ fn status_compares_pools_with_the_config() {
     let m = Machine::new(32, &[M2, G1], 0, true);
     m.set(G1, None, 1);
     m.set(M2, None, 512);
-    let s = status(
-        &m.host(),
-        &config_of("[[hugepages]]\nsize = \"1G\"\ncount = 4\n"),
-    );
+    let s = m.status("[[hugepages]]\nsize = \"1G\"\ncount = 4\n");
     assert_eq!(s.len(), 2, "{s:?}");
-    assert_eq!(
-        (s[0].size_kb, s[0].requested, s[0].obtained),
-        (G1, 4, Some(1))
+    assert!(
+        matches!(
+            s[0].kind,
+            StatusKind::Asked {
+                want: 4,
+                now: Some(1),
+                ..
+            }
+        ),
+        "{s:?}"
     );
-    let n = notes(&s[0]);
+    assert_eq!(s[0].pool.size_kb, G1);
+    let n = status_notes(&s[0]);
     assert!(n.contains("1 reserved, 3 short of the config"), "{n}");
     assert!(
         n.contains("default_hugepagesz=1G hugepagesz=1G hugepages=4"),
@@ -535,30 +576,36 @@ fn status_compares_pools_with_the_config() {
     );
     // The 2M pool holds pages the config does not ask for.
     assert_eq!(
-        (s[1].size_kb, s[1].requested, s[1].obtained),
-        (M2, 0, Some(512))
+        (s[1].pool.size_kb, &s[1].kind),
+        (M2, &StatusKind::Unasked { now: 512 })
     );
-    assert!(notes(&s[1]).contains("does not ask for"), "{s:?}");
+    assert!(status_notes(&s[1]).contains("does not ask for"), "{s:?}");
 
     // Met: no note. Unknown size: the reason.
     m.set(G1, None, 4);
     m.set(M2, None, 0);
-    let s = status(
-        &m.host(),
-        &config_of(
-            "[[hugepages]]\nsize = \"1G\"\ncount = 4\n[[hugepages]]\nsize = \"16G\"\ncount = 1\n",
-        ),
+    let s = m.status(
+        "[[hugepages]]\nsize = \"1G\"\ncount = 4\n[[hugepages]]\nsize = \"16G\"\ncount = 1\n",
     );
-    assert_eq!((s[0].size_kb, s[0].requested), (16 * G1, 0));
+    assert_eq!(s[0].pool.size_kb, 16 * G1);
+    assert!(matches!(s[0].kind, StatusKind::Unusable { .. }), "{s:?}");
     assert!(
-        notes(&s[0]).contains(":4: size 16G is not offered"),
+        status_notes(&s[0]).contains(":4: size 16G is not offered"),
         "{s:?}"
     );
-    assert_eq!(
-        (s[1].size_kb, s[1].requested, s[1].obtained),
-        (G1, 4, Some(4))
+    assert_eq!(s[1].pool.size_kb, G1);
+    assert!(
+        matches!(
+            s[1].kind,
+            StatusKind::Asked {
+                want: 4,
+                now: Some(4),
+                ..
+            }
+        ),
+        "{s:?}"
     );
-    assert!(s[1].notes.is_empty(), "{s:?}");
+    assert!(s[1].notes().is_empty(), "{s:?}");
     assert_eq!(s.len(), 2);
 }
 
@@ -581,11 +628,8 @@ fn status_shortfall_advice_knows_the_command_line() {
     let m = Machine::new(8, &[M2, G1], 0, true);
     m.t.cmdline("ro default_hugepagesz=1G hugepagesz=1G hugepages=4\n");
     m.set(G1, None, 1);
-    let s = status(
-        &m.host(),
-        &config_of("[[hugepages]]\nsize = \"1G\"\ncount = 4\n"),
-    );
-    let n = notes(&s[0]);
+    let s = m.status("[[hugepages]]\nsize = \"1G\"\ncount = 4\n");
+    let n = status_notes(&s[0]);
     assert!(n.contains("1 reserved, 3 short"), "{n}");
     assert!(
         n.contains("the kernel command line already asks for 4"),
@@ -595,12 +639,9 @@ fn status_shortfall_advice_knows_the_command_line() {
 
     // It asked for fewer than the config: raise it.
     m.t.cmdline("hugepagesz=1G hugepages=2\n");
-    let s = status(
-        &m.host(),
-        &config_of("[[hugepages]]\nsize = \"1G\"\ncount = 4\n"),
-    );
+    let s = m.status("[[hugepages]]\nsize = \"1G\"\ncount = 4\n");
     assert!(
-        notes(&s[0]).contains("raise the kernel command line's 2 to 4"),
+        status_notes(&s[0]).contains("raise the kernel command line's 2 to 4"),
         "{s:?}"
     );
 }
@@ -622,9 +663,11 @@ fn absurd_kernel_values_never_panic() {
     m.t.file(&count_path(G1, Some(0)), "garbage\n");
     let cfg = "[memory]\nfloor = \"100%\"\n[[hugepages]]\nsize = \"1G\"\ncount = 9223372036854775807\nnode = 0\n\
                [[hugepages]]\nsize = \"2M\"\ntotal = \"17179869183T\"\n";
-    let mut p = m.plan(cfg, &m.t.read("proc/cmdline"));
-    assert_eq!(p.len(), 2);
-    logged(|| reserve(&m.host(), &mut p, T));
-    let s = status(&m.host(), &config_of(cfg));
+    let plan = m.planned(cfg, &m.t.read("proc/cmdline"));
+    assert_eq!(plan.reservations.len(), 2);
+    logged(|| {
+        reserve(&m.host(), &plan, T);
+    });
+    let s = m.status(cfg);
     assert!(!s.is_empty());
 }

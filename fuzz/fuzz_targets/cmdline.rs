@@ -4,7 +4,8 @@
 use libfuzzer_sys::fuzz_target;
 use vfio_early::cmdline::{param_eq, Cmdline};
 use vfio_early::cmdline_check::{blacklisted, iommu_switches};
-use vfio_early::hugepages::{cmdline_reservations, memparse_kb};
+use vfio_early::hugepages::cmdline_reservations;
+use vfio_early::size::memparse_kb;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

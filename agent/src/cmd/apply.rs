@@ -355,11 +355,11 @@ pub fn validate(host: &Host) -> Result<String, (u8, String)> {
     let topo = read_topology(host);
     let plan = plan::plan(&config.devices, &topo);
     let cmdline = Cmdline::parse(&host.read("proc/cmdline").unwrap_or_default());
-    let hugepages = crate::hugepages::plan(host, &config, &cmdline);
+    let hugepages = crate::hugepages::plan_host(host, &config, &cmdline);
     let mut problems = refusals(&plan);
     for h in hugepages
-        .iter()
-        .filter(|h| h.requested == 0 && !h.notes.is_empty())
+        .refused()
+        .map(crate::hugepages::Reservation::record)
     {
         problems.push(format!("hugepages {}: {}", h.size, h.notes.join("; ")));
     }
@@ -370,7 +370,11 @@ pub fn validate(host: &Host) -> Result<String, (u8, String)> {
         }
         return Err((1, m));
     }
-    Ok(summary(&path.display().to_string(), &plan, hugepages.len()))
+    Ok(summary(
+        &path.display().to_string(),
+        &plan,
+        hugepages.reservations.len(),
+    ))
 }
 
 fn refusals(plan: &Plan) -> Vec<String> {

@@ -133,13 +133,11 @@ fn bind(args: &Args, host: &Host) -> ExitCode {
     record.iommu_verdict = Some(verdict);
 
     let plan = plan::plan(&config.devices, &topo);
-    let hugepages = crate::hugepages::plan(host, &config, &cmdline);
+    let hugepages = crate::hugepages::plan_host(host, &config, &cmdline);
     if args.dry_run {
-        let failed = plan.has_problems()
-            || hugepages
-                .iter()
-                .any(|h| !h.notes.is_empty() && h.requested == 0);
-        return finish(args, host, &record, &plan, &hugepages, strict(failed));
+        let failed = plan.has_problems() || hugepages.refused().next().is_some();
+        let records = hugepages.records();
+        return finish(args, host, &record, &plan, &records, strict(failed));
     }
 
     if config.devices.is_empty() && config.hugepages.is_empty() {
@@ -147,8 +145,7 @@ fn bind(args: &Args, host: &Host) -> ExitCode {
     }
     bind::log_plan(&plan);
     let outcome = bind::execute(host, &plan, &cmdline, config.bind.timeout());
-    let mut hugepages = hugepages;
-    crate::hugepages::reserve(host, &mut hugepages, config.bind.timeout());
+    let hugepages = crate::hugepages::reserve(host, &hugepages, config.bind.timeout());
 
     let bound = outcome.bound();
     let refused = plan.refusals().count();

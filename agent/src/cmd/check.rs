@@ -172,7 +172,7 @@ pub fn check(host: &Host, config_path: Option<&Path>) -> Outcome {
     }
     f.push(freshness(host, config.as_ref(), record.as_ref()));
     if let Some(c) = &config {
-        f.extend(hugepages(host, c));
+        f.extend(hugepages(host, c, &cmdline));
     }
     f.push(kernel_config(host, &ev, kconfig.as_ref()));
     Outcome {
@@ -703,43 +703,29 @@ fn freshness(host: &Host, config: Option<&Config>, record: Option<&Record>) -> F
     }
 }
 
-fn hugepages(host: &Host, config: &Config) -> Vec<Finding> {
-    crate::hugepages::status(host, config)
+fn hugepages(host: &Host, config: &Config, cmdline: &Cmdline) -> Vec<Finding> {
+    use crate::hugepages::{status, Pools, StatusKind};
+    status(&Pools::read(host), config, cmdline)
         .into_iter()
-        .map(|r| {
-            let what = match r.node {
-                Some(n) => format!("hugepages {} node {n}", r.size),
-                None => format!("hugepages {}", r.size),
-            };
-            let got = r
-                .obtained
-                .map_or_else(|| "unknown".to_owned(), |g| g.to_string());
-            let notes = r.notes.join("; ");
-            if r.requested == 0 {
-                let detail = if notes.is_empty() {
-                    format!("{got} reserved")
-                } else {
-                    format!("{got} reserved; {notes}")
-                };
-                let status = if r.obtained.is_none() && !r.notes.is_empty() {
-                    Status::Warn
-                } else {
-                    Status::Info
-                };
-                Finding::new(what, status, detail)
-            } else if r.obtained.is_some_and(|g| g >= r.requested) {
-                Finding::new(
-                    what,
-                    Status::Pass,
-                    format!("{got} reserved, config asks {}", r.requested),
-                )
-            } else {
-                Finding::new(
-                    what,
-                    Status::Warn,
-                    format!("{got} reserved, config asks {}", r.requested),
-                )
-                .hint(notes)
+        .map(|s| {
+            let what = format!("hugepages {}", crate::hugepages::wording::label(s.pool));
+            let notes = s.notes().join("; ");
+            match s.kind {
+                StatusKind::Unusable { .. } => {
+                    Finding::new(what, Status::Warn, format!("unknown reserved; {notes}"))
+                }
+                StatusKind::Unasked { now } => {
+                    Finding::new(what, Status::Info, format!("{now} reserved; {notes}"))
+                }
+                StatusKind::Asked { want, now, .. } => {
+                    let got = now.map_or_else(|| "unknown".to_owned(), |g| g.to_string());
+                    let detail = format!("{got} reserved, config asks {want}");
+                    if now.is_some_and(|g| g >= want) {
+                        Finding::new(what, Status::Pass, detail)
+                    } else {
+                        Finding::new(what, Status::Warn, detail).hint(notes)
+                    }
+                }
             }
         })
         .collect()
