@@ -6,7 +6,7 @@
 use std::fmt;
 
 /// The ACPI tables directory, relative to the host root.
-pub const ACPI_TABLES: &str = "sys/firmware/acpi/tables";
+pub(crate) const ACPI_TABLES: &str = "sys/firmware/acpi/tables";
 
 /// An IOMMU family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -32,7 +32,7 @@ impl fmt::Display for Vendor {
 
 impl Vendor {
     /// The ACPI table that describes this IOMMU.
-    pub fn acpi_table(self) -> &'static str {
+    pub(crate) fn acpi_table(self) -> &'static str {
         match self {
             Self::Intel => "DMAR",
             Self::Amd => "IVRS",

@@ -26,7 +26,7 @@ use crate::record::DeviceRecord;
 /// Where the image keeps the kernel's whole PCI alias table, written at image build time
 /// by `vfio-early modules --pci-aliases` (the initramfs's own `modules.alias` covers
 /// only the modules inside the image).
-pub const IMAGE_ALIAS_DIR: &str = "usr/lib/vfio-early";
+pub(crate) const IMAGE_ALIAS_DIR: &str = "usr/lib/vfio-early";
 
 /// Reads what the planner needs from the host: devices, groups and alias tables.
 pub fn read_topology(host: &Host) -> Topology {
@@ -72,7 +72,7 @@ impl Outcome {
 }
 
 /// Carries out a plan.
-pub fn execute(host: &Host, plan: &Plan, cmdline: &Cmdline, timeout: Duration) -> Outcome {
+pub(crate) fn execute(host: &Host, plan: &Plan, cmdline: &Cmdline, timeout: Duration) -> Outcome {
     let mut out = Outcome {
         devices: plan
             .devices
@@ -414,7 +414,7 @@ pub fn release(host: &Host, devices: &[(PciAddress, Expect)], timeout: Duration)
 }
 
 /// Logs the plan's refusals and warnings, one line each.
-pub fn log_plan(plan: &Plan) {
+pub(crate) fn log_plan(plan: &Plan) {
     for w in &plan.warnings {
         warn!("{w}");
     }

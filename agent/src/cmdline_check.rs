@@ -62,7 +62,7 @@ pub struct Switches {
 
 impl Switches {
     /// The parameter that turns the IOMMU off, if any.
-    pub fn disabled_by(&self) -> Option<&'static str> {
+    pub(crate) fn disabled_by(&self) -> Option<&'static str> {
         if self.iommu_off {
             Some("iommu=off")
         } else if self.intel == Some(false) {
@@ -375,7 +375,12 @@ fn judge_ids(c: &Cmdline, ctx: &Context<'_>, out: &mut Vec<Finding>) {
 /// Judges a `vfio-pci` `ids` value against the host's devices: `check` names the
 /// finding, `param` is how the value is shown (`vfio-pci.ids` on the command line,
 /// `options vfio-pci ids` in modprobe.d).
-pub fn judge_ids_value(check: &str, param: &str, value: &str, ctx: &Context<'_>) -> Vec<Finding> {
+pub(crate) fn judge_ids_value(
+    check: &str,
+    param: &str,
+    value: &str,
+    ctx: &Context<'_>,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     let check = check.to_owned();
     for raw in value.split(',').filter(|w| !w.is_empty()) {
@@ -450,7 +455,7 @@ pub fn judge_ids_value(check: &str, param: &str, value: &str, ctx: &Context<'_>)
 
 /// The running kernel's config and where it came from: `proc/config.gz`, else
 /// `boot/config-<release>` (plain or gzip, parsed by the `kernel-config` crate).
-pub fn read_kernel_config(host: &Host) -> Option<(String, kernel_config::Config)> {
+pub(crate) fn read_kernel_config(host: &Host) -> Option<(String, kernel_config::Config)> {
     let mut sources = vec!["proc/config.gz".to_owned()];
     if let Some(rel) = host.kernel_release() {
         sources.push(format!("boot/config-{rel}"));
@@ -471,7 +476,7 @@ pub fn intel_default_on(host: &Host) -> Option<bool> {
 
 /// `CONFIG_INTEL_IOMMU_DEFAULT_ON=y`, or `..._INTGPU_OFF=y` (on for everything but
 /// the integrated GPU; Debian's choice).
-pub fn intel_on_by_default(config: &kernel_config::Config) -> bool {
+pub(crate) fn intel_on_by_default(config: &kernel_config::Config) -> bool {
     config.is_on("CONFIG_INTEL_IOMMU_DEFAULT_ON")
         || config.is_on("CONFIG_INTEL_IOMMU_DEFAULT_ON_INTGPU_OFF")
 }

@@ -45,7 +45,7 @@ use crate::pci::{PciAddress, PciId};
 use crate::size::{amount, parse_size_kb};
 
 /// The default config path, relative to the host root.
-pub const DEFAULT_PATH: &str = "etc/vfio-early.toml";
+pub(crate) const DEFAULT_PATH: &str = "etc/vfio-early.toml";
 /// Larger files are refused before parsing (a config is a few hundred bytes).
 pub const MAX_SIZE: usize = 256 * 1024;
 
@@ -335,7 +335,7 @@ pub struct Config {
 }
 
 /// 1-based line and column of a byte offset.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text.as_bytes()[..offset];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;

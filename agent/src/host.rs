@@ -78,7 +78,7 @@ impl HostError {
 }
 
 /// Result of host operations.
-pub type HostResult<T> = Result<T, HostError>;
+pub(crate) type HostResult<T> = Result<T, HostError>;
 
 /// A view of a machine through a root directory.
 #[derive(Debug, Clone)]
@@ -106,7 +106,7 @@ impl Host {
     }
 
     /// True when the root is `/`: writes reach the running kernel.
-    pub fn is_live(&self) -> bool {
+    pub(crate) fn is_live(&self) -> bool {
         self.live
     }
 
@@ -131,7 +131,7 @@ impl Host {
     }
 
     /// Reads a whole file as bytes.
-    pub fn read_bytes(&self, rel: impl AsRef<Path>) -> HostResult<Vec<u8>> {
+    pub(crate) fn read_bytes(&self, rel: impl AsRef<Path>) -> HostResult<Vec<u8>> {
         let path = self.path(rel);
         fs::read(&path).map_err(|e| HostError::io(path, e))
     }
@@ -139,7 +139,7 @@ impl Host {
     /// Reads a one-value sysfs attribute, trimmed; `None` when it does not exist or is
     /// not text. Reads at most one page, as sysfs gives: a wrong file (a link to
     /// `/dev/zero` in a hostile tree) cannot make the agent read forever.
-    pub fn read_attr(&self, rel: impl AsRef<Path>) -> Option<String> {
+    pub(crate) fn read_attr(&self, rel: impl AsRef<Path>) -> Option<String> {
         use std::io::Read;
         let mut buf = Vec::new();
         fs::File::open(self.path(rel))
@@ -152,7 +152,7 @@ impl Host {
 
     /// The file name a symlink points to (`driver` -> `vfio-pci`); `None` when there
     /// is no link.
-    pub fn link_name(&self, rel: impl AsRef<Path>) -> Option<String> {
+    pub(crate) fn link_name(&self, rel: impl AsRef<Path>) -> Option<String> {
         let target = fs::read_link(self.path(rel)).ok()?;
         target.file_name().map(|n| n.to_string_lossy().into_owned())
     }
@@ -180,7 +180,7 @@ impl Host {
 
     /// Like [`Host::write`], but performed by a forked child that is abandoned (and
     /// sent SIGKILL) when it has not finished within `timeout`.
-    pub fn write_bounded(
+    pub(crate) fn write_bounded(
         &self,
         rel: impl AsRef<Path>,
         value: &str,
@@ -191,7 +191,7 @@ impl Host {
     }
 
     /// Creates or replaces a file the agent owns (under `run/`), atomically.
-    pub fn write_owned(&self, rel: impl AsRef<Path>, contents: &[u8]) -> HostResult<()> {
+    pub(crate) fn write_owned(&self, rel: impl AsRef<Path>, contents: &[u8]) -> HostResult<()> {
         let path = self.path(rel);
         let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
         fs::create_dir_all(&dir).map_err(|e| HostError::io(dir, e))?;
@@ -202,7 +202,7 @@ impl Host {
 
     /// Refuses, with a clear error, anything that would change the running kernel
     /// when this host is a fixture.
-    pub fn require_live(&self, what: &str) -> HostResult<()> {
+    pub(crate) fn require_live(&self, what: &str) -> HostResult<()> {
         if self.live {
             Ok(())
         } else {
@@ -244,7 +244,7 @@ impl Host {
     }
 
     /// The release of the running kernel (`proc/sys/kernel/osrelease`).
-    pub fn kernel_release(&self) -> Option<String> {
+    pub(crate) fn kernel_release(&self) -> Option<String> {
         self.read_attr("proc/sys/kernel/osrelease")
     }
 }

@@ -127,7 +127,7 @@ pub fn bars(host: &Host, address: PciAddress) -> Vec<Bar> {
 /// A boot framebuffer found in the map, and what it sits in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Framebuffer {
-    /// The region.
+    /// The framebuffer's own region of the map (`BOOTFB`, `efifb`, `simple-framebuffer`).
     pub region: Region,
     /// The PCI device whose BAR region encloses it in the map, if any.
     pub inside: Option<PciAddress>,
@@ -163,7 +163,7 @@ pub struct Overlap {
     pub framebuffer: String,
     /// Its range, when the addresses are visible.
     pub range: Option<(u64, u64)>,
-    /// The device.
+    /// The device whose BAR holds the framebuffer.
     pub device: PciAddress,
     /// The BAR it lies in, when known from addresses.
     pub bar: Option<usize>,

@@ -14,7 +14,8 @@
 //!
 //! Known failure lines of the log become findings with hints.
 
-pub use crate::acpi::{Vendor, ACPI_TABLES};
+pub use crate::acpi::Vendor;
+use crate::acpi::ACPI_TABLES;
 use crate::cmdline::Cmdline;
 use crate::cmdline_check;
 use crate::host::Host;
@@ -23,7 +24,7 @@ use crate::pci;
 use crate::report::{Finding, Status};
 
 /// The sysfs class of IOMMU units, relative to the host root.
-pub const CLASS_IOMMU: &str = "sys/class/iommu";
+pub(crate) const CLASS_IOMMU: &str = "sys/class/iommu";
 /// What the kernel log says about the IOMMU.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogEvidence {
@@ -159,7 +160,7 @@ fn failure(t: &str) -> Option<Finding> {
 }
 
 /// The `IR-` chips named in `/proc/interrupts` (`IR-IO-APIC`, `IR-PCI-MSI`...).
-pub fn ir_chips(interrupts: &str) -> Vec<String> {
+pub(crate) fn ir_chips(interrupts: &str) -> Vec<String> {
     let mut chips: Vec<String> = interrupts
         .lines()
         .flat_map(str::split_whitespace)
@@ -173,7 +174,7 @@ pub fn ir_chips(interrupts: &str) -> Vec<String> {
 
 impl Evidence {
     /// Gathers the evidence of a host, with its log records already read.
-    pub fn gather(host: &Host, log: Result<&[kmsg::Record], String>) -> Self {
+    pub(crate) fn gather(host: &Host, log: Result<&[kmsg::Record], String>) -> Self {
         let tables = host.list(ACPI_TABLES);
         let acpi = [Vendor::Intel, Vendor::Amd, Vendor::Arm]
             .into_iter()
@@ -232,7 +233,7 @@ impl Evidence {
     }
 
     /// Where the vendor was read from.
-    pub fn vendor_source(&self) -> &'static str {
+    pub(crate) fn vendor_source(&self) -> &'static str {
         if !self.acpi.is_empty() {
             "ACPI table"
         } else if self.vendor_from_units().is_some() {
@@ -266,7 +267,7 @@ impl Evidence {
 
     /// Interrupt remapping: `Some(true)` with the proof, `Some(false)` with the line
     /// that says it is off, `None` when nothing tells.
-    pub fn irq_remapping(&self) -> (Option<bool>, String) {
+    pub(crate) fn irq_remapping(&self) -> (Option<bool>, String) {
         if !self.ir_chips.is_empty() {
             return (
                 Some(true),
@@ -292,7 +293,7 @@ impl Evidence {
     }
 
     /// Why the IOMMU is off, and the fix, for a host where [`Evidence::is_on`] is false.
-    pub fn why_off(&self, cmdline: &Cmdline) -> (String, String) {
+    pub(crate) fn why_off(&self, cmdline: &Cmdline) -> (String, String) {
         let off = cmdline_check::iommu_switches(cmdline);
         if let Some(p) = off.disabled_by() {
             return (

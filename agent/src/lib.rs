@@ -41,7 +41,7 @@
 
 #![deny(missing_docs)]
 
-pub mod acpi;
+pub(crate) mod acpi;
 pub mod bind;
 pub mod cli;
 pub mod cmd;
@@ -64,7 +64,7 @@ pub mod hugepages;
 pub mod iomem;
 pub mod iommu;
 pub mod kmsg;
-pub mod logger;
+pub(crate) mod logger;
 #[cfg(feature = "tools")]
 pub mod modinfo;
 pub mod modules;

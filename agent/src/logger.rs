@@ -21,7 +21,7 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 use crate::host::Host;
 
 /// Records per open the kernel accepts in a burst (`printk_ratelimit` for devkmsg).
-pub const KMSG_BUDGET: usize = 10;
+pub(crate) const KMSG_BUDGET: usize = 10;
 
 #[derive(Debug)]
 struct State {
@@ -34,7 +34,7 @@ struct State {
 
 /// A logger that writes `vfio-early:` records to `ROOT/dev/kmsg` and to stderr.
 #[derive(Debug)]
-pub struct KmsgLogger {
+pub(crate) struct KmsgLogger {
     state: Mutex<State>,
     stderr_level: LevelFilter,
     kmsg_level: LevelFilter,

@@ -29,7 +29,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 /// Suffixes of module files, in the order they are preferred.
-pub const MODULE_SUFFIXES: [&str; 4] = [".ko", ".ko.xz", ".ko.zst", ".ko.gz"];
+pub(crate) const MODULE_SUFFIXES: [&str; 4] = [".ko", ".ko.xz", ".ko.zst", ".ko.gz"];
 
 /// Why a module could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +115,7 @@ pub fn parse_modinfo_section(section: &[u8]) -> ModInfo {
 
 /// Module names of a softdep value (`pre: a b post: c`): every word that is not a
 /// `pre:`/`post:` marker.
-pub fn parse_softdep(value: &str) -> Vec<String> {
+pub(crate) fn parse_softdep(value: &str) -> Vec<String> {
     value
         .split_whitespace()
         .filter(|w| !w.ends_with(':'))
@@ -170,7 +170,7 @@ pub fn decompress(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>, ModError> {
 }
 
 /// Reads and parses the `.modinfo` of a module file (any supported compression).
-pub fn read_modinfo(path: &Path) -> Result<ModInfo, ModError> {
+pub(crate) fn read_modinfo(path: &Path) -> Result<ModInfo, ModError> {
     let raw = fs::read(path).map_err(|source| ModError::Io {
         path: path.to_owned(),
         source,
@@ -180,12 +180,12 @@ pub fn read_modinfo(path: &Path) -> Result<ModInfo, ModError> {
 }
 
 /// The canonical form of a module name: `-` becomes `_`.
-pub fn canonical(name: &str) -> String {
+pub(crate) fn canonical(name: &str) -> String {
     crate::modules::normalize(name)
 }
 
 /// The module name of a module file path (`.../vfio-pci.ko.zst` -> `vfio_pci`).
-pub fn name_of_path(path: &str) -> Option<String> {
+pub(crate) fn name_of_path(path: &str) -> Option<String> {
     let file = path.rsplit('/').next()?;
     MODULE_SUFFIXES
         .iter()
@@ -203,7 +203,7 @@ pub fn parse_builtin(text: &str) -> BTreeSet<String> {
 
 /// The module files of one kernel's module directory, by canonical name.
 #[derive(Debug, Default)]
-pub struct ModuleDir {
+pub(crate) struct ModuleDir {
     /// `modules.builtin` entries.
     pub builtin: BTreeSet<String>,
     /// Module files; when a name appears twice, `updates/` wins, then the first found.
@@ -243,7 +243,7 @@ impl ModuleDir {
 
 /// How one module of the closure is provided by the target kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Provided {
+pub(crate) enum Provided {
     /// Compiled into the kernel image.
     Builtin,
     /// A module file; `vermagic` release as read from it.
@@ -259,7 +259,7 @@ pub enum Provided {
 
 /// One entry of a dependency closure.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClosureEntry {
+pub(crate) struct ClosureEntry {
     /// Canonical module name.
     pub name: String,
     /// How it is provided.
@@ -270,7 +270,7 @@ pub struct ClosureEntry {
 
 /// Why a closure could not be built.
 #[derive(Debug, thiserror::Error)]
-pub enum ClosureError {
+pub(crate) enum ClosureError {
     /// A required module (the root, or a `depends` entry) exists nowhere.
     #[error("module {name} is neither built in nor present as a file{}", wanted_by.as_ref().map(|w| format!(" (needed by {w})")).unwrap_or_default())]
     Missing {
@@ -286,7 +286,7 @@ pub enum ClosureError {
 
 /// The closure of `root` over `depends` (required) and `softdep` (optional), in
 /// breadth-first order starting with the root.
-pub fn closure(dir: &ModuleDir, root: &str) -> Result<Vec<ClosureEntry>, ClosureError> {
+pub(crate) fn closure(dir: &ModuleDir, root: &str) -> Result<Vec<ClosureEntry>, ClosureError> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     let mut queue = VecDeque::from([(canonical(root), None::<String>, true)]);

@@ -18,7 +18,7 @@ use crate::cmdline::Cmdline;
 use crate::host::{Host, HostError, HostResult};
 
 /// Module names compare with `-` and `_` as one (`vfio-pci` is `vfio_pci`).
-pub fn normalize(name: &str) -> String {
+pub(crate) fn normalize(name: &str) -> String {
     name.replace('-', "_")
 }
 
@@ -168,7 +168,7 @@ impl ClaimTable {
     }
 
     /// Reads `modules.alias` and `modules.builtin.modinfo` from one directory.
-    pub fn load_dir(host: &Host, dir: &str) -> Self {
+    pub(crate) fn load_dir(host: &Host, dir: &str) -> Self {
         let mut aliases = host
             .read(format!("{dir}/modules.alias"))
             .map(|t| parse_alias(&t))
@@ -261,7 +261,7 @@ impl DepTable {
 
 /// Options for a module from `modprobe.d` (`options <mod> k=v ...`) and the kernel
 /// command line (`<mod>.k=v`), the command line last, as modprobe applies them.
-pub fn module_options(host: &Host, cmdline: &Cmdline, module: &str) -> String {
+pub(crate) fn module_options(host: &Host, cmdline: &Cmdline, module: &str) -> String {
     let module = normalize(module);
     let mut opts: Vec<String> = Vec::new();
     for dir in [
@@ -300,7 +300,7 @@ pub fn module_options(host: &Host, cmdline: &Cmdline, module: &str) -> String {
 
 /// How vfio-pci became available.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Availability {
+pub(crate) enum Availability {
     /// Built in, or loaded before the agent ran.
     AlreadyThere,
     /// Loaded by the image's `modprobe`.
@@ -310,7 +310,7 @@ pub enum Availability {
 }
 
 /// Makes the `vfio-pci` driver available, within `timeout`.
-pub fn ensure_vfio_pci(
+pub(crate) fn ensure_vfio_pci(
     host: &Host,
     cmdline: &Cmdline,
     timeout: Duration,
@@ -425,7 +425,7 @@ fn load_closure(host: &Host, cmdline: &Cmdline, name: &str) -> HostResult<Vec<St
 
 /// Soft dependencies from `modules.softdep`: module -> (pre, post), as modprobe honours
 /// them (vfio's `post: vfio_iommu_type1` is what gives QEMU an IOMMU backend).
-pub fn parse_softdep(text: &str) -> BTreeMap<String, (Vec<String>, Vec<String>)> {
+pub(crate) fn parse_softdep(text: &str) -> BTreeMap<String, (Vec<String>, Vec<String>)> {
     let mut out: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
     for line in text.lines() {
         let mut words = line.split_whitespace();

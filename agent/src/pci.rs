@@ -12,11 +12,11 @@ use serde::{Deserialize, Serialize};
 use crate::host::Host;
 
 /// The sysfs directory of all PCI devices, relative to the host root.
-pub const DEVICES: &str = "sys/bus/pci/devices";
+pub(crate) const DEVICES: &str = "sys/bus/pci/devices";
 /// The sysfs directory of IOMMU groups, relative to the host root.
-pub const IOMMU_GROUPS: &str = "sys/kernel/iommu_groups";
+pub(crate) const IOMMU_GROUPS: &str = "sys/kernel/iommu_groups";
 /// The driver every selected device is handed to.
-pub const VFIO_DRIVER: &str = "vfio-pci";
+pub(crate) const VFIO_DRIVER: &str = "vfio-pci";
 
 /// A PCI function address: domain, bus, device (slot) and function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -113,7 +113,7 @@ impl fmt::Display for PciAddress {
 
 impl PciAddress {
     /// True when both name functions of the same slot (card).
-    pub fn same_slot(&self, other: &Self) -> bool {
+    pub(crate) fn same_slot(&self, other: &Self) -> bool {
         (self.domain, self.bus, self.device) == (other.domain, other.bus, other.device)
     }
 
@@ -203,7 +203,7 @@ impl PciId {
 /// One PCI function as sysfs shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Device {
-    /// Its address.
+    /// Where it sits: `sys/bus/pci/devices/<address>`, the key of every record.
     pub address: PciAddress,
     /// Vendor id.
     pub vendor: u16,
@@ -295,18 +295,18 @@ impl Device {
     }
 
     /// The base class byte (0x03 display, 0x01 storage, 0x06 bridge...).
-    pub fn base_class(&self) -> u8 {
+    pub(crate) fn base_class(&self) -> u8 {
         u8::try_from(self.class >> 16).unwrap_or(0xff)
     }
 
     /// A PCI-to-PCI bridge (a root or downstream port): `pcieport` or no driver is
     /// fine for vfio.
-    pub fn is_bridge(&self) -> bool {
+    pub(crate) fn is_bridge(&self) -> bool {
         matches!(self.class >> 8, 0x0604 | 0x0609)
     }
 
     /// A mass-storage controller (class 0x01): possibly the root disk.
-    pub fn is_storage(&self) -> bool {
+    pub(crate) fn is_storage(&self) -> bool {
         self.base_class() == 0x01
     }
 
@@ -330,7 +330,7 @@ pub fn scan(host: &Host) -> Vec<Device> {
 }
 
 /// Whether the kernel shows any IOMMU group at all.
-pub fn iommu_groups_present(host: &Host) -> bool {
+pub(crate) fn iommu_groups_present(host: &Host) -> bool {
     !host.list(IOMMU_GROUPS).is_empty()
 }
 

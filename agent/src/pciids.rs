@@ -22,7 +22,7 @@ use std::ops::Range;
 use crate::host::Host;
 
 /// Where hosts keep the database, relative to the root, in order of preference.
-pub const PATHS: [&str; 3] = [
+pub(crate) const PATHS: [&str; 3] = [
     "usr/share/hwdata/pci.ids",
     "usr/share/misc/pci.ids",
     "usr/share/pci.ids",

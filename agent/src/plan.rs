@@ -166,7 +166,7 @@ pub fn class_name(class: u32) -> &'static str {
 }
 
 /// Whether an unselected member lets its group go to vfio, with the reason.
-pub fn member_ok(d: &Device, topo: &Topology) -> Result<String, String> {
+pub(crate) fn member_ok(d: &Device, topo: &Topology) -> Result<String, String> {
     match d.driver.as_deref() {
         Some(VFIO_DRIVER) => Ok("already on vfio-pci".to_owned()),
         Some("pci-stub") => Ok("on pci-stub, which leaves DMA to vfio".to_owned()),

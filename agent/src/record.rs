@@ -11,9 +11,9 @@ use crate::host::{Host, HostResult};
 /// Where the record lives, relative to the host root.
 pub const PATH: &str = "run/vfio-early/record.json";
 /// The full log of the run (the kernel log gets a summary when over budget).
-pub const LOG_PATH: &str = "run/vfio-early/log";
+pub(crate) const LOG_PATH: &str = "run/vfio-early/log";
 /// Format version.
-pub const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 1;
 
 /// What happened to one device.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 /// JSON format version.
-pub const JSON_VERSION: u32 = 1;
+pub(crate) const JSON_VERSION: u32 = 1;
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

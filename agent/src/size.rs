@@ -4,9 +4,9 @@
 //! unit sysfs names hugepage pools in.
 
 /// A MiB in kB.
-pub const MIB_KB: u64 = 1024;
+pub(crate) const MIB_KB: u64 = 1024;
 /// A GiB in kB.
-pub const GIB_KB: u64 = 1024 * 1024;
+pub(crate) const GIB_KB: u64 = 1024 * 1024;
 
 /// Parses a size with a unit (`2M`, `1G`, `2048kB`, `1GiB`, case-insensitive) into kB.
 ///
@@ -14,7 +14,7 @@ pub const GIB_KB: u64 = 1024 * 1024;
 ///
 /// # Errors
 /// A sentence fragment saying what is wrong with `s`.
-pub fn parse_size_kb(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size_kb(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let digits = t.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 {
@@ -73,7 +73,7 @@ pub fn memparse_kb(s: &str) -> Option<u64> {
 }
 
 /// The usual name of a page size in kB: `2M`, `1G`, `64K`.
-pub fn size_name(kb: u64) -> String {
+pub(crate) fn size_name(kb: u64) -> String {
     if kb >= GIB_KB && kb % GIB_KB == 0 {
         format!("{}G", kb / GIB_KB)
     } else if kb >= MIB_KB && kb % MIB_KB == 0 {
@@ -84,7 +84,7 @@ pub fn size_name(kb: u64) -> String {
 }
 
 /// An amount of memory in kB, for people: `1G`, `1.5G`, `512M`, `300K`.
-pub fn amount(kb: u64) -> String {
+pub(crate) fn amount(kb: u64) -> String {
     if kb >= GIB_KB && kb % GIB_KB != 0 {
         // Tenths of a GiB, rounded down: a floor must never look larger than it is.
         let tenths = u128::from(kb) * 10 / u128::from(GIB_KB);

@@ -69,7 +69,7 @@ const BIN_DIRS: [&str; 4] = ["usr/bin", "usr/sbin", "bin", "sbin"];
 
 impl Generator {
     /// Every generator, in the order they are tried.
-    pub const ALL: [Self; 3] = [Self::Dracut, Self::Mkinitcpio, Self::InitramfsTools];
+    pub(crate) const ALL: [Self; 3] = [Self::Dracut, Self::Mkinitcpio, Self::InitramfsTools];
 
     /// Its name.
     pub fn name(self) -> &'static str {
@@ -81,7 +81,7 @@ impl Generator {
     }
 
     /// The command that rebuilds images.
-    pub fn program(self) -> &'static str {
+    pub(crate) fn program(self) -> &'static str {
         match self {
             Self::Dracut => "dracut",
             Self::Mkinitcpio => "mkinitcpio",
@@ -342,7 +342,7 @@ pub fn commands(
 ///
 /// # Errors
 /// 2 for a config error, 1 when the planner refuses something.
-pub fn validate(host: &Host) -> Result<String, (u8, String)> {
+pub(crate) fn validate(host: &Host) -> Result<String, (u8, String)> {
     let path = host.path(config::DEFAULT_PATH);
     if !path.exists() {
         return Ok(format!(

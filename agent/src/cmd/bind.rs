@@ -214,7 +214,7 @@ fn print_dry_run(args: &Args, record: &Record, plan: &Plan, hugepages: &[Hugepag
 }
 
 /// The human form of a plan.
-pub fn render_plan(record: &Record, plan: &Plan, hugepages: &[HugepageRecord]) -> String {
+pub(crate) fn render_plan(record: &Record, plan: &Plan, hugepages: &[HugepageRecord]) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     if let Some(p) = &record.disabled_by {

@@ -265,7 +265,11 @@ fn framebuffer_fix(host: &Host, cmdline: &Cmdline, name: &str) -> String {
 }
 
 /// Why a host driver was already bound when the agent ran: (why, fix).
-pub fn early_driver_reason(host: &Host, cmdline: &Cmdline, driver: &str) -> (String, String) {
+pub(crate) fn early_driver_reason(
+    host: &Host,
+    cmdline: &Cmdline,
+    driver: &str,
+) -> (String, String) {
     let drv = normalize(driver);
     if let Some(rel) = host.kernel_release() {
         let builtin = host
@@ -646,7 +650,7 @@ fn modprobe_ids(host: &Host) -> Option<(String, String)> {
 }
 
 /// The command that rebuilds the initramfs on this system, from what is installed.
-pub fn rebuild_command(host: &Host) -> String {
+pub(crate) fn rebuild_command(host: &Host) -> String {
     use crate::cmd::apply::{detect, Generator};
     // One detection for `check` and `apply`: the generator that builds this system's
     // images, and `apply`, which validates the config before it runs it.

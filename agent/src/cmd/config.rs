@@ -384,7 +384,7 @@ fn not_viable(address: PciAddress, dev: &Device, plan: &Plan) -> String {
 ///
 /// # Errors
 /// A sentence naming the path.
-pub fn write_config(
+pub(crate) fn write_config(
     path: &Path,
     text: &str,
     force: bool,

@@ -121,7 +121,7 @@ pub struct Groups {
 }
 
 /// Whether one member lets its group go to userspace now; `Err` names the blocker.
-pub fn member_blocker(d: &Device) -> Option<String> {
+pub(crate) fn member_blocker(d: &Device) -> Option<String> {
     match d.driver.as_deref() {
         None | Some("pci-stub") => None,
         Some(drv)
@@ -141,7 +141,7 @@ pub fn member_blocker(d: &Device) -> Option<String> {
 }
 
 /// The members of one group, read from sysfs.
-pub fn group_devices(host: &Host, group: u32) -> Vec<Device> {
+pub(crate) fn group_devices(host: &Host, group: u32) -> Vec<Device> {
     let mut ds: Vec<Device> = host
         .list(format!("{}/{group}/devices", pci::IOMMU_GROUPS))
         .iter()

@@ -116,7 +116,7 @@ pub fn run(args: &Args, host: &Host) -> ExitCode {
 }
 
 /// The vendor to check for; `auto` reads the host's ACPI tables.
-pub fn resolve_cpu(cpu: CpuArg, host: &Host) -> Cpu {
+pub(crate) fn resolve_cpu(cpu: CpuArg, host: &Host) -> Cpu {
     match cpu {
         CpuArg::Any => Cpu::Any,
         CpuArg::Intel => Cpu::Intel,
@@ -131,7 +131,7 @@ pub fn resolve_cpu(cpu: CpuArg, host: &Host) -> Cpu {
 /// The default places, in order, relative to the host root. `running` is false when
 /// the release asked for is not the running kernel's (then `proc/config.gz`, which
 /// describes the running kernel, is left out).
-pub fn default_candidates(release: Option<&str>, running: bool) -> Vec<String> {
+pub(crate) fn default_candidates(release: Option<&str>, running: bool) -> Vec<String> {
     let mut c = Vec::new();
     if running {
         c.push("proc/config.gz".to_owned());

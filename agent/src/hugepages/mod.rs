@@ -49,16 +49,16 @@ pub mod parse;
 pub mod plan;
 pub mod pools;
 pub mod reserve;
-pub mod wording;
+pub(crate) mod wording;
 
-pub use parse::{cmdline_reservations, CmdlineReservation, Meminfo};
+pub use parse::cmdline_reservations;
 pub use plan::{
-    floor_kb, plan, status, verdict, wanted_pages, Decision, FloorSource, HugepagePlan, PoolStatus,
-    Refusal, Reservation, StatusKind, Verdict,
+    plan, status, verdict, wanted_pages, Decision, HugepagePlan, PoolStatus, Reservation,
+    StatusKind, Verdict,
 };
-pub use pools::{count_path, Pool, Pools, MEMINFO, NODES, POOLS};
-pub use reserve::{reserve, steps};
-pub use wording::{outcome_line, shortfall_fix};
+pub use pools::{count_path, Pool, Pools};
+pub use reserve::reserve;
+pub use wording::outcome_line;
 
 use crate::cmdline::Cmdline;
 use crate::config::Config;
@@ -66,7 +66,7 @@ use crate::host::Host;
 
 /// The plan for a host: reads the pools (only when the config asks for hugepages)
 /// and plans over them. Reads; changes nothing.
-pub fn plan_host(host: &Host, config: &Config, cmdline: &Cmdline) -> HugepagePlan {
+pub(crate) fn plan_host(host: &Host, config: &Config, cmdline: &Cmdline) -> HugepagePlan {
     if config.hugepages.is_empty() {
         return HugepagePlan::default();
     }

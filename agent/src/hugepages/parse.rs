@@ -17,7 +17,7 @@ pub struct Meminfo {
 }
 
 /// Parses `proc/meminfo` text.
-pub fn parse_meminfo(text: &str) -> Meminfo {
+pub(crate) fn parse_meminfo(text: &str) -> Meminfo {
     let mut m = Meminfo::default();
     for line in text.lines() {
         let Some((key, rest)) = line.split_once(':') else {
@@ -34,7 +34,7 @@ pub fn parse_meminfo(text: &str) -> Meminfo {
 }
 
 /// Whether some CPU of `proc/cpuinfo` lacks the `pdpe1gb` flag (1 GiB pages).
-pub fn lacks_pdpe1gb(cpuinfo: &str) -> bool {
+pub(crate) fn lacks_pdpe1gb(cpuinfo: &str) -> bool {
     cpuinfo
         .lines()
         .filter(|l| l.starts_with("flags"))
@@ -42,7 +42,7 @@ pub fn lacks_pdpe1gb(cpuinfo: &str) -> bool {
 }
 
 /// The page size of a pool directory name (`hugepages-2048kB` is 2048 kB).
-pub fn pool_size_kb(dir_name: &str) -> Option<u64> {
+pub(crate) fn pool_size_kb(dir_name: &str) -> Option<u64> {
     dir_name
         .strip_prefix("hugepages-")?
         .strip_suffix("kB")?

@@ -11,9 +11,9 @@ use super::parse::{cmdline_reservations, CmdlineReservation};
 use super::pools::{Pool, Pools};
 
 /// The default floor: at least this much memory stays with the host...
-pub const DEFAULT_FLOOR_KB: u64 = GIB_KB;
+pub(crate) const DEFAULT_FLOOR_KB: u64 = GIB_KB;
 /// ...or this share of `MemTotal`, whichever is larger.
-pub const DEFAULT_FLOOR_PERCENT: u64 = 10;
+pub(crate) const DEFAULT_FLOOR_PERCENT: u64 = 10;
 
 /// Where the floor came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +25,7 @@ pub enum FloorSource {
 }
 
 /// The floor in kB for a machine with `mem_total_kb`, and how it was chosen.
-pub fn floor_kb(floor: Option<Floor>, mem_total_kb: u64) -> (u64, FloorSource) {
+pub(crate) fn floor_kb(floor: Option<Floor>, mem_total_kb: u64) -> (u64, FloorSource) {
     match floor {
         Some(f @ Floor::Kb(kb)) => (kb, FloorSource::Config(f)),
         Some(f @ Floor::Percent(p)) => (
@@ -150,9 +150,9 @@ pub fn verdict(requested: u64, obtained: Option<u64>) -> Verdict {
 pub struct Reservation {
     /// The entry's place, `path:line`, for messages.
     pub at: String,
-    /// The pool.
+    /// The pool the entry names (size and node), checked against the snapshot or not.
     pub pool: Pool,
-    /// What to do.
+    /// Grow, keep, or the reason to refuse.
     pub decision: Decision,
     /// The entry's `total` in kB and the pages it became, when it is not a whole
     /// number of pages (rounded up).
@@ -164,7 +164,7 @@ pub struct Reservation {
 
 impl Reservation {
     /// Pages the kernel command line asks for this pool (the shortfall advice).
-    pub fn on_cmdline(&self) -> Option<u64> {
+    pub(crate) fn on_cmdline(&self) -> Option<u64> {
         self.cmdline
             .as_ref()
             .and_then(|(c, _)| c.pages(self.pool.node))
@@ -353,7 +353,7 @@ fn judge(
 /// One pool against the config, for `check`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolStatus {
-    /// The pool.
+    /// The pool: an entry's, or a whole-system pool no entry names.
     pub pool: Pool,
     /// What the config and the pool say.
     pub kind: StatusKind,

@@ -8,11 +8,11 @@ use crate::host::Host;
 use super::parse::{lacks_pdpe1gb, parse_meminfo, pool_size_kb, Meminfo};
 
 /// The global pools, relative to the host root.
-pub const POOLS: &str = "sys/kernel/mm/hugepages";
+pub(crate) const POOLS: &str = "sys/kernel/mm/hugepages";
 /// The NUMA nodes, relative to the host root.
-pub const NODES: &str = "sys/devices/system/node";
+pub(crate) const NODES: &str = "sys/devices/system/node";
 /// `proc/meminfo`, relative to the host root.
-pub const MEMINFO: &str = "proc/meminfo";
+pub(crate) const MEMINFO: &str = "proc/meminfo";
 
 /// One pool: a page size, over the whole system or on one NUMA node. Ordered largest
 /// size first, then the whole-system pool before the nodes', then by node: the order
@@ -49,7 +49,7 @@ pub fn count_path(size_kb: u64, node: Option<u32>) -> String {
 }
 
 /// The pages in a pool now (`nr_hugepages`); `None` when it cannot be read.
-pub fn read_count(host: &Host, pool: Pool) -> Option<u64> {
+pub(crate) fn read_count(host: &Host, pool: Pool) -> Option<u64> {
     host.read_attr(count_path(pool.size_kb, pool.node))?
         .parse()
         .ok()
@@ -120,7 +120,7 @@ impl Pools {
     }
 
     /// Memory already in the whole-system pools, kB (`MemTotal` counts it).
-    pub fn pooled_kb(&self) -> u64 {
+    pub(crate) fn pooled_kb(&self) -> u64 {
         self.sizes
             .iter()
             .map(|&kb| {

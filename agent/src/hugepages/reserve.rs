@@ -21,7 +21,7 @@ fn step_pages(size_kb: u64) -> u64 {
 }
 
 /// The counts to write, in order, to grow a pool from `now` to `requested`.
-pub fn steps(now: u64, requested: u64, size_kb: u64) -> Vec<u64> {
+pub(crate) fn steps(now: u64, requested: u64, size_kb: u64) -> Vec<u64> {
     let step = step_pages(size_kb);
     let mut out = Vec::new();
     let mut at = now;

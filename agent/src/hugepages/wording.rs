@@ -16,7 +16,7 @@ use super::plan::{
 use super::pools::{count_path, Pool, MEMINFO, NODES, POOLS};
 
 /// A pool as the log names it: `1G`, `2M node 1`.
-pub fn label(pool: Pool) -> String {
+pub(crate) fn label(pool: Pool) -> String {
     let size = size_name(pool.size_kb);
     match pool.node {
         Some(n) => format!("{size} node {n}"),
@@ -97,7 +97,7 @@ pub fn refusal(at: &str, pool: Pool, r: &Refusal) -> String {
 }
 
 /// The note a decision adds to its record: keeping, topping up, or the refusal.
-pub fn decision_note(at: &str, pool: Pool, d: &Decision) -> Option<String> {
+pub(crate) fn decision_note(at: &str, pool: Pool, d: &Decision) -> Option<String> {
     match d {
         Decision::Grow { from: 0, .. } => None,
         Decision::Grow { from, to } => Some(format!("top up from {from} to {to}")),
@@ -109,7 +109,7 @@ pub fn decision_note(at: &str, pool: Pool, d: &Decision) -> Option<String> {
 }
 
 /// A `total` that is not a whole number of pages.
-pub fn rounded_up(total_kb: u64, size_kb: u64, pages: u64) -> String {
+pub(crate) fn rounded_up(total_kb: u64, size_kb: u64, pages: u64) -> String {
     format!(
         "total {} is not a whole number of {} pages: rounded up to {pages}",
         amount(total_kb),
@@ -118,7 +118,7 @@ pub fn rounded_up(total_kb: u64, size_kb: u64, pages: u64) -> String {
 }
 
 /// What the kernel command line reserves of a pool that holds `now` pages.
-pub fn on_cmdline(c: &CmdlineReservation, node: Option<u32>, now: u64) -> String {
+pub(crate) fn on_cmdline(c: &CmdlineReservation, node: Option<u32>, now: u64) -> String {
     let pages = c
         .pages(node)
         .map_or_else(|| "pages".to_owned(), |p| format!("{p} pages"));
@@ -131,7 +131,7 @@ pub fn on_cmdline(c: &CmdlineReservation, node: Option<u32>, now: u64) -> String
 /// The fix for a shortfall that works: the kernel command line, which reserves pages
 /// before memory fragments. `on_cmdline` is what the command line already asks for
 /// this pool: when that is already enough, the command line cannot help either.
-pub fn shortfall_fix(
+pub(crate) fn shortfall_fix(
     size_kb: u64,
     node: Option<u32>,
     pages: u64,
@@ -202,7 +202,7 @@ pub fn outcome_line(rec: &HugepageRecord, on_cmdline: Option<u64>) -> (log::Leve
 }
 
 /// The note of a record whose pool fell short after the writes.
-pub fn short_note(rec: &HugepageRecord, missing: u64, on_cmdline: Option<u64>) -> String {
+pub(crate) fn short_note(rec: &HugepageRecord, missing: u64, on_cmdline: Option<u64>) -> String {
     format!(
         "obtained {} of {} ({missing} short); {}",
         rec.obtained.unwrap_or(0),
@@ -212,7 +212,7 @@ pub fn short_note(rec: &HugepageRecord, missing: u64, on_cmdline: Option<u64>) -
 }
 
 /// A failed write of `target` pages, with the bound when it was the bound that hit.
-pub fn write_failed(target: u64, e: &HostError, timeout: Duration) -> String {
+pub(crate) fn write_failed(target: u64, e: &HostError, timeout: Duration) -> String {
     let hint = if matches!(e, HostError::Timeout { .. }) {
         format!(
             "; the kernel was still allocating: [bind] timeout_ms = {} bounds each GiB",
