@@ -149,3 +149,9 @@ uninstall:
 test:
 	$(CARGO) test --workspace
 	tests/install.sh
+
+# Debian package: target/debian/vfio-early_<version>_<arch>.deb (dpkg-deb over
+# `make install DESTDIR=`; packaging/debian/build-deb.sh says what it adds).
+.PHONY: deb
+deb: $(BIN) $(BOOT_BIN) $(GEN)/man/vfio-early.8
+	TARGET_DIR=$(TARGET_DIR) packaging/debian/build-deb.sh

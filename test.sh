@@ -26,6 +26,7 @@ step "clippy (boot build)" cargo clippy -p vfio-early --no-default-features -- -
 step "cargo test" cargo test --workspace
 step shellcheck tests/shellcheck.sh
 step install tests/install.sh
+step packages tests/packages.sh
 if ((!fast)) && [[ -x tests/qemu/run.sh ]]; then
   step "qemu boots" tests/qemu/run.sh all
 fi

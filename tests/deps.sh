@@ -16,6 +16,12 @@ packages=(
   # The completions driven in the real shells (tests/completion.sh); the man pages
   # rendered by man and checked by groff (tests/install.sh).
   bash-completion zsh fish man-db groff-base
+  # The packages (tests/packages.sh): lintian, makepkg (with fakeroot and bsdtar),
+  # rpmbuild.
+  lintian makepkg pacman-package-manager fakeroot libarchive-tools rpm
+  # The installed Debian under QEMU (tests/system): mmdebstrap builds the roots,
+  # mkfs.ext4 -d the disk image, debugfs reads files back out of it.
+  mmdebstrap e2fsprogs
 )
 
 missing=()

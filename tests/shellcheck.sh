@@ -6,10 +6,10 @@ mapfile -t scripts < <(
   git ls-files | while read -r f; do
     [[ -f $f ]] || continue
     case $f in
-      *.sh | dracut/* | mkinitcpio/* | initramfs-tools/* | libvirt/* | .ci/run) ;;
+      *.sh | dracut/* | mkinitcpio/* | initramfs-tools/* | libvirt/* | packaging/* | tests/system/guest/* | .ci/run) ;;
       *) continue ;;
     esac
-    head -n1 "$f" | grep -Eq '^#!.*(ba|da|a)?sh' || [[ $f == *.sh ]] || continue
+    head -n1 "$f" | grep -Eq '^#!.*(ba|da|a)?sh' || [[ $f == *.sh || $f == packaging/arch/* ]] || continue
     echo "$f"
   done
 )
