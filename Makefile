@@ -5,6 +5,7 @@
 #   make install              into $(DESTDIR)$(PREFIX), /etc config only if absent
 #   make uninstall            removes what install put there (never /etc/vfio-early.toml)
 #   make test                 cargo tests and the install test
+#   make deb                  target/debian/vfio-early_<version>_<arch>.deb (packaging/debian)
 #
 # Packagers: `make && make install DESTDIR=$pkgdir` (install builds nothing that is
 # already built). dracut and mkinitcpio only look under /usr/lib, and the hooks take
