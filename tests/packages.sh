@@ -74,7 +74,8 @@ ok "deb: files and modes = make install's (mkinitcpio's hooks out; copyright, ch
     same "$tmp/deb.want" "$tmp/deb.list"
 ok "deb: man pages gzipped" test "$(dpkg-deb -c "$deb" | grep -c 'man8/.*\.8\.gz$')" -gt 5
 dpkg-deb -e "$deb" "$tmp/DEBIAN"
-ok "deb: /etc/vfio-early.toml is a conffile" same <(echo /etc/vfio-early.toml) "$tmp/DEBIAN/conffiles"
+ok "deb: /etc/vfio-early.toml and the libvirt hook are conffiles" \
+    same <(printf '%s\n' /etc/libvirt/hooks/qemu.d/vfio-early /etc/vfio-early.toml) "$tmp/DEBIAN/conffiles"
 ok "deb: install, upgrade and removal activate the update-initramfs trigger" \
     same <(echo activate-noawait update-initramfs) <(grep -v '^#' "$tmp/DEBIAN/triggers")
 ok "deb: version and architecture" same <(printf '%s\n' "$version" "$arch") \
@@ -125,8 +126,9 @@ if [[ -n $rpmf ]]; then
         listing >"$tmp/rpm.list"
     ok "rpm: files and modes = make install's (mkinitcpio's and initramfs-tools' hooks out)" \
         same <(ref_without "$mkinitcpio_files|$itools_files") "$tmp/rpm.list"
-    ok "rpm: /etc/vfio-early.toml is %config(noreplace)" \
-        same <(echo /etc/vfio-early.toml) <(rpm -qp --configfiles "$rpmf" 2>/dev/null)
+    ok "rpm: /etc/vfio-early.toml and the libvirt hook are %config" \
+        same <(printf '%s\n' /etc/libvirt/hooks/qemu.d/vfio-early /etc/vfio-early.toml) \
+        <(rpm -qp --configfiles "$rpmf" 2>/dev/null | LC_ALL=C sort)
 fi
 ok "spec version = Cargo.toml's ($version)" grep -Eq "^Version: +$version\$" packaging/rpm/vfio-early.spec
 
