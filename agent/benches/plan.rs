@@ -84,6 +84,7 @@ fn topology() -> (Topology, String) {
             iommu_groups: true,
             claimants,
             alias_tables: true,
+            no_iommu: None,
         },
         config,
     )

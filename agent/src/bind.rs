@@ -18,40 +18,10 @@ use log::{error, info, warn};
 
 use crate::cmdline::Cmdline;
 use crate::host::Host;
-use crate::modules::{self, Availability, ClaimTable};
-use crate::pci::{self, PciAddress, VFIO_DRIVER};
-use crate::plan::{DevicePlan, Plan, Topology};
+use crate::modules::{self, Availability};
+use crate::pci::{PciAddress, VFIO_DRIVER};
+use crate::plan::{DevicePlan, Plan};
 use crate::record::DeviceRecord;
-
-/// Where the image keeps the kernel's whole PCI alias table, written at image build time
-/// by `vfio-early modules --pci-aliases` (the initramfs's own `modules.alias` covers
-/// only the modules inside the image).
-pub(crate) const IMAGE_ALIAS_DIR: &str = "usr/lib/vfio-early";
-
-/// Reads what the planner needs from the host: devices, groups and alias tables.
-pub fn read_topology(host: &Host) -> Topology {
-    let devices = pci::scan(host);
-    let release = host.kernel_release().unwrap_or_default();
-    let mut table = ClaimTable::load(host, &release);
-    let image = ClaimTable::load_dir(host, IMAGE_ALIAS_DIR);
-    table.extend(image);
-    let claimants = devices
-        .iter()
-        .filter(|d| d.driver.is_none())
-        .filter_map(|d| {
-            Some((
-                d.address,
-                table.claimant(d.modalias.as_deref()?)?.to_owned(),
-            ))
-        })
-        .collect();
-    Topology {
-        iommu_groups: pci::iommu_groups_present(host),
-        alias_tables: !table.is_empty(),
-        claimants,
-        devices,
-    }
-}
 
 /// What the binder did.
 #[derive(Debug, Default)]
@@ -427,6 +397,7 @@ pub(crate) fn log_plan(plan: &Plan) {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::machine::read_topology;
     use crate::plan::plan;
     use std::path::Path;
     use testing::{seed_machine, TestSysfs};
@@ -435,27 +406,6 @@ mod tests {
         Config::parse(Path::new("t.toml"), toml.as_bytes())
             .unwrap()
             .devices
-    }
-
-    #[test]
-    fn topology_from_a_fixture_uses_alias_tables() {
-        let t = seed_machine(false);
-        let topo = read_topology(&Host::new(t.root()));
-        assert_eq!(topo.devices.len(), 8);
-        assert!(topo.iommu_groups && topo.alias_tables);
-        let claim = |a: &str| topo.claimants.get(&a.parse().unwrap()).cloned();
-        assert_eq!(claim("0000:01:00.0").as_deref(), Some("radeon"));
-        assert_eq!(claim("0000:00:14.2").as_deref(), Some("snd_hda_intel"));
-        assert_eq!(claim("0000:00:02.0"), None, "bridge is on pcieport");
-        let gpu = topo
-            .devices
-            .iter()
-            .find(|d| d.address.to_string() == "0000:01:00.0")
-            .unwrap();
-        assert_eq!(
-            (gpu.iommu_group, gpu.class, gpu.subsystem_vendor),
-            (Some(1), 0x030000, 0x1458)
-        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::cmd;
+use crate::exit;
 use crate::host::Host;
 
 /// Hands PCI devices to vfio-pci safely at boot, and tells the truth about a machine's
@@ -72,19 +73,19 @@ pub fn main() -> ExitCode {
     };
     let host = Host::new(&cli.root);
     match &cli.command {
-        Command::Bind(a) => cmd::bind::run(a, &host),
+        Command::Bind(a) => exit::finish("bind", cmd::bind::run(a, &host)),
         #[cfg(feature = "tools")]
-        Command::Check(a) => cmd::check::run(a, &host),
+        Command::Check(a) => exit::finish("check", cmd::check::run(a, &host)),
         #[cfg(feature = "tools")]
-        Command::Groups(a) => cmd::groups::run(a, &host),
+        Command::Groups(a) => exit::finish("groups", cmd::groups::run(a, &host)),
         #[cfg(feature = "tools")]
         Command::CheckKconfig(a) => cmd::kconfig::run(a, &host),
         #[cfg(feature = "tools")]
         Command::Modules(a) => cmd::modules::run(a, &host),
         #[cfg(feature = "tools")]
-        Command::Apply(a) => cmd::apply::run(a, &host),
+        Command::Apply(a) => exit::finish("apply", cmd::apply::run(a, &host)),
         #[cfg(feature = "tools")]
-        Command::Config(a) => cmd::config::run(a, &host),
+        Command::Config(a) => exit::finish("config", cmd::config::run(a, &host)),
         #[cfg(feature = "tools")]
         Command::Detach(a) => cmd::detach::run_detach(a, &host),
         #[cfg(feature = "tools")]

@@ -214,7 +214,53 @@ impl IdEntry {
     }
 }
 
-/// Judges the command line. Check names start with `cmdline`.
+/// How an `ids` entry traps the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdsTrap {
+    /// It takes a device with the same id that the config does not select.
+    Unconfigured,
+    /// It takes the boot display.
+    BootDisplay,
+}
+
+/// Whether one `ids` entry is a trap on these devices, and which devices it takes
+/// that the config does not select: the one rule, which [`crate::traps`] words.
+pub fn ids_entry_trap(
+    id: &IdEntry,
+    devices: &[Device],
+    configured: &[PciAddress],
+) -> Option<(IdsTrap, Vec<PciAddress>)> {
+    let matching: Vec<&Device> = devices.iter().filter(|d| id.matches(d)).collect();
+    let extra: Vec<&&Device> = matching
+        .iter()
+        .filter(|d| !configured.contains(&d.address))
+        .collect();
+    let addrs = || extra.iter().map(|d| d.address).collect();
+    if matching.len() > 1 && !extra.is_empty() && !configured.is_empty() {
+        Some((IdsTrap::Unconfigured, addrs()))
+    } else if extra.iter().any(|d| d.boot_vga) {
+        Some((IdsTrap::BootDisplay, addrs()))
+    } else {
+        None
+    }
+}
+
+/// `pcie_acs_override=`: what it does and what to do, when it is given.
+pub fn acs_override(c: &Cmdline) -> Option<(String, String)> {
+    let v = c.last("pcie_acs_override")?;
+    Some((
+        format!(
+            "pcie_acs_override={}: the kernel pretends devices are isolated; the IOMMU groups shown and planned are not real isolation",
+            v.unwrap_or("")
+        ),
+        "devices in one real group can still reach each other's memory; prefer a slot with its own group"
+            .to_owned(),
+    ))
+}
+
+/// Judges the command line. Check names start with `cmdline`. The traps (an `ids`
+/// entry taking an unconfigured device, `pcie_acs_override=`) are the plan's
+/// ([`crate::traps`]), not repeated here.
 pub fn judge(c: &Cmdline, ctx: &Context<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
     let sw = iommu_switches(c);
@@ -250,19 +296,6 @@ pub fn judge(c: &Cmdline, ctx: &Context<'_>) -> Vec<Finding> {
         ));
     }
 
-    if let Some(v) = c.last("pcie_acs_override") {
-        out.push(
-            Finding::new(
-                "cmdline acs override",
-                Status::Warn,
-                format!(
-                    "pcie_acs_override={}: the kernel pretends devices are isolated; the groups shown are not real isolation",
-                    v.unwrap_or("")
-                ),
-            )
-            .hint("devices in one real group can still reach each other's memory; prefer a slot with its own group"),
-        );
-    }
     if let Some(p) = c.kill_switch() {
         out.push(
             Finding::new(
@@ -374,7 +407,9 @@ fn judge_ids(c: &Cmdline, ctx: &Context<'_>, out: &mut Vec<Finding>) {
 
 /// Judges a `vfio-pci` `ids` value against the host's devices: `check` names the
 /// finding, `param` is how the value is shown (`vfio-pci.ids` on the command line,
-/// `options vfio-pci ids` in modprobe.d).
+/// `options vfio-pci ids` in modprobe.d). The entries that are traps (taking an
+/// unconfigured identical device or the boot display) are left to
+/// [`crate::traps`], which every view shows alike.
 pub(crate) fn judge_ids_value(
     check: &str,
     param: &str,
@@ -395,6 +430,11 @@ pub(crate) fn judge_ids_value(
             );
             continue;
         };
+        if ids_entry_trap(&id, ctx.devices, ctx.configured).is_some() {
+            // A trap: reported once, by the plan's traps (crate::traps), as every view
+            // shows it.
+            continue;
+        }
         let matching: Vec<&Device> = ctx.devices.iter().filter(|d| id.matches(d)).collect();
         let extra: Vec<&&Device> = matching
             .iter()
@@ -412,29 +452,6 @@ pub(crate) fn judge_ids_value(
                 Status::Info,
                 format!("{param}={raw}: no device here has that id"),
             ));
-        } else if matching.len() > 1 && !extra.is_empty() && !ctx.configured.is_empty() {
-            out.push(
-                Finding::new(
-                    check.clone(),
-                    Status::Fail,
-                    format!(
-                        "{param}={raw} also takes {} (same id, not configured): the identical-device trap",
-                        list(&extra)
-                    ),
-                )
-                .hint(format!("remove {param}= and let the config select by address (vfio-early binds only those)")),
-            );
-        } else if extra.iter().any(|d| d.boot_vga) {
-            out.push(
-                Finding::new(
-                    check.clone(),
-                    Status::Fail,
-                    format!("{param}={raw} takes the boot display {}", list(&extra)),
-                )
-                .hint(format!(
-                    "remove {param}=; select devices by address in the config"
-                )),
-            );
         } else if extra.is_empty() {
             out.push(Finding::new(
                 check.clone(),
@@ -584,12 +601,12 @@ mod tests {
         let configured = [devs[0].address];
         let c = ctx(Some(Vendor::Intel), true, &devs, &configured);
         let f = judge(&Cmdline::parse("intel_iommu=on vfio-pci.ids=10de:1b80"), &c);
-        let trap = f
-            .iter()
-            .find(|x| x.check == "cmdline vfio-pci.ids")
-            .unwrap();
-        assert_eq!(trap.status, Status::Fail);
-        assert!(trap.detail.contains("0000:02:00.0"), "{}", trap.detail);
+        // The trap itself is the plan's (crate::traps), so check does not say it twice.
+        assert_eq!(status(&f, "cmdline vfio-pci.ids"), None, "{f:?}");
+        let id = IdEntry::parse("10de:1b80").unwrap();
+        let (kind, extra) = ids_entry_trap(&id, &devs, &configured).unwrap();
+        assert_eq!(kind, IdsTrap::Unconfigured);
+        assert_eq!(extra, [devs[1].address]);
         // The last one wins: a later, narrower value replaces it.
         let f = judge(
             &Cmdline::parse("vfio_pci.ids=10de:1b80 vfio-pci.ids=10de:10f0"),
@@ -633,7 +650,11 @@ mod tests {
             &Cmdline::parse("pcie_acs_override=downstream,multifunction vfio_early=off"),
             &ctx(None, true, &[], &[]),
         );
-        assert_eq!(status(&f, "cmdline acs override"), Some(Status::Warn));
+        assert_eq!(
+            status(&f, "cmdline acs override"),
+            None,
+            "a trap: reported by crate::traps"
+        );
         assert_eq!(status(&f, "cmdline vfio_early"), Some(Status::Warn));
     }
 }

@@ -183,7 +183,7 @@ pub fn missing(addresses: &[PciAddress], devices: &[Device]) -> Vec<PciAddress> 
 
 /// Plans and (unless a dry run) carries out a detach. The caller holds the lock.
 pub fn detach(host: &Host, config: &Config, req: &Request<'_>) -> DetachOutcome {
-    let topo = bind::read_topology(host);
+    let topo = crate::machine::read_topology(host);
     let sel = selectors(req, config, &topo.devices);
     let plan = plan::plan(&sel, &topo);
     let mut out = DetachOutcome::default();
@@ -197,7 +197,7 @@ pub fn detach(host: &Host, config: &Config, req: &Request<'_>) -> DetachOutcome 
     let binding: Vec<&plan::DevicePlan> = plan.with_action(Action::Bind).collect();
     let displays: Vec<PciAddress> = binding
         .iter()
-        .filter(|d| u32::from_str_radix(&d.class, 16).is_ok_and(|c| c >> 16 == 0x03))
+        .filter(|d| d.class >> 16 == 0x03)
         .map(|d| d.address)
         .collect();
     if out.refusals.is_empty() && !req.force {
@@ -261,7 +261,7 @@ pub fn detach(host: &Host, config: &Config, req: &Request<'_>) -> DetachOutcome 
         record.devices.retain(|x| x.address != d.address);
         record.devices.push(Detached {
             address: d.address,
-            id: d.id.clone(),
+            id: d.id.to_string(),
             iommu_group: d.iommu_group,
             driver: d.driver.clone(),
         });

@@ -89,7 +89,7 @@ pub fn render_detach(out: &DetachOutcome, dry_run: bool) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     for d in &out.plan.devices {
-        let class = u32::from_str_radix(&d.class, 16).unwrap_or(0);
+        let class = d.class;
         let group = d
             .iommu_group
             .map_or_else(|| "-".to_owned(), |g| g.to_string());

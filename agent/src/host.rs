@@ -157,6 +157,12 @@ impl Host {
         target.file_name().map(|n| n.to_string_lossy().into_owned())
     }
 
+    /// Where a symlink points, as written in the link (`../../devices/pci0000:00/...`);
+    /// `None` when there is no link.
+    pub fn link_target(&self, rel: impl AsRef<Path>) -> Option<PathBuf> {
+        fs::read_link(self.path(rel)).ok()
+    }
+
     /// Entry names of a directory, sorted; empty when it does not exist.
     pub fn list(&self, rel: impl AsRef<Path>) -> Vec<String> {
         let Ok(rd) = fs::read_dir(self.path(rel)) else {

@@ -67,6 +67,38 @@ pub struct Evidence {
     pub ir_chips: Vec<String>,
     /// Whether `/proc/interrupts` was readable.
     pub interrupts_readable: bool,
+    /// The CPU, from `/proc/cpuinfo`: `vendor_id` (GenuineIntel, AuthenticAMD) as an
+    /// IOMMU family, only to word advice when the firmware names none.
+    pub cpu_vendor: Option<Vendor>,
+    /// The CPU flag `hypervisor`: this is a virtual machine, whose IOMMU (if any) the
+    /// hypervisor provides.
+    pub hypervisor: bool,
+}
+
+/// The CPU vendor and the `hypervisor` flag of `/proc/cpuinfo` (its first CPU).
+pub fn parse_cpuinfo(text: &str) -> (Option<Vendor>, bool) {
+    let mut vendor = None;
+    let mut hypervisor = false;
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            if line.trim().is_empty() && vendor.is_some() {
+                break;
+            }
+            continue;
+        };
+        match k.trim() {
+            "vendor_id" => {
+                vendor = match v.trim() {
+                    "GenuineIntel" => Some(Vendor::Intel),
+                    "AuthenticAMD" | "HygonGenuine" => Some(Vendor::Amd),
+                    _ => None,
+                };
+            }
+            "flags" => hypervisor = v.split_whitespace().any(|f| f == "hypervisor"),
+            _ => {}
+        }
+    }
+    (vendor, hypervisor)
 }
 
 /// Classifies kernel log records.
@@ -181,7 +213,13 @@ impl Evidence {
             .filter(|v| tables.iter().any(|t| t == v.acpi_table()))
             .collect();
         let interrupts = host.read("proc/interrupts");
+        let (cpu_vendor, hypervisor) = host
+            .read("proc/cpuinfo")
+            .map(|t| parse_cpuinfo(&t))
+            .unwrap_or_default();
         Self {
+            cpu_vendor,
+            hypervisor,
             acpi,
             acpi_visible: host.exists(ACPI_TABLES),
             units: host.list(CLASS_IOMMU),
@@ -292,6 +330,20 @@ impl Evidence {
         )
     }
 
+    /// The firmware switch to turn on, worded for this CPU's vendor.
+    fn enable_words(&self) -> &'static str {
+        match self.cpu_vendor {
+            Some(Vendor::Intel) => {
+                "enable VT-d (often \"Intel Virtualization Technology for Directed I/O\")"
+            }
+            Some(Vendor::Amd) => "enable the IOMMU (AMD-Vi, often \"IOMMU\" or \"AMD-Vi\")",
+            _ => {
+                "enable VT-d / AMD-Vi (often called \"IOMMU\" or \"Virtualization Technology for \
+                 Directed I/O\")"
+            }
+        }
+    }
+
     /// Why the IOMMU is off, and the fix, for a host where [`Evidence::is_on`] is false.
     pub(crate) fn why_off(&self, cmdline: &Cmdline) -> (String, String) {
         let off = cmdline_check::iommu_switches(cmdline);
@@ -323,17 +375,34 @@ impl Evidence {
                     }
                 ),
             ),
+            None if self.hypervisor => (
+                "this is a virtual machine (CPU flag hypervisor) and its firmware has no DMAR or IVRS \
+                 table: the hypervisor gives it no IOMMU"
+                    .to_owned(),
+                "give the virtual machine a virtual IOMMU from the hypervisor (QEMU: -machine \
+                 q35,kernel-irqchip=split -device intel-iommu,intremap=on, or -device amd-iommu; on \
+                 arm -machine virt,iommu=smmuv3); no setting inside the guest can add one"
+                    .to_owned(),
+            ),
             None if self.acpi_visible => (
                 "the firmware has no IOMMU table (no DMAR or IVRS): the IOMMU is switched off in the \
                  firmware, or the machine has none"
                     .to_owned(),
-                "enable VT-d / AMD-Vi (often called \"IOMMU\" or \"Virtualization Technology for Directed \
-                 I/O\") in the firmware settings"
-                    .to_owned(),
+                format!("{} in the firmware settings", self.enable_words()),
             ),
             None => (
                 "no IOMMU unit, no IOMMU group, and no ACPI tables to tell which IOMMU the machine has".to_owned(),
-                "enable VT-d / AMD-Vi in the firmware settings; on Intel add intel_iommu=on".to_owned(),
+                match self.cpu_vendor {
+                    Some(Vendor::Intel) => format!(
+                        "{} in the firmware settings, and add intel_iommu=on",
+                        self.enable_words()
+                    ),
+                    Some(_) => format!("{} in the firmware settings", self.enable_words()),
+                    None => format!(
+                        "{} in the firmware settings; on Intel add intel_iommu=on",
+                        self.enable_words()
+                    ),
+                },
             ),
         }
     }
@@ -470,11 +539,12 @@ pub fn verdict(
         Some(false) => {}
         None => line.push_str(", interrupt remapping unknown"),
     }
-    let problems: Vec<String> = cmdline_check::judge(cmdline, ctx)
+    let mut problems: Vec<String> = cmdline_check::judge(cmdline, ctx)
         .into_iter()
         .filter(|f| matches!(f.status, Status::Fail | Status::Warn))
         .map(|f| f.detail)
         .collect();
+    problems.extend(cmdline_check::acs_override(cmdline).map(|(text, _)| text));
     if problems.is_empty() {
         line.push_str("; command line ok");
     } else {
@@ -563,6 +633,51 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("allow_unsafe_interrupts"));
+    }
+
+    #[test]
+    fn cpuinfo_vendor_and_hypervisor() {
+        let t = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu vme hypervisor lahf_lm\n\nprocessor\t: 1\n";
+        assert_eq!(parse_cpuinfo(t), (Some(Vendor::Amd), true));
+        let t = "vendor_id\t: GenuineIntel\nflags\t\t: fpu vme\n";
+        assert_eq!(parse_cpuinfo(t), (Some(Vendor::Intel), false));
+    }
+
+    #[test]
+    fn advice_fits_the_machine() {
+        let cmdline = Cmdline::default();
+        let vm = Evidence {
+            acpi_visible: true,
+            hypervisor: true,
+            cpu_vendor: Some(Vendor::Amd),
+            ..Evidence::default()
+        };
+        let (why, fix) = vm.why_off(&cmdline);
+        assert!(why.contains("virtual machine"), "{why}");
+        assert!(
+            fix.contains("-device intel-iommu") && fix.contains("-device amd-iommu"),
+            "{fix}"
+        );
+        assert!(!fix.contains("firmware settings"), "{fix}");
+        let amd = Evidence {
+            acpi_visible: true,
+            cpu_vendor: Some(Vendor::Amd),
+            ..Evidence::default()
+        };
+        let (_, fix) = amd.why_off(&cmdline);
+        assert!(
+            fix.contains("AMD-Vi") && !fix.contains("VT-d") && !fix.contains("intel"),
+            "{fix}"
+        );
+        let (_, fix) = Evidence {
+            acpi_visible: false,
+            ..amd
+        }
+        .why_off(&cmdline);
+        assert!(
+            !fix.contains("intel_iommu"),
+            "no Intel advice on AMD: {fix}"
+        );
     }
 
     #[test]

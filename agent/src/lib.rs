@@ -56,6 +56,7 @@ pub mod detach;
 pub mod detach_report;
 #[cfg(feature = "tools")]
 pub mod domxml;
+pub mod exit;
 #[cfg(feature = "tools")]
 pub mod handover;
 pub mod host;
@@ -65,6 +66,7 @@ pub mod iomem;
 pub mod iommu;
 pub mod kmsg;
 pub(crate) mod logger;
+pub mod machine;
 #[cfg(feature = "tools")]
 pub mod modinfo;
 pub mod modules;
@@ -75,5 +77,6 @@ pub mod plan;
 pub mod record;
 pub mod report;
 pub mod size;
+pub mod traps;
 #[cfg(feature = "tools")]
 pub mod vfio;

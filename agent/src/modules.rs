@@ -152,13 +152,11 @@ pub struct ClaimTable {
     aliases: Vec<Alias>,
 }
 
-/// Drivers that claim nothing for the host: a device they would take is fine.
-const VFIO_FRIENDLY: &[&str] = &["vfio_pci", "pci_stub"];
-
 impl ClaimTable {
     /// Builds a table from alias lists (loadable and built-in).
     pub fn new(mut aliases: Vec<Alias>) -> Self {
-        aliases.retain(|a| !VFIO_FRIENDLY.contains(&a.module.as_str()));
+        // Drivers that manage DMA for vfio claim nothing for the host.
+        aliases.retain(|a| !crate::pci::driver_manages_dma(&a.module));
         Self { aliases }
     }
 

@@ -18,6 +18,29 @@ pub(crate) const IOMMU_GROUPS: &str = "sys/kernel/iommu_groups";
 /// The driver every selected device is handed to.
 pub(crate) const VFIO_DRIVER: &str = "vfio-pci";
 
+/// Whether a driver is vfio-pci or one of its variants (`mlx5_vfio_pci`,
+/// `hisi_acc_vfio_pci`, `pds-vfio-pci`, `nvgrace-gpu-vfio-pci`...): a device on it is
+/// usable by vfio userspace as it stands.
+///
+/// A variant is recognised by its name: every in-tree variant driver is called
+/// `<something>_vfio_pci` or `<something>-vfio-pci`. That is a heuristic (the proof
+/// would be the module's dependency on `vfio_pci_core` in `modules.dep`, which the
+/// planner does not read at boot); an out-of-tree variant named otherwise counts as a
+/// host driver, which errs on the side of refusing.
+pub fn is_vfio_driver(driver: &str) -> bool {
+    let d = driver.replace('-', "_");
+    d == "vfio_pci" || d.ends_with("_vfio_pci")
+}
+
+/// The one DMA-safe driver rule: whether a driver manages DMA for vfio (the kernel's
+/// `driver_managed_dma`), so a group member bound to it does not stop the group from
+/// going to userspace. vfio-pci and its variants ([`is_vfio_driver`]), `pci-stub`, and
+/// `pcieport` (which only ever binds bridges). Names compare with `-` and `_` alike.
+pub fn driver_manages_dma(driver: &str) -> bool {
+    let d = driver.replace('-', "_");
+    is_vfio_driver(&d) || d == "pci_stub" || d == "pcieport"
+}
+
 /// A PCI function address: domain, bus, device (slot) and function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PciAddress {
@@ -189,6 +212,12 @@ impl fmt::Display for PciId {
     }
 }
 
+impl Serialize for PciId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl PciId {
     /// Whether a device carries this id.
     pub fn matches(&self, dev: &Device) -> bool {
@@ -299,10 +328,12 @@ impl Device {
         u8::try_from(self.class >> 16).unwrap_or(0xff)
     }
 
-    /// A PCI-to-PCI bridge (a root or downstream port): `pcieport` or no driver is
-    /// fine for vfio.
+    /// A bridge that carries other devices: a host bridge (class 0x0600) or a
+    /// PCI-to-PCI bridge (0x0604, 0x0609: root and downstream ports). vfio-pci never
+    /// takes one; unselected, it is fine for vfio on `pcieport` or on no driver. (An
+    /// ISA bridge, 0x0601, is an endpoint: the chipset's LPC function.)
     pub(crate) fn is_bridge(&self) -> bool {
-        matches!(self.class >> 8, 0x0604 | 0x0609)
+        matches!(self.class >> 8, 0x0600 | 0x0604 | 0x0609)
     }
 
     /// A mass-storage controller (class 0x01): possibly the root disk.
@@ -393,6 +424,24 @@ mod tests {
         ] {
             assert!(bad.parse::<PciId>().is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn the_dma_safe_driver_rule() {
+        for safe in [
+            "vfio-pci",
+            "vfio_pci",
+            "mlx5_vfio_pci",
+            "pds-vfio-pci",
+            "pci-stub",
+            "pcieport",
+        ] {
+            assert!(driver_manages_dma(safe), "{safe}");
+        }
+        for host in ["radeon", "snd_hda_intel", "vfio_pci_core", "vfio", "shpchp"] {
+            assert!(!driver_manages_dma(host), "{host}");
+        }
+        assert!(is_vfio_driver("mlx5_vfio_pci") && !is_vfio_driver("pci-stub"));
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! The planner: selectors + topology -> what to do with each IOMMU group. No I/O.
 //!
 //! A group can be handed to vfio only as a whole: the kernel (5.19+) lets userspace
-//! use a group only when every device in it is on a driver that leaves DMA to vfio
-//! (vfio-pci and its variants, pci-stub, pcieport) or on none. So for every group with
-//! a selected device, each other member must be one of:
+//! use a group only when every device in it is on a driver that manages DMA for vfio
+//! (`driver_managed_dma`: vfio-pci and its variants, pci-stub, pcieport; the one rule
+//! is [`crate::pci::driver_manages_dma`]) or on none. So for every group with a
+//! selected device, each other member must be one of:
 //! - selected too;
-//! - already on vfio-pci or on pci-stub;
-//! - a PCI bridge on `pcieport` or on no driver;
+//! - already on such a driver (vfio-pci, a variant such as `mlx5_vfio_pci`, pci-stub);
+//! - a bridge (host or PCI-to-PCI) on `pcieport` or on no driver;
 //! - an endpoint no host driver would claim. At boot, before coldplug, most devices
 //!   have no driver *yet*, so "driverless" alone proves nothing: the endpoint's
 //!   `modalias` is matched against the kernel's alias tables ([`Topology::claimants`]).
@@ -15,13 +16,17 @@
 //! in the way. Independently, a selected boot display (`boot_vga` = 1) or storage
 //! controller (class 0x01, maybe the root disk) is refused unless its config entry
 //! allows it explicitly.
+//!
+//! [`group_verdict`] asks the same planner what any config could do with one group
+//! (`ready`, `possible` with what to select, `impossible` with why): `groups` and
+//! `config suggest` show its answer and never judge on their own.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
 use crate::config::{Functions, Selector};
-use crate::pci::{Device, PciAddress, PciId, VFIO_DRIVER};
+use crate::pci::{driver_manages_dma, is_vfio_driver, Device, PciAddress, PciId};
 
 /// What the planner knows of the machine.
 #[derive(Debug, Clone, Default)]
@@ -35,6 +40,9 @@ pub struct Topology {
     /// Whether alias tables were available (without them, nothing proves a driverless
     /// endpoint stays driverless).
     pub alias_tables: bool,
+    /// Without IOMMU groups: why, and what fixes it on this machine (fitted to its
+    /// IOMMU vendor, or to a virtual machine), as one sentence.
+    pub no_iommu: Option<String>,
 }
 
 /// What happens to one device.
@@ -68,10 +76,11 @@ impl Action {
 pub struct DevicePlan {
     /// The device.
     pub address: PciAddress,
-    /// `vendor:device`.
-    pub id: String,
-    /// Class code as 6 hex digits.
-    pub class: String,
+    /// `vendor:device` (JSON: the string).
+    pub id: PciId,
+    /// Class code, 24 bits (JSON: six hex digits).
+    #[serde(serialize_with = "class_hex")]
+    pub class: u32,
     /// Its IOMMU group.
     pub iommu_group: Option<u32>,
     /// Its driver now.
@@ -86,6 +95,11 @@ pub struct DevicePlan {
     pub reasons: Vec<String>,
 }
 
+/// Serialises a class code as six hex digits, as sysfs and `lspci -n` show it.
+fn class_hex<S: serde::Serializer>(class: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{class:06x}"))
+}
+
 /// The whole plan.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Plan {
@@ -93,6 +107,22 @@ pub struct Plan {
     pub devices: Vec<DevicePlan>,
     /// Problems that concern no single device (a selector matching nothing).
     pub warnings: Vec<String>,
+    /// Per group with a selected device that cannot be handed over: the members in
+    /// the way (not part of the JSON; `groups` and `config suggest` read it).
+    #[serde(skip)]
+    pub blockers: BTreeMap<u32, Vec<Blocker>>,
+}
+
+/// A member that stops its group from going to vfio.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocker {
+    /// The member.
+    pub address: PciAddress,
+    /// Why, as a sentence.
+    pub reason: String,
+    /// It is unselected and would be fine if selected (a host driver's endpoint);
+    /// false when the device is refused itself (a bridge, the boot display...).
+    pub selectable: bool,
 }
 
 impl Plan {
@@ -166,11 +196,16 @@ pub fn class_name(class: u32) -> &'static str {
 }
 
 /// Whether an unselected member lets its group go to vfio, with the reason.
+///
+/// # Errors
+/// The sentence naming the member and the driver that holds (or would hold) it.
 pub(crate) fn member_ok(d: &Device, topo: &Topology) -> Result<String, String> {
     match d.driver.as_deref() {
-        Some(VFIO_DRIVER) => Ok("already on vfio-pci".to_owned()),
-        Some("pci-stub") => Ok("on pci-stub, which leaves DMA to vfio".to_owned()),
+        Some(drv) if is_vfio_driver(drv) => Ok(format!("already on {drv}")),
         Some("pcieport") if d.is_bridge() => Ok("bridge on pcieport".to_owned()),
+        Some(drv) if drv != "pcieport" && driver_manages_dma(drv) => {
+            Ok(format!("on {drv}, which leaves DMA to vfio"))
+        }
         None if d.is_bridge() => Ok("bridge without a driver".to_owned()),
         Some(other) => Err(format!("{} stays with the host driver {other}", describe(d))),
         None => match topo.claimants.get(&d.address) {
@@ -270,8 +305,8 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
     let mut plans: BTreeMap<PciAddress, DevicePlan> = BTreeMap::new();
     let new_plan = |d: &Device, sel: Option<&Selection>, action, reasons| DevicePlan {
         address: d.address,
-        id: d.id().to_string(),
-        class: format!("{:06x}", d.class),
+        id: d.id(),
+        class: d.class,
         iommu_group: d.iommu_group,
         driver: d.driver.clone(),
         selected: sel.is_some(),
@@ -297,18 +332,19 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
         let d = by_addr[addr];
         let mut why = Vec::new();
         if !topo.iommu_groups {
-            why.push(
-                "the kernel shows no IOMMU groups: the IOMMU is off or missing (enable VT-d/AMD-Vi in the firmware; \
-                 on Intel add intel_iommu=on to the kernel command line)"
-                    .to_owned(),
-            );
+            why.push(format!(
+                "the kernel shows no IOMMU groups: {}",
+                topo.no_iommu
+                    .as_deref()
+                    .unwrap_or("the IOMMU is off or missing (`vfio-early check` says why)")
+            ));
         } else if d.iommu_group.is_none() {
             why.push("not in any IOMMU group".to_owned());
         }
         if d.boot_vga && !sel.allow_boot_vga {
             why.push("the boot display (boot_vga = 1): taking it can leave the host without a screen; set allow_boot_vga = true to mean it".to_owned());
         }
-        if d.is_bridge() || d.class >> 8 == 0x0600 {
+        if d.is_bridge() {
             why.push("a bridge (host or PCI-to-PCI): it carries other devices, and vfio-pci does not take bridges".to_owned());
         }
         if d.is_storage() && !sel.allow_storage {
@@ -337,27 +373,36 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
         if !members.iter().any(|d| selected.contains_key(&d.address)) {
             continue;
         }
-        let mut blockers: Vec<(PciAddress, String)> = Vec::new();
+        let mut blockers: Vec<Blocker> = Vec::new();
         for d in members {
             if let Some(why) = own_refusal.get(&d.address) {
-                blockers.push((
-                    d.address,
-                    format!("{} is refused itself ({})", d.address, why.join("; ")),
-                ));
+                blockers.push(Blocker {
+                    address: d.address,
+                    reason: format!("{} is refused itself ({})", d.address, why.join("; ")),
+                    selectable: false,
+                });
             } else if !selected.contains_key(&d.address) {
                 if let Err(why) = member_ok(d, topo) {
-                    blockers.push((d.address, why));
+                    blockers.push(Blocker {
+                        address: d.address,
+                        reason: why,
+                        selectable: !d.is_bridge(),
+                    });
                 }
             }
         }
+        let on_vfio = |d: &Device| d.driver.as_deref().is_some_and(is_vfio_driver);
         for d in members {
             let sel = selected.get(&d.address);
             let plan = match (sel, blockers.is_empty()) {
-                (Some(_), true) if d.driver.as_deref() == Some(VFIO_DRIVER) => new_plan(
+                (Some(_), true) if on_vfio(d) => new_plan(
                     d,
                     sel,
                     Action::AlreadyBound,
-                    vec!["already on vfio-pci".to_owned()],
+                    vec![format!(
+                        "already on {}",
+                        d.driver.as_deref().unwrap_or_default()
+                    )],
                 ),
                 (Some(_), true) => {
                     let why = match &d.driver {
@@ -368,21 +413,20 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
                 }
                 (Some(_), false) => {
                     let mut why = own_refusal.get(&d.address).cloned().unwrap_or_default();
-                    let others: Vec<&str> = blockers
-                        .iter()
-                        .filter(|(a, _)| *a != d.address)
-                        .map(|(_, w)| w.as_str())
-                        .collect();
+                    let others: Vec<&Blocker> =
+                        blockers.iter().filter(|b| b.address != d.address).collect();
                     if !others.is_empty() {
+                        let list: Vec<&str> = others.iter().map(|b| b.reason.as_str()).collect();
                         why.push(format!(
-                            "IOMMU group {g} cannot be handed over as a whole: {} (select every device of the group, or move the card to another slot)",
-                            others.join("; ")
+                            "IOMMU group {g} cannot be handed over as a whole: {}{}",
+                            list.join("; "),
+                            advice(d, &others)
                         ));
                     }
                     new_plan(d, sel, Action::Refuse, why)
                 }
                 (None, _) => match member_ok(d, topo) {
-                    Ok(why) if d.driver.as_deref() == Some(VFIO_DRIVER) => new_plan(
+                    Ok(why) if on_vfio(d) => new_plan(
                         d,
                         None,
                         Action::AlreadyBound,
@@ -391,7 +435,7 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
                     Ok(why) => {
                         new_plan(d, None, Action::Skip, vec![format!("not selected; {why}")])
                     }
-                    Err(why) if blockers.iter().any(|(a, _)| *a == d.address) => new_plan(
+                    Err(why) if blockers.iter().any(|b| b.address == d.address) => new_plan(
                         d,
                         None,
                         Action::Refuse,
@@ -402,9 +446,182 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
             };
             plans.insert(d.address, plan);
         }
+        if !blockers.is_empty() {
+            out.blockers.insert(*g, blockers);
+        }
     }
     out.devices = plans.into_values().collect();
     out
+}
+
+/// What can help a selected device whose group is blocked by `others`, in brackets:
+/// selecting the members that would be fine selected, and moving the card only where
+/// moving can help (a card in a slot, blocked by devices outside its own slot; never
+/// an onboard function on the root bus).
+fn advice(d: &Device, others: &[&Blocker]) -> String {
+    let mut ways = Vec::new();
+    if others.iter().any(|b| b.selectable) {
+        ways.push("select every device of the group");
+    }
+    let in_slot = d.address.bus != 0;
+    if in_slot && others.iter().any(|b| !b.address.same_slot(&d.address)) {
+        ways.push("move the card to a slot with its own group");
+    }
+    if ways.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", ways.join(", or "))
+    }
+}
+
+/// What a group's config entries must allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptIn {
+    /// `allow_boot_vga = true`: the group holds the boot display.
+    AllowBootVga,
+    /// `allow_storage = true`: the group holds a storage controller.
+    AllowStorage,
+}
+
+impl OptIn {
+    /// The config key.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::AllowBootVga => "allow_boot_vga",
+            Self::AllowStorage => "allow_storage",
+        }
+    }
+}
+
+/// Whether a group can go to vfio, as the planner answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Handover {
+    /// Every endpoint is on vfio-pci (or a variant) already: nothing left to do.
+    Ready,
+    /// A config selecting [`GroupVerdict::select`] with [`GroupVerdict::needs`]
+    /// hands it over.
+    Possible,
+    /// No config can: [`GroupVerdict::blockers`] say why.
+    Impossible,
+}
+
+/// The planner's answer for one group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupVerdict {
+    /// ready, possible or impossible.
+    pub handover: Handover,
+    /// The addresses a config must select (ready: the ones to keep on vfio).
+    pub select: Vec<PciAddress>,
+    /// The opt-ins those entries must carry.
+    pub needs: Vec<OptIn>,
+    /// Why no config can hand it over (impossible only).
+    pub blockers: Vec<String>,
+}
+
+/// One config entry per address, each carrying every opt-in of `needs`: the config a
+/// group verdict stands for.
+pub fn selectors_for(select: &[PciAddress], needs: &[OptIn]) -> Vec<Selector> {
+    select
+        .iter()
+        .enumerate()
+        .map(|(i, a)| Selector {
+            index: i + 1,
+            line: 0,
+            address: Some(*a),
+            id: None,
+            functions: Functions::One,
+            allow_boot_vga: needs.contains(&OptIn::AllowBootVga),
+            allow_storage: needs.contains(&OptIn::AllowStorage),
+        })
+        .collect()
+}
+
+/// The opt-ins a config selecting `devices` needs.
+fn needs_of(devices: &[&Device]) -> Vec<OptIn> {
+    let mut needs = Vec::new();
+    if devices.iter().any(|d| d.boot_vga) {
+        needs.push(OptIn::AllowBootVga);
+    }
+    if devices.iter().any(|d| d.is_storage()) {
+        needs.push(OptIn::AllowStorage);
+    }
+    needs
+}
+
+/// Asks the planner what any config could do with one IOMMU group: it plans the
+/// config that keeps the members already on vfio (ready when that binds and refuses
+/// nothing), else the one selecting every endpoint with every opt-in it needs
+/// (possible when that refuses nothing), else the group is impossible and the
+/// planner's blockers say why.
+pub fn group_verdict(topo: &Topology, group: u32) -> GroupVerdict {
+    let members: Vec<&Device> = topo
+        .devices
+        .iter()
+        .filter(|d| d.iommu_group == Some(group))
+        .collect();
+    let endpoints: Vec<&Device> = members.iter().copied().filter(|d| !d.is_bridge()).collect();
+    if endpoints.is_empty() {
+        let list: Vec<String> = members.iter().map(|d| describe(d)).collect();
+        return GroupVerdict {
+            handover: Handover::Impossible,
+            select: Vec::new(),
+            needs: Vec::new(),
+            blockers: vec![format!(
+                "only bridges ({}): they carry other devices, and vfio-pci does not take bridges",
+                list.join(", ")
+            )],
+        };
+    }
+    let clean = |p: &Plan| p.warnings.is_empty() && p.with_action(Action::Refuse).next().is_none();
+    let kept: Vec<&Device> = endpoints
+        .iter()
+        .copied()
+        .filter(|d| d.driver.as_deref().is_some_and(is_vfio_driver))
+        .collect();
+    if !kept.is_empty() {
+        let select: Vec<PciAddress> = kept.iter().map(|d| d.address).collect();
+        let needs = needs_of(&kept);
+        let p = plan(&selectors_for(&select, &needs), topo);
+        if clean(&p) && p.with_action(Action::Bind).next().is_none() {
+            return GroupVerdict {
+                handover: Handover::Ready,
+                select,
+                needs,
+                blockers: Vec::new(),
+            };
+        }
+    }
+    let select: Vec<PciAddress> = endpoints.iter().map(|d| d.address).collect();
+    let needs = needs_of(&endpoints);
+    let p = plan(&selectors_for(&select, &needs), topo);
+    if clean(&p) {
+        return GroupVerdict {
+            handover: Handover::Possible,
+            select,
+            needs,
+            blockers: Vec::new(),
+        };
+    }
+    let mut blockers: Vec<String> = p
+        .blockers
+        .get(&group)
+        .map(|bs| bs.iter().map(|b| b.reason.clone()).collect())
+        .unwrap_or_default();
+    if blockers.is_empty() {
+        // Refused on their own account with every opt-in (no IOMMU, say).
+        blockers = p
+            .refusals()
+            .flat_map(|d| d.reasons.iter().map(move |r| format!("{}: {r}", d.address)))
+            .collect();
+    }
+    GroupVerdict {
+        handover: Handover::Impossible,
+        select: Vec::new(),
+        needs: Vec::new(),
+        blockers,
+    }
 }
 
 #[cfg(test)]
@@ -480,6 +697,7 @@ mod tests {
             iommu_groups: true,
             claimants,
             alias_tables: true,
+            no_iommu: None,
         }
     }
 
@@ -665,7 +883,19 @@ mod tests {
             &t,
         );
         assert_eq!(p.with_action(Action::Refuse).count(), 2);
-        assert!(reasons(&p, "0000:01:00.0").contains("intel_iommu=on"));
+        // No vendor advice of its own: the read stage's sentence, fitted to the machine.
+        assert!(!reasons(&p, "0000:01:00.0").contains("intel_iommu"));
+        t.no_iommu = Some("amd_iommu=off turns the IOMMU off; fix: remove amd_iommu=off".into());
+        let p = plan(&selectors("[[device]]\naddress = \"0000:01:00.0\"\n"), &t);
+        let why = reasons(&p, "0000:01:00.0");
+        assert!(
+            why.contains("remove amd_iommu=off") && !why.contains("intel"),
+            "{why}"
+        );
+        assert!(
+            !why.contains("move the card"),
+            "moving cannot help without an IOMMU: {why}"
+        );
     }
 
     #[test]

@@ -209,11 +209,17 @@ struct JsonReport<'a> {
 
 /// The JSON rendering (pretty, one trailing newline).
 pub fn render_json(findings: &[Finding]) -> String {
+    render_json_with_exit(findings, exit_status(findings))
+}
+
+/// The JSON rendering with the process's exit code as `exit` (when something other
+/// than the findings decides it, such as a config error).
+pub fn render_json_with_exit(findings: &[Finding], exit: u8) -> String {
     let r = JsonReport {
         version: JSON_VERSION,
         findings,
         summary: summary(findings),
-        exit: exit_status(findings),
+        exit,
     };
     let mut s = serde_json::to_string_pretty(&r).unwrap_or_default();
     s.push('\n');

@@ -6,10 +6,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Output;
 
 use testing::{seed_machine, TestSysfs, RELEASE};
-use vfio_early::cmd::apply::{
-    commands, detect, integration_problems, kernels, mkinitcpio_hooks, Generator,
-};
+use vfio_early::cmd::apply::{commands, detect, integration_problems, kernels, Generator};
 use vfio_early::host::Host;
+use vfio_early::machine::mkinitcpio_hooks;
 
 const GPU_SLOT: &str = "[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"slot\"\n";
 const OLD: &str = "6.0.0-old-amd64";

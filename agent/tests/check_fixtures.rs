@@ -94,11 +94,16 @@ fn uefi_boot_groups() {
         ["0000:01:00.0", "0000:01:00.1"],
         "QEMU root ports have ACS: the card is its own group"
     );
-    assert!(
-        card.usable,
-        "no driver loaded in that initramfs: {:?}",
+    // No driver loaded in that initramfs: a config selecting both functions hands it over.
+    assert_eq!(
+        card.handover,
+        vfio_early::plan::Handover::Possible,
+        "{:?}",
         card.blockers
     );
+    let select: Vec<String> = card.select.iter().map(ToString::to_string).collect();
+    assert_eq!(select, members);
+    assert!(card.needs.is_empty());
 }
 
 #[test]
@@ -334,22 +339,21 @@ fn harness_amd_and_no_iommu_boots() {
 fn harness_identical_cards_trap_and_groups() {
     // Card B (02:00.0) and the boot VGA (00:02.0) share 1234:1111 with card A.
     let host = Host::new(fixture("qemu-intel-before"));
-    let devices = vfio_early::pci::scan(&host);
-    let configured: Vec<vfio_early::pci::PciAddress> = ["0000:01:00.0", "0000:01:00.1"]
-        .iter()
-        .map(|a| a.parse().unwrap())
-        .collect();
-    let ctx = vfio_early::cmdline_check::Context {
-        vendor: Some(vfio_early::iommu::Vendor::Intel),
-        iommu_on: true,
-        intel_default_on: None,
-        platform_opt_in: false,
-        devices: &devices,
-        configured: &configured,
+    let topo = vfio_early::machine::read_topology(&host);
+    let config = vfio_early::config::Config::parse(
+        std::path::Path::new("t.toml"),
+        b"[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"slot\"\n",
+    )
+    .unwrap();
+    let plan = vfio_early::plan::plan(&config.devices, &topo);
+    let facts = vfio_early::traps::Facts {
+        cmdline: vfio_early::cmdline::Cmdline::parse(
+            "intel_iommu=on vfio-pci.ids=1234:1111,8086:293e",
+        ),
+        ..Default::default()
     };
-    let cmdline =
-        vfio_early::cmdline::Cmdline::parse("intel_iommu=on vfio-pci.ids=1234:1111,8086:293e");
-    let f = vfio_early::cmdline_check::judge(&cmdline, &ctx);
+    let traps = vfio_early::traps::find(&plan, &topo, &facts);
+    let f = vfio_early::cmd::check::trap_findings(&traps);
     let trap = f
         .iter()
         .find(|x| x.check == "cmdline vfio-pci.ids")
@@ -357,8 +361,13 @@ fn harness_identical_cards_trap_and_groups() {
     assert_eq!(trap.status, Status::Fail);
     assert!(
         trap.detail.contains("0000:00:02.0") && trap.detail.contains("0000:02:00.0"),
-        "{}",
+        "the warning names every unconfigured device the ids take: {}",
         trap.detail
+    );
+    assert_eq!(
+        traps.len(),
+        2,
+        "card B's audio shares 8086:293e too: {traps:?}"
     );
 
     // Before coldplug, with rd.driver.pre=e1000e: 00:03.0's group is held by e1000e.
@@ -372,6 +381,9 @@ fn harness_identical_cards_trap_and_groups() {
                 .any(|d| d.address.to_string() == "0000:00:03.0")
         })
         .unwrap();
+    // Not ready (e1000e holds it), and possible: select it and the agent unbinds e1000e.
     assert!(!nic.usable);
-    assert!(nic.blockers[0].contains("e1000e"), "{:?}", nic.blockers);
+    assert_eq!(nic.handover, vfio_early::plan::Handover::Possible);
+    assert_eq!(nic.select.len(), 1, "{:?}", nic.select);
+    assert_eq!(nic.devices[0].driver.as_deref(), Some("e1000e"));
 }

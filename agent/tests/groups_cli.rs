@@ -8,6 +8,7 @@ use testing::seed_machine;
 use vfio_early::cmd::groups::{self, Args};
 use vfio_early::host::Host;
 use vfio_early::pciids::PciIds;
+use vfio_early::plan::{Handover, OptIn};
 
 /// Lines of pciutils' pci.ids for the seed guide's machine, verbatim.
 const PCI_IDS: &str = "#\tList of PCI ID's\n\
@@ -44,9 +45,13 @@ fn groups_with_names_drivers_and_usability() {
     let nums: Vec<u32> = g.groups.iter().map(|x| x.group).collect();
     assert_eq!(nums, [0, 1, 7]);
     let g1 = &g.groups[1];
+    // The card is still on its host drivers: the normal state before any config, so
+    // the group is possible (not impossible), and the planner says what to select.
     assert!(!g1.usable, "radeon and snd_hda_intel hold group 1");
-    assert_eq!(g1.blockers.len(), 2, "{:?}", g1.blockers);
-    assert!(g1.blockers[0].contains("0000:01:00.0") && g1.blockers[0].contains("radeon"));
+    assert_eq!(g1.handover, Handover::Possible);
+    let select: Vec<String> = g1.select.iter().map(ToString::to_string).collect();
+    assert_eq!(select, ["0000:01:00.0", "0000:01:00.1"], "never the bridge");
+    assert!(g1.needs.is_empty() && g1.blockers.is_empty());
     let gpu = &g1.devices[1];
     assert_eq!(
         gpu.vendor_name.as_deref(),
@@ -60,19 +65,28 @@ fn groups_with_names_drivers_and_usability() {
     assert_eq!(gpu.class_name, "VGA compatible controller");
     assert!(!gpu.bridge);
     assert!(g1.devices[0].bridge);
-    // Group 0: the boot display, driverless in this fixture, usable.
-    assert!(g.groups[0].usable);
+    // Group 0: the boot display (radeon would claim it): possible with the opt-in.
+    assert_eq!(g.groups[0].handover, Handover::Possible);
+    assert_eq!(g.groups[0].needs, [OptIn::AllowBootVga]);
     assert!(g.groups[0].devices[0].boot_vga);
+    // Group 7, the chipset: every function with allow_storage (the IDE controller).
+    assert_eq!(g.groups[2].handover, Handover::Possible);
+    assert_eq!(g.groups[2].select.len(), 4);
+    assert_eq!(g.groups[2].needs, [OptIn::AllowStorage]);
 
     let text = groups::render(&g);
     assert!(
-        text.contains("IOMMU group 1: not usable as it stands"),
+        text.contains("IOMMU group 1: possible: a config selecting 0000:01:00.0, 0000:01:00.1 hands it to vfio-pci\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("IOMMU group 7: possible: a config selecting 0000:00:14.0, 0000:00:14.1, 0000:00:14.2, 0000:00:14.3 hands it to vfio-pci (its entries need allow_storage = true)"),
         "{text}"
     );
     assert!(
         text.contains(
             "\t0000:01:00.0 VGA compatible controller [0300]: Advanced Micro Devices, Inc. [AMD/ATI] \
-             Caicos [Radeon HD 6450/7450/8450 / R5 230 OEM] [1002:6779] (Radeon HD 6450) driver=radeon endpoint"
+             Caicos [Radeon HD 6450/7450/8450 / R5 230 OEM] [1002:6779] (Radeon HD 6450) driver=radeon endpoint GPU 2\n"
         ),
         "{text}"
     );
@@ -87,12 +101,15 @@ fn binding_the_card_makes_its_group_usable() {
     t.bind_link("0000:01:00.1", "vfio-pci");
     let g = groups::collect(&Host::new(t.root()), None);
     assert!(g.groups[1].usable, "{:?}", g.groups[1].blockers);
+    assert_eq!(g.groups[1].handover, Handover::Ready);
     // Without pci.ids: numeric ids and the built-in class names.
     assert_eq!(g.groups[1].devices[1].vendor_name, None);
     assert_eq!(g.groups[1].devices[1].class_name, "VGA controller");
     let text = groups::render(&g);
     assert!(
-        text.contains("0000:01:00.0 VGA controller [0300]: [1002:6779] driver=vfio-pci endpoint"),
+        text.contains(
+            "0000:01:00.0 VGA controller [0300]: [1002:6779] driver=vfio-pci endpoint GPU 2"
+        ),
         "{text}"
     );
 }
@@ -141,6 +158,7 @@ fn filters() {
         }
     )
     .unwrap_err()
+    .to_string()
     .contains("no IOMMU group 9"));
     assert!(groups::filter(
         all(),
@@ -170,6 +188,15 @@ fn json_shape() {
     assert_eq!(d["bridge"], false);
     assert!(d.get("display").is_none());
     assert_eq!(v["groups"][1]["usable"], false);
+    assert_eq!(v["groups"][1]["handover"], "possible");
+    assert_eq!(v["groups"][1]["select"][1], "0000:01:00.1");
+    assert_eq!(v["groups"][1]["needs"], serde_json::json!([]));
+    assert_eq!(v["groups"][0]["needs"][0], "allow_boot_vga");
+    assert_eq!(d["gpu"], 2);
+    assert!(
+        v["groups"][1]["devices"][0].get("gpu").is_none(),
+        "only GPUs carry a number"
+    );
 }
 
 #[test]

@@ -4,10 +4,11 @@
 use std::process::Output;
 
 use testing::{seed_machine, Dev, TestSysfs};
-use vfio_early::bind::read_topology;
-use vfio_early::cmd::config::{gpus, suggest, SuggestArgs, SuggestError};
+use vfio_early::cmd::config::{suggest, SuggestArgs, SuggestError};
 use vfio_early::config::Config;
 use vfio_early::host::Host;
+use vfio_early::machine::gpus;
+use vfio_early::machine::read_topology;
 use vfio_early::pci::PciAddress;
 use vfio_early::plan::{self, Action};
 
@@ -95,7 +96,7 @@ fn single_gpu_takes_the_whole_slot_and_plans_cleanly() {
         let t = seed_machine(booted);
         let host = Host::new(t.root());
         let topo = read_topology(&host);
-        let s = suggest(&host, &topo, None, &by_address("0000:01:00.0")).unwrap();
+        let s = suggest(&topo, None, &by_address("0000:01:00.0")).unwrap();
         assert_eq!(s.functions, [addr("0000:01:00.0"), addr("0000:01:00.1")]);
         assert!(s.twins.is_empty());
         assert!(
@@ -126,13 +127,7 @@ fn single_gpu_takes_the_whole_slot_and_plans_cleanly() {
 fn naming_the_audio_function_still_takes_the_card() {
     let t = seed_machine(true);
     let host = Host::new(t.root());
-    let s = suggest(
-        &host,
-        &read_topology(&host),
-        None,
-        &by_address("0000:01:00.1"),
-    )
-    .unwrap();
+    let s = suggest(&read_topology(&host), None, &by_address("0000:01:00.1")).unwrap();
     assert_eq!(s.functions, [addr("0000:01:00.0"), addr("0000:01:00.1")]);
     let bound: Vec<String> = replan(&t, &s.text)
         .into_iter()
@@ -147,28 +142,31 @@ fn gpu_numbers_follow_the_groups_listing() {
     let t = seed_machine(true);
     let host = Host::new(t.root());
     // Group 0 holds the boot display, group 1 the Radeon.
-    assert_eq!(gpus(&host), [addr("0000:00:01.0"), addr("0000:01:00.0")]);
+    assert_eq!(
+        gpus(&read_topology(&host)),
+        [addr("0000:00:01.0"), addr("0000:01:00.0")]
+    );
     let topo = read_topology(&host);
-    let s = suggest(&host, &topo, None, &by_gpu(2)).unwrap();
+    let s = suggest(&topo, None, &by_gpu(2)).unwrap();
     assert_eq!(s.address, addr("0000:01:00.0"));
     // The boot display is refused, with the reason and the way to mean it.
-    match suggest(&host, &topo, None, &by_gpu(1)) {
+    match suggest(&topo, None, &by_gpu(1)) {
         Err(SuggestError::NotViable(m)) => {
             assert!(m.contains("boot display"), "{m}");
             assert!(m.contains("allow_boot_vga"), "{m}");
         }
         other => panic!("{other:?}"),
     }
-    match suggest(&host, &topo, None, &by_gpu(3)) {
+    match suggest(&topo, None, &by_gpu(3)) {
         Err(SuggestError::Usage(m)) => assert!(m.contains("1=0000:00:01.0 2=0000:01:00.0"), "{m}"),
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        suggest(&host, &topo, None, &by_gpu(0)),
+        suggest(&topo, None, &by_gpu(0)),
         Err(SuggestError::Usage(_))
     ));
     assert!(matches!(
-        suggest(&host, &topo, None, &by_address("0000:09:00.0")),
+        suggest(&topo, None, &by_address("0000:09:00.0")),
         Err(SuggestError::Usage(_))
     ));
 }
@@ -178,7 +176,7 @@ fn identical_twins_are_told_apart_by_address_and_id() {
     let t = twins();
     let host = Host::new(t.root());
     let topo = read_topology(&host);
-    let s = suggest(&host, &topo, None, &by_address("0000:02:00.0")).unwrap();
+    let s = suggest(&topo, None, &by_address("0000:02:00.0")).unwrap();
     assert_eq!(s.twins, [addr("0000:01:00.0")]);
     assert!(
         s.text.contains("address = \"0000:02:00.0\"\n"),
@@ -219,11 +217,11 @@ fn identical_twins_are_told_apart_by_address_and_id() {
 
     // --gpu counts in groups order: 1 = iGPU (group 0), 2 = group 1, 3 = group 2.
     assert_eq!(
-        suggest(&host, &topo, None, &by_gpu(3)).unwrap().address,
+        suggest(&topo, None, &by_gpu(3)).unwrap().address,
         addr("0000:02:00.0")
     );
     assert_eq!(
-        suggest(&host, &topo, None, &by_gpu(2)).unwrap().twins,
+        suggest(&topo, None, &by_gpu(2)).unwrap().twins,
         [addr("0000:02:00.0")]
     );
 }
@@ -252,17 +250,15 @@ fn a_group_that_cannot_go_whole_is_refused_with_its_blocker() {
     for (booted, driver) in [(true, "xhci_hcd"), (false, "xhci_pci")] {
         let t = shared_group(booted);
         let host = Host::new(t.root());
-        match suggest(
-            &host,
-            &read_topology(&host),
-            None,
-            &by_address("0000:04:00.0"),
-        ) {
+        match suggest(&read_topology(&host), None, &by_address("0000:04:00.0")) {
             Err(SuggestError::NotViable(m)) => {
                 assert!(m.contains("IOMMU group 5"), "{m}");
                 assert!(m.contains("0000:03:00.0 (USB controller"), "{m}");
                 assert!(m.contains(driver), "{m}");
-                assert!(m.contains("another slot"), "{m}");
+                assert!(
+                    m.contains("move the card to a slot with its own group"),
+                    "{m}"
+                );
             }
             other => panic!("booted={booted}: {other:?}"),
         }

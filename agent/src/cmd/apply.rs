@@ -21,13 +21,14 @@
 //! `--dry-run` shows the commands and runs nothing; so does any root other than `/`.
 
 use std::fmt::Write as _;
-use std::process::{Command, ExitCode};
+use std::process::Command;
 
-use crate::bind::read_topology;
 use crate::cmdline::Cmdline;
 use crate::config::{self, Config};
+use crate::exit::{Error, Exit, Outcome};
 use crate::host::Host;
-use crate::plan::{self, Action, Plan};
+use crate::machine::{self, mkinitcpio_hooks_of, read_topology, Judged};
+use crate::plan::{Action, Plan};
 
 /// `println!` that ignores a closed stdout (`apply | head` is no error).
 macro_rules! say {
@@ -214,40 +215,6 @@ pub fn kernels(host: &Host) -> Vec<String> {
     out
 }
 
-/// The words of the last `HOOKS=(...)` in a mkinitcpio config (bash array syntax,
-/// possibly over several lines; comments ignored). `None` when there is none.
-pub fn mkinitcpio_hooks(text: &str) -> Option<Vec<String>> {
-    let mut last = None;
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
-        let l = line.trim_start();
-        let Some(rest) = l.strip_prefix("HOOKS=(") else {
-            continue;
-        };
-        let mut body = String::new();
-        let mut cur = rest.to_owned();
-        loop {
-            let code = cur.split('#').next().unwrap_or("");
-            if let Some(end) = code.find(')') {
-                body.push_str(&code[..end]);
-                break;
-            }
-            body.push_str(code);
-            body.push(' ');
-            match lines.next() {
-                Some(next) => cur = next.to_owned(),
-                None => break,
-            }
-        }
-        last = Some(
-            body.split_whitespace()
-                .map(|w| w.trim_matches(['"', '\'']).to_owned())
-                .collect(),
-        );
-    }
-    last
-}
-
 /// What stands in the way of an image that carries vfio-early (missing integration,
 /// a hook not listed, the binary not where the hooks take it from).
 pub fn integration_problems(host: &Host, generator: Generator) -> Vec<String> {
@@ -267,20 +234,7 @@ pub fn integration_problems(host: &Host, generator: Generator) -> Vec<String> {
         }
     }
     if generator == Generator::Mkinitcpio {
-        let mut hooks = None;
-        let mut files = vec!["etc/mkinitcpio.conf".to_owned()];
-        files.extend(
-            host.list("etc/mkinitcpio.conf.d")
-                .into_iter()
-                .filter(|f| f.ends_with(".conf"))
-                .map(|f| format!("etc/mkinitcpio.conf.d/{f}")),
-        );
-        for f in &files {
-            if let Some(h) = host.read(f).ok().as_deref().and_then(mkinitcpio_hooks) {
-                hooks = Some(h);
-            }
-        }
-        match hooks {
+        match mkinitcpio_hooks_of(host).map(|(_, h)| h) {
             Some(h) if h.iter().any(|w| w == "vfio-early") => {}
             Some(_) => out.push(
                 "vfio-early is not in HOOKS in /etc/mkinitcpio.conf: add it after 'base' and 'systemd', before 'udev', 'kms' and 'modconf'"
@@ -337,26 +291,30 @@ pub fn commands(
     }
 }
 
-/// The planner's verdict on the config, as the boot would reach it: `Ok` with a
-/// summary, or `Err((exit code, message))`.
+/// The planner's verdict on the config, as the boot would reach it, with the traps
+/// of this machine: `Ok` with the judgement and a summary.
 ///
 /// # Errors
-/// 2 for a config error, 1 when the planner refuses something.
-pub(crate) fn validate(host: &Host) -> Result<String, (u8, String)> {
+/// [`Error::Config`] for a config error, [`Error::Refused`] when the planner refuses
+/// something (or a hugepage request cannot be planned).
+pub(crate) fn validate(host: &Host) -> Result<(Judged, String), Error> {
     let path = host.path(config::DEFAULT_PATH);
+    let topo = read_topology(host);
     if !path.exists() {
-        return Ok(format!(
-            "no config at {}: the rebuilt image will carry none, and the boot binds nothing",
-            path.display()
+        let judged = machine::judge(host, &topo, &[]);
+        return Ok((
+            judged,
+            format!(
+                "no config at {}: the rebuilt image will carry none, and the boot binds nothing",
+                path.display()
+            ),
         ));
     }
-    let config =
-        Config::load(&path).map_err(|e| (2, format!("{e}; the initramfs was not rebuilt")))?;
-    let topo = read_topology(host);
-    let plan = plan::plan(&config.devices, &topo);
+    let config = Config::load(&path).map_err(Error::Config)?;
+    let judged = machine::judge(host, &topo, &config.devices);
     let cmdline = Cmdline::parse(&host.read("proc/cmdline").unwrap_or_default());
     let hugepages = crate::hugepages::plan_host(host, &config, &cmdline);
-    let mut problems = refusals(&plan);
+    let mut problems = refusals(&judged.plan);
     for h in hugepages
         .refused()
         .map(crate::hugepages::Reservation::record)
@@ -368,13 +326,14 @@ pub(crate) fn validate(host: &Host) -> Result<String, (u8, String)> {
         for p in &problems {
             let _ = write!(m, "\n  {p}");
         }
-        return Err((1, m));
+        return Err(Error::Refused(m));
     }
-    Ok(summary(
+    let summary = summary(
         &path.display().to_string(),
-        &plan,
+        &judged.plan,
         hugepages.reservations.len(),
-    ))
+    );
+    Ok((judged, summary))
 }
 
 fn refusals(plan: &Plan) -> Vec<String> {
@@ -408,47 +367,65 @@ fn summary(path: &str, plan: &Plan, hugepages: usize) -> String {
 }
 
 /// Runs `vfio-early apply`.
-pub fn run(args: &Args, host: &Host) -> ExitCode {
-    match apply(args, host) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err((code, msg)) => {
-            eprintln!("vfio-early: {msg}");
-            ExitCode::from(code)
-        }
+///
+/// # Errors
+/// See [`crate::exit`]: a refusal or a failed rebuild (1), a config or usage error (2).
+pub fn run(args: &Args, host: &Host) -> Outcome {
+    apply(args, host).map(|()| Exit::Ok)
+}
+
+/// Prints the traps' warnings first, on stderr, as every view words them.
+fn show_warnings(judged: &Judged) {
+    for t in &judged.traps {
+        eprintln!("warning: {}", t.warning());
     }
 }
 
-fn apply(args: &Args, host: &Host) -> Result<(), (u8, String)> {
+fn apply(args: &Args, host: &Host) -> Result<(), Error> {
     match validate(host) {
-        Ok(s) => say!("{s}"),
-        Err((1, m)) if args.force => {
-            eprintln!("vfio-early: {m}\nvfio-early: --force: rebuilding anyway");
+        Ok((judged, s)) => {
+            show_warnings(&judged);
+            if judged.boot_differs() && !args.force {
+                return Err(Error::Refused(format!(
+                    "{s}, but the boot would not do what the plan says (the warnings above): \
+                     the initramfs was not rebuilt (fix them, or --force to rebuild anyway)"
+                )));
+            }
+            say!("{s}");
+            if judged.boot_differs() {
+                eprintln!("vfio-early: apply: --force: rebuilding although the boot would differ from the plan");
+            }
         }
-        Err((1, m)) => {
-            return Err((
-                1,
-                format!(
+        Err(Error::Refused(m)) if args.force => {
+            eprintln!("vfio-early: apply: {m}\nvfio-early: apply: --force: rebuilding anyway");
+        }
+        Err(Error::Refused(m)) => {
+            return Err(Error::Refused(format!(
                 "{m}\nthe initramfs was not rebuilt (fix the config, or --force to rebuild anyway)"
-            ),
-            ))
+            )))
+        }
+        Err(Error::Config(e)) => {
+            return Err(Error::Usage(format!("{e}; the initramfs was not rebuilt")))
         }
         Err(e) => return Err(e),
     }
-    let (generator, program) = detect(host, args.generator)?;
+    let (generator, program) = detect(host, args.generator).map_err(|(code, m)| {
+        if code == 2 {
+            Error::Usage(m)
+        } else {
+            Error::Refused(m)
+        }
+    })?;
     let installed = kernels(host);
     if let Some(k) = &args.kver {
         if !installed.contains(k) {
-            return Err((
-                2,
-                format!(
-                    "--kver {k}: no such kernel under /lib/modules (installed: {})",
-                    list(&installed)
-                ),
-            ));
+            return Err(Error::Usage(format!(
+                "--kver {k}: no such kernel under /lib/modules (installed: {})",
+                list(&installed)
+            )));
         }
     } else if installed.is_empty() {
-        return Err((
-            1,
+        return Err(Error::Refused(
             "no kernel under /lib/modules: nothing to rebuild".to_owned(),
         ));
     }
@@ -483,6 +460,7 @@ fn apply(args: &Args, host: &Host) -> Result<(), (u8, String)> {
             say!("{prefix}{}", c.join(" "));
         }
     };
+    let not_carried = || Error::Refused("the image would not carry vfio-early".to_owned());
     if !host.is_live() {
         show("would run: ");
         say!(
@@ -492,7 +470,7 @@ fn apply(args: &Args, host: &Host) -> Result<(), (u8, String)> {
         return if problems.is_empty() {
             Ok(())
         } else {
-            Err((1, "the image would not carry vfio-early".to_owned()))
+            Err(not_carried())
         };
     }
     if args.dry_run {
@@ -500,19 +478,17 @@ fn apply(args: &Args, host: &Host) -> Result<(), (u8, String)> {
         return if problems.is_empty() {
             Ok(())
         } else {
-            Err((1, "the image would not carry vfio-early".to_owned()))
+            Err(not_carried())
         };
     }
     if !problems.is_empty() {
-        return Err((
-            1,
+        return Err(Error::Refused(
             "the image would not carry vfio-early: not rebuilt".to_owned(),
         ));
     }
     if effective_uid(host) != Some(0) {
         show("needs root: ");
-        return Err((
-            1,
+        return Err(Error::Refused(
             "rebuilding the initramfs needs root: sudo vfio-early apply".to_owned(),
         ));
     }
@@ -521,9 +497,9 @@ fn apply(args: &Args, host: &Host) -> Result<(), (u8, String)> {
         let status = Command::new(host.path(&program))
             .args(&c[1..])
             .status()
-            .map_err(|e| (1, format!("/{program}: {e}")))?;
+            .map_err(|e| Error::Failed(format!("/{program}: {e}")))?;
         if !status.success() {
-            return Err((1, format!("`{}` failed ({status}); the old image is still in place for the kernels not yet rebuilt", c.join(" "))));
+            return Err(Error::Failed(format!("`{}` failed ({status}); the old image is still in place for the kernels not yet rebuilt", c.join(" "))));
         }
     }
     say!(

@@ -5,16 +5,17 @@
 //! refused or failed and 2 for a config error, for people testing a config.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use log::{error, info, warn, LevelFilter};
 use serde::Serialize;
 
-use crate::bind::{self, read_topology};
+use crate::bind;
 use crate::cmdline::Cmdline;
 use crate::config::{self, Config};
+use crate::exit::{Exit, Outcome};
 use crate::host::Host;
 use crate::logger::KmsgLogger;
+use crate::machine::{self, read_topology};
 use crate::plan::{self, Action, Plan};
 use crate::record::{HugepageRecord, Record};
 
@@ -51,8 +52,11 @@ struct DryRun<'a> {
     warnings: &'a [String],
 }
 
-/// Runs `bind`.
-pub fn run(args: &Args, host: &Host) -> ExitCode {
+/// Runs `bind`: always `Ok(Exit::Ok)` without `--strict` (the boot goes on).
+///
+/// # Errors
+/// None: every problem is logged and recorded instead.
+pub fn run(args: &Args, host: &Host) -> Outcome {
     let stderr_level = match args.verbose {
         0 if args.dry_run => LevelFilter::Warn,
         0 => LevelFilter::Warn,
@@ -70,7 +74,7 @@ pub fn run(args: &Args, host: &Host) -> ExitCode {
     if !args.dry_run {
         logger.finish(host);
     }
-    code
+    Ok(code)
 }
 
 fn config_path(args: &Args, host: &Host) -> PathBuf {
@@ -79,8 +83,8 @@ fn config_path(args: &Args, host: &Host) -> PathBuf {
         .unwrap_or_else(|| host.path(config::DEFAULT_PATH))
 }
 
-fn bind(args: &Args, host: &Host) -> ExitCode {
-    let strict = |failed: bool| ExitCode::from(if args.strict && failed { 1 } else { 0 });
+fn bind(args: &Args, host: &Host) -> Exit {
+    let strict = |failed: bool| Exit::problem_if(args.strict && failed);
     let mut record = Record::new(host);
     let cmdline = Cmdline::parse(&host.read("proc/cmdline").unwrap_or_default());
     let path = config_path(args, host);
@@ -92,7 +96,7 @@ fn bind(args: &Args, host: &Host) -> ExitCode {
     if let Some(param) = cmdline.kill_switch() {
         info!("disabled by {param} on the kernel command line; nothing done");
         record.disabled_by = Some(param);
-        return nothing(&record, ExitCode::SUCCESS);
+        return nothing(&record, Exit::Ok);
     }
     // One run at a time changes devices (`bind` from two hooks, `detach`, `reattach`).
     let _lock = if args.dry_run {
@@ -113,12 +117,12 @@ fn bind(args: &Args, host: &Host) -> ExitCode {
         Err(e) if e.at.is_none() && !path.exists() && args.config.is_none() => {
             info!("no config at {}; nothing to do", path.display());
             record.config_error = Some(e.to_string());
-            return nothing(&record, ExitCode::SUCCESS);
+            return nothing(&record, Exit::Ok);
         }
         Err(e) => {
             error!("{e}; nothing was changed");
             record.config_error = Some(e.to_string());
-            return nothing(&record, ExitCode::from(if args.strict { 2 } else { 0 }));
+            return nothing(&record, if args.strict { Exit::Usage } else { Exit::Ok });
         }
     };
     record.config_text = Some(config.text.clone());
@@ -132,13 +136,17 @@ fn bind(args: &Args, host: &Host) -> ExitCode {
     }
     record.iommu_verdict = Some(verdict);
 
-    let plan = plan::plan(&config.devices, &topo);
     let hugepages = crate::hugepages::plan_host(host, &config, &cmdline);
     if args.dry_run {
-        let failed = plan.has_problems() || hugepages.refused().next().is_some();
+        // The preview shows the traps too ([`crate::traps`]); warnings never change
+        // the exit code.
+        let judged = machine::judge(host, &topo, &config.devices);
+        let failed = judged.plan.has_problems() || hugepages.refused().next().is_some();
         let records = hugepages.records();
-        return finish(args, host, &record, &plan, &records, strict(failed));
+        print_dry_run(args, &record, &judged, &records);
+        return strict(failed);
     }
+    let plan = plan::plan(&config.devices, &topo);
 
     if config.devices.is_empty() && config.hugepages.is_empty() {
         info!("{} selects no device; nothing to do", path.display());
@@ -178,10 +186,14 @@ fn finish(
     record: &Record,
     plan: &Plan,
     hugepages: &[HugepageRecord],
-    code: ExitCode,
-) -> ExitCode {
+    code: Exit,
+) -> Exit {
     if args.dry_run {
-        print_dry_run(args, record, plan, hugepages);
+        let judged = machine::Judged {
+            plan: plan.clone(),
+            traps: Vec::new(),
+        };
+        print_dry_run(args, record, &judged, hugepages);
         return code;
     }
     let mut record = record.clone();
@@ -192,7 +204,14 @@ fn finish(
     code
 }
 
-fn print_dry_run(args: &Args, record: &Record, plan: &Plan, hugepages: &[HugepageRecord]) {
+fn print_dry_run(
+    args: &Args,
+    record: &Record,
+    judged: &machine::Judged,
+    hugepages: &[HugepageRecord],
+) {
+    let plan = &judged.plan;
+    let warnings = judged.warnings();
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -204,17 +223,22 @@ fn print_dry_run(args: &Args, record: &Record, plan: &Plan, hugepages: &[Hugepag
             iommu: record.iommu_verdict.clone(),
             devices: &plan.devices,
             hugepages,
-            warnings: &plan.warnings,
+            warnings: &warnings,
         };
         let _ = serde_json::to_writer_pretty(&mut out, &doc);
         let _ = writeln!(out);
         return;
     }
-    let _ = write!(out, "{}", render_plan(record, plan, hugepages));
+    let _ = write!(out, "{}", render_plan(record, plan, &warnings, hugepages));
 }
 
-/// The human form of a plan.
-pub(crate) fn render_plan(record: &Record, plan: &Plan, hugepages: &[HugepageRecord]) -> String {
+/// The human form of a plan, with every warning (the plan's and the traps').
+pub(crate) fn render_plan(
+    record: &Record,
+    plan: &Plan,
+    warnings: &[String],
+    hugepages: &[HugepageRecord],
+) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     if let Some(p) = &record.disabled_by {
@@ -232,7 +256,7 @@ pub(crate) fn render_plan(record: &Record, plan: &Plan, hugepages: &[HugepageRec
     if let Some(v) = &record.iommu_verdict {
         let _ = writeln!(s, "{v}");
     }
-    if plan.devices.is_empty() && plan.warnings.is_empty() {
+    if plan.devices.is_empty() && warnings.is_empty() {
         let _ = writeln!(s, "  no device selected");
     }
     let mut last_group = None;
@@ -248,19 +272,18 @@ pub(crate) fn render_plan(record: &Record, plan: &Plan, hugepages: &[HugepageRec
                 }
             }
         }
-        let class: u32 = u32::from_str_radix(&d.class, 16).unwrap_or(0);
         let _ = writeln!(
             s,
             "  {}  [{}] {:<20} {:<14} {:<13} {}",
             d.address,
             d.id,
-            plan::class_name(class),
+            plan::class_name(d.class),
             d.driver.as_deref().unwrap_or("-"),
             d.action.as_str(),
             d.reasons.join("; ")
         );
     }
-    for w in &plan.warnings {
+    for w in warnings {
         let _ = writeln!(s, "warning: {w}");
     }
     for h in hugepages {

@@ -17,21 +17,22 @@
 //! be read or parsed (the other findings are still printed).
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
-use crate::cmd::groups;
 use crate::cmdline::Cmdline;
 use crate::cmdline_check::{self, Context};
 use crate::config::{self, Config};
+use crate::exit::{Exit, Outcome};
 use crate::host::Host;
 use crate::iomem;
 use crate::iommu::{Evidence, Vendor};
 use crate::kmsg;
-use crate::modules::{module_name, normalize};
+use crate::machine::{self, read_topology};
+use crate::modules::normalize;
 use crate::pci::{self, Device, PciAddress};
-use crate::plan::{self, Topology};
+use crate::plan::{self, Plan, Topology};
 use crate::record::Record;
 use crate::report::{self, Finding, Status};
+use crate::traps::{Facts, Trap};
 
 /// Options of `vfio-early check`.
 #[derive(clap::Args, Debug, Default)]
@@ -46,38 +47,47 @@ pub struct Args {
 
 /// The findings, and whether the config was unusable (exit 2).
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct Findings {
     /// Every finding, in report order.
     pub findings: Vec<Finding>,
     /// The config could not be read or parsed.
     pub config_error: bool,
 }
 
-impl Outcome {
+impl Findings {
+    /// Usage for a config error, Problem for a FAIL finding, else Ok.
+    pub fn exit(&self) -> Exit {
+        if self.config_error {
+            Exit::Usage
+        } else {
+            Exit::problem_if(self.findings.iter().any(|f| f.status == Status::Fail))
+        }
+    }
+
     /// 0, 1 or 2.
     pub fn exit_status(&self) -> u8 {
-        if self.config_error {
-            2
-        } else {
-            report::exit_status(&self.findings)
-        }
+        self.exit().code()
     }
 }
 
-/// Runs `vfio-early check`.
-pub fn run(args: &Args, host: &Host) -> ExitCode {
+/// Runs `vfio-early check`: the findings are printed whatever the exit, and JSON's
+/// `exit` is the process's exit code.
+///
+/// # Errors
+/// None of its own: a config error is a finding, and exits 2.
+pub fn run(args: &Args, host: &Host) -> Outcome {
     let out = check(host, args.config.as_deref());
     let text = if args.json {
-        report::render_json(&out.findings)
+        report::render_json_with_exit(&out.findings, out.exit().code())
     } else {
         report::render_human(&out.findings, report::stdout_colour())
     };
     report::print_stdout(&text);
-    ExitCode::from(out.exit_status())
+    Ok(out.exit())
 }
 
 /// Every check, against `config` (default: the host's `etc/vfio-early.toml`).
-pub fn check(host: &Host, config_path: Option<&Path>) -> Outcome {
+pub fn check(host: &Host, config_path: Option<&Path>) -> Findings {
     let mut f: Vec<Finding> = Vec::new();
     let cmdline = Cmdline::parse(&host.read("proc/cmdline").unwrap_or_default());
     let records = kmsg::read(host).map_err(|e| e.to_string());
@@ -110,20 +120,19 @@ pub fn check(host: &Host, config_path: Option<&Path>) -> Outcome {
             None
         }
     };
-    let devices = pci::scan(host);
-    let topo = Topology {
-        iommu_groups: pci::iommu_groups_present(host),
-        alias_tables: true,
-        claimants: Default::default(),
-        devices: devices.clone(),
-    };
-    let plan = config
+    let topo = read_topology(host);
+    let devices = topo.devices.clone();
+    let selectors = config
         .as_ref()
-        .map(|c| plan::plan(&c.devices, &topo))
+        .map(|c| c.devices.as_slice())
         .unwrap_or_default();
+    let judged = machine::judge(host, &topo, selectors);
+    let plan = &judged.plan;
     for w in &plan.warnings {
         f.push(Finding::new("config", Status::Warn, w.clone()));
     }
+    // The traps, exactly as bind --dry-run, config suggest and apply warn of them.
+    f.extend(trap_findings(&judged.traps));
     let configured: Vec<PciAddress> = plan
         .devices
         .iter()
@@ -146,10 +155,10 @@ pub fn check(host: &Host, config_path: Option<&Path>) -> Outcome {
     // `options vfio-pci ids=` in modprobe.d does the same, unless the command line
     // overrides it (modprobe applies the command line last).
     if cmdline.last("vfio_pci.ids").is_none() {
-        if let Some((file, ids)) = modprobe_ids(host) {
+        if let Some((file, ids)) = machine::modprobe_ids(host) {
             f.extend(cmdline_check::judge_ids_value(
                 "modprobe.d vfio-pci ids",
-                &format!("options vfio-pci ids (/{file})"),
+                &format!("options vfio-pci ids in /{file}"),
                 &ids,
                 &ctx,
             ));
@@ -161,7 +170,8 @@ pub fn check(host: &Host, config_path: Option<&Path>) -> Outcome {
     f.extend(device_findings(
         host,
         &cmdline,
-        &devices,
+        &topo,
+        plan,
         &configured,
         record.as_ref(),
         &records,
@@ -175,10 +185,26 @@ pub fn check(host: &Host, config_path: Option<&Path>) -> Outcome {
         f.extend(hugepages(host, c, &cmdline));
     }
     f.push(kernel_config(host, &ev, kconfig.as_ref()));
-    Outcome {
+    Findings {
         findings: f,
         config_error,
     }
+}
+
+/// The traps as findings: FAIL when the boot would differ from the plan, WARN for a
+/// caution.
+pub fn trap_findings(traps: &[Trap]) -> Vec<Finding> {
+    traps
+        .iter()
+        .map(|t| {
+            let status = if t.differs {
+                Status::Fail
+            } else {
+                Status::Warn
+            };
+            Finding::new(t.check.clone(), status, t.text.clone()).hint(t.hint.clone())
+        })
+        .collect()
 }
 
 /// The framebuffer check.
@@ -271,33 +297,14 @@ pub(crate) fn early_driver_reason(
     driver: &str,
 ) -> (String, String) {
     let drv = normalize(driver);
-    if let Some(rel) = host.kernel_release() {
-        let builtin = host
-            .read(format!("lib/modules/{rel}/modules.builtin"))
-            .unwrap_or_default();
-        if builtin.lines().any(|l| module_name(l) == drv) {
-            return (
-                format!(
-                    "{driver} is built into the kernel, so it probes before any initramfs hook"
-                ),
-                format!(
-                    "build {driver} as a module (=m), or leave it: the agent unbinds it at boot"
-                ),
-            );
-        }
-    }
-    let pre: Vec<String> = cmdline
-        .all("rd.driver.pre")
-        .into_iter()
-        .flatten()
-        .flat_map(|v| v.split(','))
-        .map(normalize)
-        .collect();
-    if pre.contains(&drv) {
-        return (
-            format!("rd.driver.pre={driver} loads it before the hook"),
-            format!("remove {driver} from rd.driver.pre= on the kernel command line"),
-        );
+    // What loads drivers before the hook: one rule with the traps bind --dry-run shows.
+    let facts = machine::read_facts(host, &Plan::default());
+    let facts = Facts {
+        cmdline: cmdline.clone(),
+        ..facts
+    };
+    if let Some(r) = facts.early_loader(driver) {
+        return r;
     }
     let listed = |rel: &str, key: &str| -> bool {
         host.read(rel).is_ok_and(|t| {
@@ -324,18 +331,6 @@ pub(crate) fn early_driver_reason(
             format!("remove {driver} from MODULES= in /etc/mkinitcpio.conf, then mkinitcpio -P"),
         );
     }
-    let mut dracut = vec!["etc/dracut.conf".to_owned()];
-    dracut.extend(
-        host.list("etc/dracut.conf.d")
-            .into_iter()
-            .map(|n| format!("etc/dracut.conf.d/{n}")),
-    );
-    if let Some(file) = dracut.iter().find(|p| listed(p, "force_drivers")) {
-        return (
-            format!("force_drivers in /{file} loads {driver} early"),
-            format!("remove {driver} from force_drivers in /{file}, then dracut -f"),
-        );
-    }
     if listed("etc/initramfs-tools/modules", "") {
         return (
             format!("/etc/initramfs-tools/modules loads {driver} early"),
@@ -351,7 +346,8 @@ pub(crate) fn early_driver_reason(
 fn device_findings(
     host: &Host,
     cmdline: &Cmdline,
-    devices: &[Device],
+    topo: &Topology,
+    plan: &Plan,
     configured: &[PciAddress],
     record: Option<&Record>,
     log: &[kmsg::Record],
@@ -414,27 +410,32 @@ fn device_findings(
 
     for addr in configured {
         let check = format!("device {addr}");
-        let Some(d) = devices.iter().find(|d| d.address == *addr) else {
+        let Some(d) = topo.devices.iter().find(|d| d.address == *addr) else {
             continue;
         };
         match d.driver.as_deref() {
-            Some(pci::VFIO_DRIVER) => {
-                let members = d
-                    .iommu_group
-                    .map(|g| groups::group_devices(host, g))
-                    .unwrap_or_default();
-                let blockers = groups::blockers(&members);
-                out.push(match (d.iommu_group, blockers.is_empty()) {
-                    (None, _) => Finding::new(check, Status::Fail, "on vfio-pci, but in no IOMMU group"),
-                    (Some(g), true) => {
-                        Finding::new(check, Status::Pass, format!("on vfio-pci; IOMMU group {g} is usable"))
+            Some(drv) if pci::is_vfio_driver(drv) => {
+                let verdict = d.iommu_group.map(|g| (g, plan::group_verdict(topo, g)));
+                out.push(match verdict {
+                    None => Finding::new(check, Status::Fail, format!("on {drv}, but in no IOMMU group")),
+                    Some((g, v)) if v.handover == plan::Handover::Ready => {
+                        Finding::new(check, Status::Pass, format!("on {drv}; IOMMU group {g} is usable"))
                     }
-                    (Some(g), false) => Finding::new(
-                        check,
-                        Status::Fail,
-                        format!("on vfio-pci, but IOMMU group {g} is not usable: {}", blockers.join("; ")),
-                    )
-                    .hint("add the other members to the config, or move the card to a slot with its own group"),
+                    Some((g, v)) => {
+                        let why: Vec<String> = plan
+                            .blockers
+                            .get(&g)
+                            .map(|bs| bs.iter().map(|b| b.reason.clone()).collect())
+                            .unwrap_or(v.blockers);
+                        Finding::new(
+                            check,
+                            Status::Fail,
+                            format!("on {drv}, but IOMMU group {g} is not usable: {}", why.join("; ")),
+                        )
+                        .hint(format!(
+                            "`vfio-early groups --group {g}` shows what the planner says the group needs"
+                        ))
+                    }
                 });
             }
             other => {
@@ -617,36 +618,6 @@ fn vfio_backend(host: &Host, devices: &[Device]) -> Option<Finding> {
             format!("DMA backend loaded: {}", loaded.join(", ")),
         )
     })
-}
-
-/// The last `options vfio-pci ids=...` of the modprobe.d files, with its file.
-fn modprobe_ids(host: &Host) -> Option<(String, String)> {
-    let mut found = None;
-    for dir in [
-        "lib/modprobe.d",
-        "usr/lib/modprobe.d",
-        "etc/modprobe.d",
-        "run/modprobe.d",
-    ] {
-        for name in host.list(dir).iter().filter(|n| n.ends_with(".conf")) {
-            let file = format!("{dir}/{name}");
-            let Ok(text) = host.read(&file) else { continue };
-            for line in text.lines() {
-                let mut w = line.split_whitespace();
-                if w.next() != Some("options")
-                    || w.next().map(normalize).as_deref() != Some("vfio_pci")
-                {
-                    continue;
-                }
-                for kv in w {
-                    if let Some(v) = kv.strip_prefix("ids=") {
-                        found = Some((file.clone(), v.trim_matches('"').to_owned()));
-                    }
-                }
-            }
-        }
-    }
-    found
 }
 
 /// The command that rebuilds the initramfs on this system, from what is installed.

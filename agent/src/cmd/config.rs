@@ -1,9 +1,9 @@
 //! `vfio-early config suggest [ADDRESS | --gpu N] [--write [--force]]`: a config for
 //! the card a user names, checked by the planner before anyone boots with it.
 //!
-//! The card is named by a PCI address (any function of it) or by `--gpu N`, the Nth
-//! display controller in the order `vfio-early groups` lists them (groups by number,
-//! devices by address; counted from 1). The proposal:
+//! The card is named by a PCI address (any function of it) or by `--gpu N`, the
+//! display controller `vfio-early groups` shows as `GPU N` (counted from 1, in PCI
+//! address order). The proposal:
 //! - takes every function of the slot (`functions = "slot"`: the GPU with its HDMI
 //!   audio, USB-C and UCSI functions), since they share the card and nearly always the
 //!   IOMMU group;
@@ -12,29 +12,31 @@
 //!   refuse rather than guess if the address ever points at another device (a card
 //!   added, buses renumbered);
 //! - is re-parsed with [`Config::parse`] and planned against this machine, exactly as
-//!   the boot would ([`read_topology`] + [`plan::plan`]). When the group cannot be
-//!   handed over as a whole, nothing is proposed: the command names what stands in the
-//!   way and exits 1.
+//!   the boot would ([`read_topology`] + [`plan::plan`]). When the planner's verdict on
+//!   the card's group ([`plan::group_verdict`], what `groups` shows) is not that this
+//!   card alone hands it over, nothing is proposed: the command names what stands in
+//!   the way and exits 1.
 //!
 //! The config goes to stdout, or with `--write` to `ROOT/etc/vfio-early.toml`: into an
 //! existing file it is merged ([`config_edit::merge`]: the entry of the same card is
 //! updated or a new one appended, every other line kept); `--force` replaces the whole
-//! file. Either way the old file is kept as `vfio-early.toml.bak`. Exit codes: 0 proposed, 1 not viable or not written, 2
-//! usage (no such device, no such GPU).
+//! file. Either way the old file is kept as `vfio-early.toml.bak`. Exit codes
+//! ([`crate::exit`]): 0 proposed, 1 not viable (no IOMMU included) or not merged, 2
+//! usage (no card named, no such device, no such GPU) or a file that cannot be written.
 
 use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
-use std::process::ExitCode;
 
-use crate::bind::read_topology;
-use crate::cmd::groups;
 use crate::config::{self, Config};
 use crate::config_edit::{self, Change};
+use crate::exit::{Error, Exit, Outcome};
 use crate::host::Host;
+use crate::machine::{self, gpus, read_topology};
 use crate::pci::{Device, PciAddress};
 use crate::pciids::PciIds;
-use crate::plan::{self, class_name, Action, Plan, Topology};
+use crate::plan::{self, class_name, Action, Handover, Plan, Topology};
+use crate::traps;
 
 /// Options of `vfio-early config`.
 #[derive(clap::Args, Debug)]
@@ -54,14 +56,10 @@ pub enum ConfigCommand {
 /// Options of `vfio-early config suggest`.
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct SuggestArgs {
-    /// The card: any of its functions (DDDD:BB:DD.F).
-    #[arg(
-        value_name = "ADDRESS",
-        conflicts_with = "gpu",
-        required_unless_present = "gpu"
-    )]
+    /// The card: any of its functions (DDDD:BB:DD.F); or name it with --gpu N.
+    #[arg(value_name = "ADDRESS", conflicts_with = "gpu")]
     pub address: Option<PciAddress>,
-    /// The Nth display controller as `vfio-early groups` lists them, counted from 1.
+    /// The display controller `vfio-early groups --gpu` shows as `GPU N`.
     #[arg(long, value_name = "N")]
     pub gpu: Option<usize>,
     /// Write ROOT/etc/vfio-early.toml instead of printing: merged into an existing file,
@@ -106,54 +104,63 @@ impl std::fmt::Display for SuggestError {
     }
 }
 
+impl From<SuggestError> for Error {
+    fn from(e: SuggestError) -> Self {
+        match e {
+            SuggestError::Usage(m) => Self::Usage(m),
+            SuggestError::NotViable(m) => Self::Refused(m),
+        }
+    }
+}
+
 /// Runs `vfio-early config ...`.
-pub fn run(args: &Args, host: &Host) -> ExitCode {
+///
+/// # Errors
+/// See [`crate::exit`].
+pub fn run(args: &Args, host: &Host) -> Outcome {
     match &args.action {
         ConfigCommand::Suggest(a) => run_suggest(a, host),
     }
 }
 
-fn run_suggest(args: &SuggestArgs, host: &Host) -> ExitCode {
+fn run_suggest(args: &SuggestArgs, host: &Host) -> Outcome {
     let topo = read_topology(host);
     let ids = PciIds::load(host);
-    let s = match suggest(host, &topo, ids.as_ref(), args) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("vfio-early: {e}");
-            return ExitCode::from(match e {
-                SuggestError::Usage(_) => 2,
-                SuggestError::NotViable(_) => 1,
-            });
+    let mut s = suggest(&topo, ids.as_ref(), args)?;
+    // The traps around the proposal, as bind --dry-run and apply show them: on stderr,
+    // and as comments in the proposal itself.
+    let traps = traps::find(&s.plan, &topo, &machine::read_facts(host, &s.plan));
+    if !traps.is_empty() {
+        let mut head = String::new();
+        for t in &traps {
+            let w = t.warning();
+            eprintln!("warning: {w}");
+            let _ = writeln!(head, "# warning: {w}");
         }
-    };
+        head.push('\n');
+        s.text.insert_str(0, &head);
+    }
     if !args.write {
         crate::report::print_stdout(&s.text);
-        return ExitCode::SUCCESS;
+        return Ok(Exit::Ok);
     }
     let path = host.path(config::DEFAULT_PATH);
     if path.exists() && !args.force {
         return merge_into(&path, &s.text);
     }
-    match write_config(&path, &s.text, args.force) {
-        Ok(backup) => {
-            if let Some(b) = backup {
-                eprintln!("vfio-early: the previous config is kept as {}", b.display());
-            }
-            eprintln!(
-                "vfio-early: wrote {}; now run `vfio-early apply` to put it into the initramfs",
-                path.display()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("vfio-early: {e}");
-            ExitCode::from(1)
-        }
+    let backup = write_config(&path, &s.text, args.force)?;
+    if let Some(b) = backup {
+        eprintln!("vfio-early: the previous config is kept as {}", b.display());
     }
+    eprintln!(
+        "vfio-early: wrote {}; now run `vfio-early apply` to put it into the initramfs",
+        path.display()
+    );
+    Ok(Exit::Ok)
 }
 
 /// `--write` over an existing file: the proposal merged into it, everything else kept.
-fn merge_into(path: &Path, proposal: &str) -> ExitCode {
+fn merge_into(path: &Path, proposal: &str) -> Outcome {
     let merged = fs::read_to_string(path)
         .map_err(|e| format!("{}: {e}", path.display()))
         .and_then(|old| {
@@ -163,13 +170,11 @@ fn merge_into(path: &Path, proposal: &str) -> ExitCode {
             Ok(_) => Ok(m),
             Err(e) => Err(e.to_string()),
         });
-    let m = match merged {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("vfio-early: {e}\nvfio-early: not merged: fix the file, or replace it with --force (the old one is kept as .bak)");
-            return ExitCode::from(1);
-        }
-    };
+    let m = merged.map_err(|e| {
+        Error::Refused(format!(
+            "{e}\nnot merged: fix the file, or replace it with --force (the old one is kept as .bak)"
+        ))
+    })?;
     let what = match m.change {
         Change::Unchanged => {
             eprintln!(
@@ -177,44 +182,26 @@ fn merge_into(path: &Path, proposal: &str) -> ExitCode {
                 path.display(),
                 m.address
             );
-            return ExitCode::SUCCESS;
+            return Ok(Exit::Ok);
         }
         Change::Added => "added a [[device]] entry for the card at",
         Change::Updated => "updated the [[device]] entry (address, id, functions) of the card at",
     };
-    match write_config(path, &m.text, true) {
-        Ok(backup) => {
-            eprintln!(
-                "vfio-early: {}: {what} {}; every other line kept{}",
-                path.display(),
-                m.address,
-                backup
-                    .map(|b| format!(" (the previous file is {})", b.display()))
-                    .unwrap_or_default()
-            );
-            eprintln!("vfio-early: now run `vfio-early apply` to put it into the initramfs");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("vfio-early: {e}");
-            ExitCode::from(1)
-        }
-    }
+    let backup = write_config(path, &m.text, true)?;
+    eprintln!(
+        "vfio-early: {}: {what} {}; every other line kept{}",
+        path.display(),
+        m.address,
+        backup
+            .map(|b| format!(" (the previous file is {})", b.display()))
+            .unwrap_or_default()
+    );
+    eprintln!("vfio-early: now run `vfio-early apply` to put it into the initramfs");
+    Ok(Exit::Ok)
 }
 
-/// The display controllers in `groups` order (group number, then address).
-pub fn gpus(host: &Host) -> Vec<PciAddress> {
-    groups::collect(host, None)
-        .groups
-        .iter()
-        .flat_map(|g| g.devices.iter())
-        .filter(|d| d.display)
-        .map(|d| d.address)
-        .collect()
-}
-
-/// The named device: the address given, or the Nth GPU.
-fn target(host: &Host, topo: &Topology, args: &SuggestArgs) -> Result<PciAddress, SuggestError> {
+/// The named device: the address given, or GPU N.
+fn target(topo: &Topology, args: &SuggestArgs) -> Result<PciAddress, SuggestError> {
     if let Some(a) = args.address {
         return if topo.devices.iter().any(|d| d.address == a) {
             Ok(a)
@@ -224,15 +211,18 @@ fn target(host: &Host, topo: &Topology, args: &SuggestArgs) -> Result<PciAddress
             )))
         };
     }
-    let n = args.gpu.unwrap_or(0);
-    let list = gpus(host);
+    let Some(n) = args.gpu else {
+        return Err(SuggestError::Usage(
+            "name the card: `vfio-early config suggest ADDRESS` (any of its functions), or \
+             `vfio-early config suggest --gpu N` with N from `vfio-early groups --gpu`"
+                .to_owned(),
+        ));
+    };
+    let list = gpus(topo);
     if list.is_empty() {
-        let g = groups::collect(host, None);
-        let why = match (g.iommu.reason, g.iommu.fix) {
-            (Some(r), Some(f)) => format!("no IOMMU groups: {r}; fix: {f}"),
-            _ => "no display controller is in an IOMMU group".to_owned(),
-        };
-        return Err(SuggestError::Usage(format!("--gpu {n}: {why}")));
+        return Err(SuggestError::Usage(format!(
+            "--gpu {n}: this machine has no display controller"
+        )));
     }
     match n.checked_sub(1).and_then(|i| list.get(i)) {
         Some(a) => Ok(*a),
@@ -273,12 +263,11 @@ fn describe(d: &Device, ids: Option<&PciIds>) -> String {
 /// [`SuggestError::NotViable`] (naming what stands in the way) when the planner
 /// refuses the card.
 pub fn suggest(
-    host: &Host,
     topo: &Topology,
     ids: Option<&PciIds>,
     args: &SuggestArgs,
 ) -> Result<Suggestion, SuggestError> {
-    let address = target(host, topo, args)?;
+    let address = target(topo, args)?;
     let dev = topo
         .devices
         .iter()
@@ -332,13 +321,14 @@ pub fn suggest(
     let _ = writeln!(text, "functions = \"slot\"");
 
     // Validate exactly as the boot would: parse the text, plan it on this topology.
-    let path = host.path(config::DEFAULT_PATH);
-    let config = Config::parse(&path, text.as_bytes()).map_err(|e| {
+    let config = Config::parse(Path::new(config::DEFAULT_PATH), text.as_bytes()).map_err(|e| {
         SuggestError::NotViable(format!("internal error: the proposal does not parse: {e}"))
     })?;
     let plan = plan::plan(&config.devices, topo);
     if plan.has_problems() {
-        return Err(SuggestError::NotViable(not_viable(address, dev, &plan)));
+        return Err(SuggestError::NotViable(not_viable(
+            address, dev, topo, &plan,
+        )));
     }
     let functions = slot.iter().map(|d| d.address).collect();
     Ok(Suggestion {
@@ -350,8 +340,9 @@ pub fn suggest(
     })
 }
 
-/// What stands in the way, one line per refused device, with what to do.
-fn not_viable(address: PciAddress, dev: &Device, plan: &Plan) -> String {
+/// What stands in the way, one line per refused device, with what to do: the
+/// planner's reasons, and its verdict on the group (what `groups` shows).
+fn not_viable(address: PciAddress, dev: &Device, topo: &Topology, plan: &Plan) -> String {
     let group = dev.iommu_group.map_or_else(
         || "no IOMMU group".to_owned(),
         |g| format!("IOMMU group {g}"),
@@ -365,15 +356,34 @@ fn not_viable(address: PciAddress, dev: &Device, plan: &Plan) -> String {
     for w in &plan.warnings {
         let _ = write!(m, "\n  {w}");
     }
+    let verdict = dev.iommu_group.map(|g| (g, plan::group_verdict(topo, g)));
+    if let Some((g, v)) = &verdict {
+        if v.handover != Handover::Impossible {
+            let others: Vec<String> = v
+                .select
+                .iter()
+                .filter(|a| !a.same_slot(&address))
+                .map(ToString::to_string)
+                .collect();
+            if !others.is_empty() {
+                let _ = write!(
+                    m,
+                    "\nhint: IOMMU group {g} also holds {}: a config must select them too \
+                     (they would leave the host); `vfio-early groups --group {g}` shows the group",
+                    others.join(", ")
+                );
+            }
+        }
+    }
     if dev.boot_vga {
         m.push_str(
             "\nhint: this is the boot display. If the host has another screen or runs headless, \
              write the config by hand with allow_boot_vga = true, and keep vfio_early=off at hand.",
         );
-    } else {
+    } else if dev.is_storage() {
         m.push_str(
-            "\nhint: `vfio-early groups --device ADDRESS` shows the group. Moving the card to a slot \
-             with its own group (often one wired to the CPU) is the usual fix; ACS overrides weaken isolation.",
+            "\nhint: this is a storage controller. If no filesystem of the host is on it, write \
+             the config by hand with allow_storage = true.",
         );
     }
     m
@@ -383,30 +393,32 @@ fn not_viable(address: PciAddress, dev: &Device, plan: &Plan) -> String {
 /// then kept as `.bak`. Returns the backup's path.
 ///
 /// # Errors
-/// A sentence naming the path.
+/// [`Error::Refused`] for an existing file without `force`, [`Error::Io`] naming
+/// the path that could not be written.
 pub(crate) fn write_config(
     path: &Path,
     text: &str,
     force: bool,
-) -> Result<Option<std::path::PathBuf>, String> {
+) -> Result<Option<std::path::PathBuf>, Error> {
+    let io = |p: &Path, e: std::io::Error| Error::Io(format!("{}: {e}", p.display()));
     let exists = path.exists();
     if exists && !force {
-        return Err(format!(
+        return Err(Error::Refused(format!(
             "{} exists: not replaced (add --force to replace it; the old one is kept as .bak)",
             path.display()
-        ));
+        )));
     }
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     }
     let mut backup = None;
     if exists {
         let b = path.with_extension("toml.bak");
-        fs::copy(path, &b).map_err(|e| format!("{}: {e}", b.display()))?;
+        fs::copy(path, &b).map_err(|e| io(&b, e))?;
         backup = Some(b);
     }
     let tmp = path.with_extension("toml.tmp");
-    fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
+    fs::write(&tmp, text).map_err(|e| io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| io(path, e))?;
     Ok(backup)
 }

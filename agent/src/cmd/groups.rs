@@ -1,40 +1,51 @@
-//! `vfio-early groups`: every IOMMU group, its devices, and whether the group can go
-//! to vfio as it stands.
+//! `vfio-early groups`: every IOMMU group, its devices, and what the planner says a
+//! config can do with it.
 //!
 //! Each device shows its address, class and `[vendor:device]` with names from the
-//! host's `pci.ids` (numeric ids when it is absent), its driver, `boot_vga`, and
-//! whether it is a bridge. A group is usable when every member is on vfio-pci (or a
-//! vfio variant), on pci-stub, on no driver, or is a bridge on `pcieport`: the rule
-//! the kernel applies before it lets userspace have the group.
+//! host's `pci.ids` (numeric ids when it is absent), its driver, `boot_vga`, whether
+//! it is a bridge (host or PCI-to-PCI), and for a display controller its number
+//! `GPU N` (1-based, in PCI address order: what `config suggest --gpu N` takes).
+//!
+//! Each group carries the planner's verdict ([`plan::group_verdict`]), never a rule
+//! of its own: `ready` (every endpoint on vfio-pci already), `possible` with the
+//! addresses a config must `select` and the opt-ins it `needs`, or `impossible` with
+//! the `blockers` no config can get past. `usable` is kept for older readers and means
+//! `ready`.
 //!
 //! Without an IOMMU there are no groups; the command then says why (from the
 //! firmware tables, the command line and the log) and what fixes it, and exits 1.
+//! A filter naming no group or device exits 2; `--gpu` with nothing to show says so
+//! and exits 1.
 //!
 //! JSON (`--json`):
 //!
 //! ```json
 //! { "version": 1,
 //!   "iommu": { "on": true, "vendor": "intel", "reason": null, "fix": null },
-//!   "groups": [ { "group": 1, "usable": false,
-//!                 "blockers": ["0000:00:14.0 (SMBus) is on the host driver i2c_piix4"],
+//!   "groups": [ { "group": 1, "usable": false, "handover": "possible",
+//!                 "select": ["0000:01:00.0", "0000:01:00.1"], "needs": [],
+//!                 "blockers": [],
 //!                 "devices": [ { "address": "0000:01:00.0", "id": "1002:6779",
 //!                   "subsystem": "1458:21ac", "class": "030000",
 //!                   "class_name": "VGA compatible controller",
 //!                   "vendor_name": "...", "device_name": "...", "subsystem_name": null,
-//!                   "driver": "vfio-pci", "boot_vga": false, "bridge": false } ] } ] }
+//!                   "driver": "radeon", "boot_vga": false, "bridge": false,
+//!                   "gpu": 2 } ] } ] }
 //! ```
 
 use std::fmt::Write as _;
-use std::process::ExitCode;
 
 use serde::Serialize;
 
 use crate::cmdline::Cmdline;
+use crate::exit::{Error, Exit, Outcome};
 use crate::host::Host;
 use crate::iommu::{Evidence, Vendor};
-use crate::pci::{self, Device, PciAddress};
+use crate::machine::{gpus, read_facts, read_topology};
+use crate::pci::{Device, PciAddress};
 use crate::pciids::PciIds;
-use crate::plan::class_name;
+use crate::plan::{self, class_name, Handover, OptIn, Plan, Topology};
+use crate::traps;
 
 /// Options of `vfio-early groups`.
 #[derive(clap::Args, Debug, Default)]
@@ -76,8 +87,11 @@ pub struct DeviceView {
     pub driver: Option<String>,
     /// The firmware's boot display.
     pub boot_vga: bool,
-    /// A PCI bridge (root or downstream port).
+    /// A bridge (host, root or downstream port): never handed to vfio-pci.
     pub bridge: bool,
+    /// For a display controller: its number, 1-based in PCI address order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<usize>,
     /// Display class.
     #[serde(skip)]
     pub display: bool,
@@ -88,9 +102,15 @@ pub struct DeviceView {
 pub struct Group {
     /// Group number.
     pub group: u32,
-    /// Whether userspace can have it as it stands.
+    /// `handover` is `ready` (kept for older readers).
     pub usable: bool,
-    /// Members that stand in the way.
+    /// The planner's verdict: ready, possible or impossible.
+    pub handover: Handover,
+    /// What a config must select (possible), or keep selected (ready).
+    pub select: Vec<PciAddress>,
+    /// The opt-ins those entries must carry.
+    pub needs: Vec<OptIn>,
+    /// Why no config can hand it over (impossible).
     pub blockers: Vec<String>,
     /// Members, by address.
     pub devices: Vec<DeviceView>,
@@ -118,46 +138,16 @@ pub struct Groups {
     pub iommu: IommuState,
     /// Groups, by number.
     pub groups: Vec<Group>,
+    /// Host-level traps that make the groups themselves untrue (`pcie_acs_override=`)
+    /// or the boot differ from any plan (mkinitcpio hook order), as `bind --dry-run`
+    /// words them.
+    pub warnings: Vec<String>,
+    /// Devices present but in no group (not covered by the IOMMU).
+    #[serde(skip)]
+    pub ungrouped: Vec<PciAddress>,
 }
 
-/// Whether one member lets its group go to userspace now; `Err` names the blocker.
-pub(crate) fn member_blocker(d: &Device) -> Option<String> {
-    match d.driver.as_deref() {
-        None | Some("pci-stub") => None,
-        Some(drv)
-            if drv == pci::VFIO_DRIVER
-                || drv.ends_with("vfio_pci")
-                || drv.ends_with("vfio-pci") =>
-        {
-            None
-        }
-        Some("pcieport") if d.is_bridge() => None,
-        Some(drv) => Some(format!(
-            "{} ({}) is on the host driver {drv}",
-            d.address,
-            class_name(d.class)
-        )),
-    }
-}
-
-/// The members of one group, read from sysfs.
-pub(crate) fn group_devices(host: &Host, group: u32) -> Vec<Device> {
-    let mut ds: Vec<Device> = host
-        .list(format!("{}/{group}/devices", pci::IOMMU_GROUPS))
-        .iter()
-        .filter_map(|n| n.parse::<PciAddress>().ok())
-        .filter_map(|a| Device::read(host, a))
-        .collect();
-    ds.sort_by_key(|d| d.address);
-    ds
-}
-
-/// Blockers of a group's members (empty: usable).
-pub fn blockers(members: &[Device]) -> Vec<String> {
-    members.iter().filter_map(member_blocker).collect()
-}
-
-fn view(d: &Device, ids: Option<&PciIds>) -> DeviceView {
+fn view(d: &Device, ids: Option<&PciIds>, gpu: Option<usize>) -> DeviceView {
     let name = |f: &dyn Fn(&PciIds) -> Option<&str>| ids.and_then(f).map(str::to_owned);
     let (device_name, subsystem_name) = ids.map_or((None, None), |i| {
         i.device_and_subsystem(d.vendor, d.device, d.subsystem_vendor, d.subsystem_device)
@@ -175,76 +165,114 @@ fn view(d: &Device, ids: Option<&PciIds>) -> DeviceView {
         driver: d.driver.clone(),
         boot_vga: d.boot_vga,
         bridge: d.is_bridge(),
+        gpu,
         display: d.is_display(),
     }
 }
 
-/// Reads every group (names from `ids`).
+/// Reads every group (names from `ids`) and asks the planner about each.
 pub fn collect(host: &Host, ids: Option<&PciIds>) -> Groups {
-    let mut numbers: Vec<u32> = host
-        .list(pci::IOMMU_GROUPS)
+    let topo = read_topology(host);
+    let mut g = of_topology(&topo, ids);
+    let none = Plan::default();
+    g.warnings = traps::find(&none, &topo, &read_facts(host, &none))
         .iter()
-        .filter_map(|g| g.parse().ok())
+        .map(traps::Trap::warning)
         .collect();
-    numbers.sort_unstable();
-    let groups: Vec<Group> = numbers
-        .into_iter()
-        .map(|g| {
-            let members = group_devices(host, g);
-            let blockers = blockers(&members);
-            Group {
-                group: g,
-                usable: blockers.is_empty(),
-                blockers,
-                devices: members.iter().map(|d| view(d, ids)).collect(),
-            }
-        })
-        .collect();
-    let iommu = if groups.is_empty() {
+    if !g.iommu.on {
         let ev = Evidence::read(host);
         let cmdline = Cmdline::parse(&host.read("proc/cmdline").unwrap_or_default());
         let (reason, fix) = ev.why_off(&cmdline);
-        IommuState {
+        g.iommu = IommuState {
             on: false,
             vendor: ev.vendor(),
             reason: Some(reason),
             fix: Some(fix),
-        }
+        };
     } else {
-        let ev = Evidence::gather(host, Ok(&[]));
-        IommuState {
-            on: true,
-            vendor: ev.vendor(),
-            reason: None,
-            fix: None,
-        }
-    };
+        g.iommu.vendor = Evidence::gather(host, Ok(&[])).vendor();
+    }
+    g
+}
+
+/// The groups of a topology, each with the planner's verdict (pure; `iommu.vendor`
+/// and the reasons are left for [`collect`]).
+pub fn of_topology(topo: &Topology, ids: Option<&PciIds>) -> Groups {
+    let numbers: std::collections::BTreeSet<u32> =
+        topo.devices.iter().filter_map(|d| d.iommu_group).collect();
+    let gpu_list = gpus(topo);
+    let gpu_of = |a: PciAddress| gpu_list.iter().position(|g| *g == a).map(|i| i + 1);
+    let groups: Vec<Group> = numbers
+        .into_iter()
+        .map(|g| {
+            let v = plan::group_verdict(topo, g);
+            Group {
+                group: g,
+                usable: v.handover == Handover::Ready,
+                handover: v.handover,
+                select: v.select,
+                needs: v.needs,
+                blockers: v.blockers,
+                devices: topo
+                    .devices
+                    .iter()
+                    .filter(|d| d.iommu_group == Some(g))
+                    .map(|d| view(d, ids, gpu_of(d.address)))
+                    .collect(),
+            }
+        })
+        .collect();
     Groups {
         version: 1,
-        iommu,
+        iommu: IommuState {
+            on: !groups.is_empty(),
+            vendor: None,
+            reason: None,
+            fix: None,
+        },
         groups,
+        warnings: Vec::new(),
+        ungrouped: topo
+            .devices
+            .iter()
+            .filter(|d| d.iommu_group.is_none())
+            .map(|d| d.address)
+            .collect(),
     }
 }
 
-/// Applies the filters; `Err` says what matched nothing.
-pub fn filter(mut all: Groups, args: &Args) -> Result<Groups, String> {
+/// Applies the filters.
+///
+/// # Errors
+/// [`Error::Usage`] when the group or device named does not exist (or is in no
+/// group), [`Error::Refused`] when `--gpu` leaves nothing to show.
+pub fn filter(mut all: Groups, args: &Args) -> Result<Groups, Error> {
     if let Some(g) = args.group {
         all.groups.retain(|x| x.group == g);
-        if all.groups.is_empty() {
-            return Err(format!("no IOMMU group {g}"));
+        if all.groups.is_empty() && all.iommu.on {
+            return Err(Error::Usage(format!("no IOMMU group {g}")));
         }
     }
     if let Some(a) = args.device {
         all.groups
             .retain(|x| x.devices.iter().any(|d| d.address == a));
-        if all.groups.is_empty() {
-            return Err(format!(
-                "{a} is in no IOMMU group (no such device, or the IOMMU does not cover it)"
-            ));
+        if all.groups.is_empty() && all.iommu.on {
+            return Err(Error::Usage(if all.ungrouped.contains(&a) {
+                format!("{a} is not covered by the IOMMU: the device is there, in no IOMMU group")
+            } else {
+                format!("no such device: no PCI device at {a}")
+            }));
         }
     }
     if args.gpu {
         all.groups.retain(|x| x.devices.iter().any(|d| d.display));
+        if all.groups.is_empty() && all.iommu.on {
+            return Err(Error::Refused(match (args.group, args.device) {
+                (Some(g), _) => format!("IOMMU group {g} has no display controller (GPU)"),
+                (_, Some(a)) => format!("the IOMMU group of {a} has no display controller (GPU)"),
+                _ => "no display controller (GPU) is in an IOMMU group".to_owned(),
+            }));
+        }
     }
     Ok(all)
 }
@@ -264,16 +292,38 @@ pub fn render(g: &Groups) -> String {
         return out;
     }
     for grp in &g.groups {
-        if grp.usable {
-            let _ = writeln!(out, "IOMMU group {}: usable for vfio", grp.group);
-        } else {
-            let _ = writeln!(
+        let _ = match grp.handover {
+            Handover::Ready => writeln!(
                 out,
-                "IOMMU group {}: not usable as it stands: {}",
+                "IOMMU group {}: ready: every endpoint is on vfio-pci (keep {} selected)",
+                grp.group,
+                list(&grp.select)
+            ),
+            Handover::Possible => {
+                let needs: Vec<String> = grp
+                    .needs
+                    .iter()
+                    .map(|n| format!("{} = true", n.key()))
+                    .collect();
+                let with = if needs.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (its entries need {})", needs.join(" and "))
+                };
+                writeln!(
+                    out,
+                    "IOMMU group {}: possible: a config selecting {} hands it to vfio-pci{with}",
+                    grp.group,
+                    list(&grp.select)
+                )
+            }
+            Handover::Impossible => writeln!(
+                out,
+                "IOMMU group {}: impossible: {}",
                 grp.group,
                 grp.blockers.join("; ")
-            );
-        }
+            ),
+        };
         for d in &grp.devices {
             let mut names = String::new();
             if let Some(v) = &d.vendor_name {
@@ -300,24 +350,32 @@ pub fn render(g: &Groups) -> String {
                 out.push_str(" boot_vga");
             }
             out.push_str(if d.bridge { " bridge" } else { " endpoint" });
+            if let Some(n) = d.gpu {
+                let _ = write!(out, " GPU {n}");
+            }
             out.push('\n');
         }
     }
     out
 }
 
-/// Runs `vfio-early groups`.
-pub fn run(args: &Args, host: &Host) -> ExitCode {
+fn list(a: &[PciAddress]) -> String {
+    a.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runs `vfio-early groups`: 0 shown, 1 no IOMMU (or `--gpu` with nothing to show),
+/// 2 a filter naming nothing.
+///
+/// # Errors
+/// What [`filter`] returns.
+pub fn run(args: &Args, host: &Host) -> Outcome {
     let ids = PciIds::load(host);
     let all = collect(host, ids.as_ref());
     let on = all.iommu.on;
-    let shown = match filter(all, args) {
-        Ok(g) => g,
-        Err(e) => {
-            eprintln!("vfio-early: groups: {e}");
-            return ExitCode::from(1);
-        }
-    };
+    let shown = filter(all, args)?;
     let text = if args.json {
         let mut s = serde_json::to_string_pretty(&shown).unwrap_or_default();
         s.push('\n');
@@ -325,10 +383,9 @@ pub fn run(args: &Args, host: &Host) -> ExitCode {
     } else {
         render(&shown)
     };
-    crate::report::print_stdout(&text);
-    if on {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    for w in &shown.warnings {
+        eprintln!("warning: {w}");
     }
+    crate::report::print_stdout(&text);
+    Ok(if on { Exit::Ok } else { Exit::Problem })
 }

@@ -1,0 +1,358 @@
+//! The read stage: what the domain knows of the machine, read once through the host
+//! seam.
+//!
+//! [`read_topology`] gives the planner its [`Topology`]: every PCI device with its
+//! group and driver, who would claim each driverless endpoint (the kernel's
+//! `modules.alias` and built-in aliases, plus the whole-kernel table an image carries),
+//! and, when the kernel shows no IOMMU groups, why and what fixes it on this machine.
+//! It is the boot path's only scan, so it reads nothing else; what only host-side
+//! commands need is read by the views that need it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::cmdline::Cmdline;
+use crate::config::Selector;
+use crate::host::Host;
+use crate::iommu::Evidence;
+use crate::modules::{module_name, normalize, ClaimTable};
+use crate::pci::{self, PciAddress};
+use crate::plan::{self, Action, Plan, Topology};
+use crate::traps::{self, Facts, Trap};
+
+/// Where the image keeps the kernel's whole PCI alias table, written at image build time
+/// by `vfio-early modules --pci-aliases` (the initramfs's own `modules.alias` covers
+/// only the modules inside the image).
+pub const IMAGE_ALIAS_DIR: &str = "usr/lib/vfio-early";
+
+/// Reads what the planner needs from the host: devices, groups and alias tables.
+pub fn read_topology(host: &Host) -> Topology {
+    let devices = pci::scan(host);
+    let release = host.kernel_release().unwrap_or_default();
+    let mut table = ClaimTable::load(host, &release);
+    let image = ClaimTable::load_dir(host, IMAGE_ALIAS_DIR);
+    table.extend(image);
+    let claimants = devices
+        .iter()
+        .filter(|d| d.driver.is_none())
+        .filter_map(|d| {
+            Some((
+                d.address,
+                table.claimant(d.modalias.as_deref()?)?.to_owned(),
+            ))
+        })
+        .collect();
+    let iommu_groups = pci::iommu_groups_present(host);
+    // Only without groups: the evidence (firmware tables, log) that says why.
+    let no_iommu = (!iommu_groups).then(|| {
+        let cmdline = Cmdline::parse(&host.read("proc/cmdline").unwrap_or_default());
+        let (why, fix) = Evidence::read(host).why_off(&cmdline);
+        format!("{why}; fix: {fix}")
+    });
+    Topology {
+        iommu_groups,
+        alias_tables: !table.is_empty(),
+        claimants,
+        devices,
+        no_iommu,
+    }
+}
+
+/// A plan with the traps of this machine: what every view shows.
+#[derive(Debug, Clone, Default)]
+pub struct Judged {
+    /// The planner's answer.
+    pub plan: Plan,
+    /// The host-level traps around it ([`crate::traps`]).
+    pub traps: Vec<Trap>,
+}
+
+impl Judged {
+    /// Every warning, as `bind --dry-run` shows them: the plan's, then the traps'.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = self.plan.warnings.clone();
+        w.extend(self.traps.iter().map(Trap::warning));
+        w
+    }
+
+    /// A trap means the boot would not do what the plan says.
+    pub fn boot_differs(&self) -> bool {
+        self.traps.iter().any(|t| t.differs)
+    }
+}
+
+/// Plans `selectors` on this machine and finds the traps around the plan: the one
+/// judgement `bind --dry-run`, `config suggest`, `apply` and `check` show.
+pub fn judge(host: &Host, topo: &Topology, selectors: &[Selector]) -> Judged {
+    let plan = plan::plan(selectors, topo);
+    let facts = read_facts(host, &plan);
+    let traps = traps::find(&plan, topo, &facts);
+    Judged { plan, traps }
+}
+
+/// The display controllers (class 03: GPUs), in PCI address order: `GPU N` in
+/// `groups` and `config suggest --gpu N` is the Nth of them, counted from 1.
+pub fn gpus(topo: &Topology) -> Vec<pci::PciAddress> {
+    let mut v: Vec<pci::PciAddress> = topo
+        .devices
+        .iter()
+        .filter(|d| d.is_display())
+        .map(|d| d.address)
+        .collect();
+    v.sort();
+    v
+}
+
+/// Reads what the traps are judged on ([`crate::traps::Facts`]): the command line,
+/// modprobe.d's `options vfio-pci ids=`, the kernel's built-in modules, dracut's
+/// `force_drivers`, mkinitcpio's `HOOKS`, and for each storage controller the plan
+/// binds, the mounts, swaps and md/LVM holders on it. Host-side commands and
+/// `bind --dry-run` read it; the boot itself does not.
+pub fn read_facts(host: &Host, plan: &Plan) -> Facts {
+    let cmdline = Cmdline::parse(&host.read("proc/cmdline").unwrap_or_default());
+    let builtin = host
+        .kernel_release()
+        .and_then(|rel| host.read(format!("lib/modules/{rel}/modules.builtin")).ok())
+        .map(|t| t.lines().map(module_name).collect())
+        .unwrap_or_default();
+    let mut dracut = vec!["etc/dracut.conf".to_owned()];
+    dracut.extend(
+        host.list("etc/dracut.conf.d")
+            .into_iter()
+            .filter(|n| n.ends_with(".conf"))
+            .map(|n| format!("etc/dracut.conf.d/{n}")),
+    );
+    let force_drivers = dracut
+        .into_iter()
+        .filter_map(|f| {
+            let set = dracut_list(&host.read(&f).ok()?, "force_drivers");
+            (!set.is_empty()).then_some((f, set))
+        })
+        .collect();
+    let storage: Vec<PciAddress> = plan
+        .with_action(Action::Bind)
+        .filter(|d| d.class >> 16 == 0x01)
+        .map(|d| d.address)
+        .collect();
+    let storage_use = if storage.is_empty() {
+        BTreeMap::new()
+    } else {
+        let mounts = host
+            .read("proc/self/mounts")
+            .or_else(|_| host.read("proc/mounts"))
+            .unwrap_or_default();
+        let swaps = host.read("proc/swaps").unwrap_or_default();
+        storage
+            .into_iter()
+            .map(|a| (a, storage_use(host, a, &mounts, &swaps)))
+            .collect()
+    };
+    Facts {
+        cmdline,
+        modprobe_ids: modprobe_ids(host),
+        builtin,
+        force_drivers,
+        hooks: mkinitcpio_hooks_of(host),
+        storage_use,
+    }
+}
+
+/// The words of `key+=" ... "` / `key=" ... "` lines of a dracut config, normalised.
+pub fn dracut_list(text: &str, key: &str) -> BTreeSet<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix(key))
+        .filter_map(|r| {
+            r.trim_start()
+                .strip_prefix("+=")
+                .or_else(|| r.trim_start().strip_prefix('='))
+        })
+        .flat_map(|v| {
+            v.split(|c: char| c.is_whitespace() || "\"'".contains(c))
+                .filter(|w| !w.is_empty())
+                .map(normalize)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The last `options vfio-pci ids=...` of the modprobe.d files, with its file.
+pub fn modprobe_ids(host: &Host) -> Option<(String, String)> {
+    let mut found = None;
+    for dir in [
+        "lib/modprobe.d",
+        "usr/lib/modprobe.d",
+        "etc/modprobe.d",
+        "run/modprobe.d",
+    ] {
+        for name in host.list(dir).iter().filter(|n| n.ends_with(".conf")) {
+            let file = format!("{dir}/{name}");
+            let Ok(text) = host.read(&file) else { continue };
+            for line in text.lines() {
+                let mut w = line.split_whitespace();
+                if w.next() != Some("options")
+                    || w.next().map(normalize).as_deref() != Some("vfio_pci")
+                {
+                    continue;
+                }
+                for kv in w {
+                    if let Some(v) = kv.strip_prefix("ids=") {
+                        found = Some((file.clone(), v.trim_matches('"').to_owned()));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The words of the last `HOOKS=(...)` in a mkinitcpio config (bash array syntax,
+/// possibly over several lines; comments ignored). `None` when there is none.
+pub fn mkinitcpio_hooks(text: &str) -> Option<Vec<String>> {
+    let mut last = None;
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let l = line.trim_start();
+        let Some(rest) = l.strip_prefix("HOOKS=(") else {
+            continue;
+        };
+        let mut body = String::new();
+        let mut cur = rest.to_owned();
+        loop {
+            let code = cur.split('#').next().unwrap_or("");
+            if let Some(end) = code.find(')') {
+                body.push_str(&code[..end]);
+                break;
+            }
+            body.push_str(code);
+            body.push(' ');
+            match lines.next() {
+                Some(next) => cur = next.to_owned(),
+                None => break,
+            }
+        }
+        last = Some(
+            body.split_whitespace()
+                .map(|w| w.trim_matches(['"', '\'']).to_owned())
+                .collect(),
+        );
+    }
+    last
+}
+
+/// mkinitcpio's `HOOKS` as `/etc/mkinitcpio.conf` and its drop-ins leave them, with
+/// the file that set them last.
+pub fn mkinitcpio_hooks_of(host: &Host) -> Option<(String, Vec<String>)> {
+    let mut files = vec!["etc/mkinitcpio.conf".to_owned()];
+    files.extend(
+        host.list("etc/mkinitcpio.conf.d")
+            .into_iter()
+            .filter(|f| f.ends_with(".conf"))
+            .map(|f| format!("etc/mkinitcpio.conf.d/{f}")),
+    );
+    let mut hooks = None;
+    for f in files {
+        if let Some(h) = host.read(&f).ok().as_deref().and_then(mkinitcpio_hooks) {
+            hooks = Some((f, h));
+        }
+    }
+    hooks
+}
+
+/// What of the host lives on the block devices under one PCI controller: mounted
+/// filesystems and swap on its disks, their partitions, and the md / device-mapper
+/// devices built on them (`/ on /dev/sda2`, `swap /dev/sda3`).
+fn storage_use(host: &Host, controller: PciAddress, mounts: &str, swaps: &str) -> Vec<String> {
+    let needle = format!("/{controller}/");
+    // Disks whose sysfs path runs through the controller, with their partitions.
+    let mut names: Vec<String> = Vec::new();
+    for disk in host.list("sys/block") {
+        let Some(target) = host.link_target(format!("sys/block/{disk}")) else {
+            continue;
+        };
+        if !target.to_string_lossy().contains(&needle) {
+            continue;
+        }
+        for part in host.list(format!("sys/block/{disk}")) {
+            if part.starts_with(&disk) {
+                names.push(part);
+            }
+        }
+        names.push(disk);
+    }
+    // Then whatever holds them (md, dm), transitively.
+    let mut i = 0;
+    while i < names.len() && names.len() < 256 {
+        let n = names[i].clone();
+        let disk = names
+            .iter()
+            .find(|d| n.starts_with(d.as_str()) && host.exists(format!("sys/block/{d}/{n}")))
+            .cloned();
+        let dir = match disk {
+            Some(d) if d != n => format!("sys/block/{d}/{n}/holders"),
+            _ => format!("sys/block/{n}/holders"),
+        };
+        for h in host.list(dir) {
+            if !names.contains(&h) {
+                names.push(h);
+            }
+        }
+        i += 1;
+    }
+    // Every name a mount or swap line can use for them.
+    let mut paths: BTreeMap<String, String> = BTreeMap::new();
+    for n in &names {
+        paths.insert(format!("/dev/{n}"), n.clone());
+        if let Some(dm) = host.read_attr(format!("sys/block/{n}/dm/name")) {
+            paths.insert(format!("/dev/mapper/{dm}"), n.clone());
+        }
+        if let Some(md) = host.read_attr(format!("sys/block/{n}/md/name")) {
+            paths.insert(format!("/dev/md/{md}"), n.clone());
+        }
+    }
+    let mut out = Vec::new();
+    for line in mounts.lines() {
+        let mut w = line.split_whitespace();
+        if let (Some(dev), Some(at)) = (w.next(), w.next()) {
+            if paths.contains_key(dev) {
+                out.push(format!("{} on {dev}", at.replace("\\040", " ")));
+            }
+        }
+    }
+    for line in swaps.lines().skip(1) {
+        if let Some(dev) = line.split_whitespace().next() {
+            if paths.contains_key(dev) {
+                out.push(format!("swap {dev}"));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use testing::seed_machine;
+
+    #[test]
+    fn topology_from_a_fixture_uses_alias_tables() {
+        let t = seed_machine(false);
+        let topo = read_topology(&Host::new(t.root()));
+        assert_eq!(topo.devices.len(), 8);
+        assert!(topo.iommu_groups && topo.alias_tables);
+        assert_eq!(topo.no_iommu, None);
+        let claim = |a: &str| topo.claimants.get(&a.parse().unwrap()).cloned();
+        assert_eq!(claim("0000:01:00.0").as_deref(), Some("radeon"));
+        assert_eq!(claim("0000:00:14.2").as_deref(), Some("snd_hda_intel"));
+        assert_eq!(claim("0000:00:02.0"), None, "bridge is on pcieport");
+        let gpu = topo
+            .devices
+            .iter()
+            .find(|d| d.address.to_string() == "0000:01:00.0")
+            .unwrap();
+        assert_eq!(
+            (gpu.iommu_group, gpu.class, gpu.subsystem_vendor),
+            (Some(1), 0x030000, 0x1458)
+        );
+    }
+}
