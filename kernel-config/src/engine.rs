@@ -3,10 +3,11 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use serde::Serialize;
 
-use crate::parse::{Arch, Config, KernelVersion, ParseWarning, State};
+use crate::parse::{Arch, Config, Keep, KernelVersion, Names, ParseWarning, State, ARCH_SYMBOLS};
 use crate::rules::{Check, Level, Rules, Symbol, SymbolType, Term, Vendor};
 
 /// Which CPU vendor the checks assume.
@@ -262,6 +263,48 @@ impl Report {
     pub fn with_status(&self, status: Status) -> impl Iterator<Item = &Finding> {
         self.findings.iter().filter(move |f| f.status == status)
     }
+}
+
+/// Every symbol a check against `rules` may look up: the table's symbols, their
+/// dependencies, the checks and their alternatives, plus what the engine reads itself
+/// (`MODULES`, `CMDLINE`, the architecture symbols). A config read with
+/// [`Keep::Only`] over these names gives the same report as one that kept all.
+pub fn symbols_read(rules: &Rules) -> Names {
+    let mut names: Names = ["MODULES", "CMDLINE"]
+        .into_iter()
+        .chain(ARCH_SYMBOLS)
+        .map(str::to_owned)
+        .collect();
+    for (name, sym) in &rules.symbol {
+        names.insert(name.clone());
+        for req in &sym.requires {
+            names.extend(req.split('|').map(|p| p.trim_start_matches('!').to_owned()));
+        }
+    }
+    for c in &rules.check {
+        names.insert(c.name.clone());
+        names.extend(c.equals.iter().cloned());
+        for (_, terms) in c.alternatives() {
+            names.extend(terms.into_iter().filter_map(|t| match t {
+                Term::Symbol(s) => Some(s),
+                Term::Cmdline { .. } => None,
+            }));
+        }
+        names.extend(
+            c.fix
+                .iter()
+                .filter_map(|l| Some(l.split_once('=')?.0.to_owned())),
+        );
+    }
+    names
+}
+
+/// Reads a config (plain or gzip) for a check against the built-in table, keeping
+/// only the symbols that check reads.
+pub fn read_for_check(reader: impl std::io::Read) -> Result<Config, crate::Error> {
+    static NAMES: OnceLock<Names> = OnceLock::new();
+    let names = NAMES.get_or_init(|| symbols_read(Rules::builtin()));
+    Config::read(reader, Keep::Only(names))
 }
 
 /// Checks a config against the built-in table.

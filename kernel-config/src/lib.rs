@@ -126,7 +126,10 @@ mod render;
 mod rules;
 
 pub use engine::{
-    check, check_with, Alternative, Cpu, Finding, KernelInfo, Options, Report, Status, Verdict,
+    check, check_with, read_for_check, symbols_read, Alternative, Cpu, Finding, KernelInfo,
+    Options, Report, Status, Verdict,
 };
-pub use parse::{Arch, Config, Error, KernelVersion, ParseWarning, State};
+pub use parse::{
+    Arch, Config, Error, Keep, KernelVersion, Names, ParseWarning, State, ARCH_SYMBOLS,
+};
 pub use rules::{Check, Level, Rules, RulesError, Symbol, SymbolType, Term, Vendor, BUILTIN_RULES};

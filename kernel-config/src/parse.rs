@@ -1,9 +1,9 @@
-//! The `.config` parser: pure over `&str`, plus gzip and file reading.
+//! The `.config` parser: line by line over a stream (plain or gzip), or over `&str`.
 
-use std::collections::HashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::borrow::Cow;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -245,6 +245,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The stream could not be read.
+    #[error("reading the config")]
+    Read(#[source] std::io::Error),
     /// The gzip stream is damaged.
     #[error("not a valid gzip stream")]
     Gzip(#[source] std::io::Error),
@@ -253,61 +256,42 @@ pub enum Error {
     TooLarge,
 }
 
-/// A small multiply-rotate hasher (the rustc "Fx" hash): symbol names are short,
-/// trusted enough (a hostile file can only slow its own check down), and SipHash
-/// would cost a third of the parse.
-#[derive(Default, Clone, Copy)]
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-        }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
-
-/// A value as stored: no allocation per symbol, literals are ranges of the text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Value {
-    Y,
-    M,
-    N,
-    Literal(u32, u32),
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    /// The name's range in the text.
-    name: (u32, u32),
-    value: Value,
-    line: u32,
-}
-
-/// A parsed kernel `.config`.
+/// Which symbols a parse keeps.
 ///
-/// The text is kept once; symbols are ranges into it, found through a table keyed by
-/// the name's hash (a colliding name goes to a small overflow map), so parsing a
-/// 300 KB config allocates almost nothing per line.
+/// The check looks up about a hundred symbols out of the 10,000 a config holds;
+/// [`Keep::Only`] stores just those (no allocation for the other lines), while every
+/// line is still read and judged: odd lines warn wherever they are.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Keep<'a> {
+    /// Every symbol (what [`Config::parse`] does).
+    #[default]
+    All,
+    /// Only these names (without `CONFIG_`); duplicates are reported for these.
+    Only(&'a Names),
+}
+
+/// A set of symbol names, hashed with rustc's fast hash (names are short and a hostile
+/// file can only slow its own check down).
+pub type Names = FxHashSet<String>;
+
+/// One symbol's line: its value and where it was set (the last line, for duplicates).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    state: State,
+    line: usize,
+}
+
+/// A parsed kernel `.config`: the symbols kept, by name, and what was odd.
 #[derive(Clone, Default)]
 pub struct Config {
-    text: String,
-    entries: Vec<Entry>,
-    index: FxMap<u64, u32>,
-    overflow: HashMap<String, u32>,
+    /// By name, as bytes: a line's name is looked up without a UTF-8 check.
+    symbols: FxHashMap<Vec<u8>, Entry>,
+    /// The names kept when not all are (`None`: all).
+    kept: Option<FxHashSet<Vec<u8>>>,
+    /// Lines that set a symbol, kept or not.
+    symbol_lines: usize,
+    /// A line was not UTF-8 (warned once).
+    lossy: bool,
     release: Option<String>,
     header_arch: Option<String>,
     warnings: Vec<ParseWarning>,
@@ -318,10 +302,10 @@ pub struct Config {
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Not the 300 KB of text.
+        // Not the thousands of symbols.
         f.debug_struct("Config")
             .field("release", &self.release)
-            .field("symbols", &self.entries.len())
+            .field("symbols", &self.symbols.len())
             .field("warnings", &self.warnings.len())
             .field("duplicates", &self.duplicates)
             .field("gzip", &self.gzip)
@@ -329,136 +313,177 @@ impl fmt::Debug for Config {
     }
 }
 
-fn fx(name: &str) -> u64 {
-    let mut h = FxHasher::default();
-    h.write(name.as_bytes());
-    h.finish()
-}
+/// The symbols [`Config::arch`] reads.
+pub const ARCH_SYMBOLS: [&str; 10] = [
+    "X86_64",
+    "X86_32",
+    "X86",
+    "ARM64",
+    "ARM",
+    "PPC",
+    "PPC64",
+    "S390",
+    "RISCV",
+    "LOONGARCH",
+];
 
 impl Config {
-    /// Parses the text of a `.config`. Never fails: odd lines become
-    /// [`Config::warnings`], and a duplicate symbol keeps its last value, as Kconfig
-    /// does.
+    /// Parses the text of a `.config`, keeping every symbol. Never fails: odd lines
+    /// become [`Config::warnings`], and a duplicate symbol keeps its last value, as
+    /// Kconfig does.
     pub fn parse(text: &str) -> Self {
-        Self::parse_owned(text.to_owned())
-    }
-
-    fn parse_owned(text: String) -> Self {
-        let mut cfg = Self {
-            entries: Vec::with_capacity(text.len() / 24),
-            index: FxMap::with_capacity_and_hasher(text.len() / 24, BuildHasherDefault::default()),
-            ..Self::default()
-        };
-        let base = text.as_ptr() as usize;
-        let at = |s: &str| u32::try_from(s.as_ptr() as usize - base).unwrap_or(u32::MAX);
-        for (idx, raw) in Lines::new(&text).enumerate() {
-            let line = raw.strip_suffix('\r').unwrap_or(raw);
-            let no = idx + 1;
-            if let Some(comment) = line.strip_prefix('#') {
-                cfg.comment(comment, no, &text, at);
-            } else if let Some(rest) = strip(line, "CONFIG_") {
-                cfg.assignment(rest, line, no, &text, at);
-            } else if !line.trim().is_empty() {
-                cfg.warn(no, format!("not a config line, ignored: {}", excerpt(line)));
-            }
+        let mut cfg = Self::default();
+        for (i, line) in text.lines().enumerate() {
+            cfg.line(i + 1, line.as_bytes());
         }
-        cfg.text = text;
         cfg
     }
 
-    /// Parses plain or gzip-compressed bytes (as in `/proc/config.gz`). Text that is
-    /// not UTF-8 is read lossily, with a warning.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
-        let gzip = bytes.starts_with(&[0x1f, 0x8b]);
-        let owned;
-        let bytes = if gzip {
-            let mut out = Vec::with_capacity(bytes.len() * 5);
-            let decoder = flate2::read::MultiGzDecoder::new(bytes);
-            decoder
-                .take(MAX_TEXT + 1)
-                .read_to_end(&mut out)
-                .map_err(Error::Gzip)?;
-            owned = out;
-            owned.as_slice()
+    /// Reads a config from a stream, plain or gzip-compressed (as `/proc/config.gz`),
+    /// one line at a time, keeping the symbols `keep` names. Text that is not UTF-8 is
+    /// read lossily, with a warning; more than 64 MiB of text is refused.
+    pub fn read(reader: impl Read, keep: Keep<'_>) -> Result<Self, Error> {
+        let mut plain = BufReader::new(reader);
+        let gzip = plain
+            .fill_buf()
+            .map_err(Error::Read)?
+            .starts_with(&[0x1f, 0x8b]);
+        let mut cfg = if gzip {
+            let unzipped = BufReader::new(flate2::bufread::MultiGzDecoder::new(plain));
+            Self::read_lines(unzipped, keep).map_err(|e| match e {
+                Error::Read(e) => Error::Gzip(e),
+                other => other,
+            })?
         } else {
-            bytes
-        };
-        if bytes.len() as u64 > MAX_TEXT {
-            return Err(Error::TooLarge);
-        }
-        let mut cfg = match std::str::from_utf8(bytes) {
-            Ok(text) => Self::parse(text),
-            Err(e) => {
-                let mut cfg = Self::parse_owned(String::from_utf8_lossy(bytes).into_owned());
-                let line = bytes[..e.valid_up_to()]
-                    .iter()
-                    .filter(|b| **b == b'\n')
-                    .count()
-                    + 1;
-                cfg.warn(line, "not UTF-8 text; odd bytes replaced".to_owned());
-                cfg
-            }
+            Self::read_lines(plain, keep)?
         };
         cfg.gzip = gzip;
         Ok(cfg)
     }
 
-    /// Reads and parses a file, plain or gzip.
-    pub fn read_file(path: &Path) -> Result<Self, Error> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_bytes(&bytes)
+    /// Splits the stream into lines where it lies in the reader's buffer (a line that
+    /// straddles two buffers is put together in `carry`), and parses each.
+    fn read_lines(mut reader: impl BufRead, keep: Keep<'_>) -> Result<Self, Error> {
+        let mut cfg = Self {
+            kept: match keep {
+                Keep::All => None,
+                Keep::Only(names) => Some(names.iter().map(|n| n.as_bytes().to_vec()).collect()),
+            },
+            ..Self::default()
+        };
+        let mut carry = Vec::new();
+        let mut total = 0u64;
+        let mut no = 0;
+        loop {
+            let chunk = reader.fill_buf().map_err(Error::Read)?;
+            if chunk.is_empty() {
+                break;
+            }
+            let len = chunk.len();
+            total += len as u64;
+            if total > MAX_TEXT {
+                return Err(Error::TooLarge);
+            }
+            let mut start = 0;
+            for end in memchr::memchr_iter(b'\n', chunk) {
+                no += 1;
+                if carry.is_empty() {
+                    cfg.line(no, &chunk[start..end]);
+                } else {
+                    carry.extend_from_slice(&chunk[start..end]);
+                    cfg.line(no, &carry);
+                    carry.clear();
+                }
+                start = end + 1;
+            }
+            carry.extend_from_slice(&chunk[start..]);
+            reader.consume(len);
+        }
+        if !carry.is_empty() {
+            cfg.line(no + 1, &carry);
+        }
+        Ok(cfg)
     }
 
-    fn comment(&mut self, comment: &str, no: usize, text: &str, at: impl Fn(&str) -> u32) {
-        // What Kconfig writes: "# CONFIG_FOO is not set". Its reader takes the name up
-        // to the first space and then wants "is not set" (anything after it is
-        // ignored); every other comment is just a comment.
-        let Some(rest) = strip(comment, " CONFIG_") else {
-            if let Some(rest) = comment.strip_prefix(" Linux/") {
-                self.header(rest);
-            }
+    /// Parses plain or gzip-compressed bytes, keeping every symbol.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        Self::read(bytes, Keep::All)
+    }
+
+    /// Reads and parses a file, plain or gzip, keeping every symbol.
+    pub fn read_file(path: &Path) -> Result<Self, Error> {
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        Self::read(file, Keep::All).map_err(|e| match e {
+            Error::Read(source) => io(source),
+            other => other,
+        })
+    }
+
+    /// Text from the file: bytes that are not UTF-8 are replaced, with one warning
+    /// for the file. Only what is kept or quoted in a warning is ever converted.
+    fn text<'b>(&mut self, no: usize, bytes: &'b [u8]) -> Cow<'b, str> {
+        let text = String::from_utf8_lossy(bytes);
+        if matches!(text, Cow::Owned(_)) && !self.lossy {
+            self.lossy = true;
+            self.warn(no, "not UTF-8 text; odd bytes replaced".to_owned());
+        }
+        text
+    }
+
+    /// One line, without its newline. What Kconfig writes: `CONFIG_FOO=value`,
+    /// `# CONFIG_FOO is not set`, the `# Linux/...` header, and other comments.
+    fn line(&mut self, no: usize, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(rest) = line.strip_prefix(b"CONFIG_") {
+            self.assignment(no, line, rest);
+        } else if let Some(rest) = line.strip_prefix(b"# CONFIG_") {
+            self.not_set(no, line, rest);
+        } else if let Some(rest) = line.strip_prefix(b"# Linux/") {
+            let rest = self.text(no, rest);
+            self.header(&rest);
+        } else if !line.starts_with(b"#") && !line.trim_ascii().is_empty() {
+            let msg = format!(
+                "not a config line, ignored: {}",
+                excerpt(&self.text(no, line))
+            );
+            self.warn(no, msg);
+        }
+    }
+
+    /// `# CONFIG_FOO is not set`: Kconfig's reader takes the name up to the first
+    /// space and then wants `is not set` (anything after it is ignored); any other
+    /// `# CONFIG_` comment is just a comment.
+    fn not_set(&mut self, no: usize, line: &[u8], rest: &[u8]) {
+        let Some(space) = rest.iter().position(|&b| b == b' ') else {
             return;
         };
-        let n = symbol_len(rest);
-        let fast = rest
-            .get(n..)
-            .and_then(|t| strip(t, " is not set"))
-            .filter(|_| n > 0);
-        let (name, extra) = if let Some(extra) = fast {
-            // The usual case, in one pass over the name.
-            (&rest[..n], extra)
-        } else {
-            let Some((name, tail)) = rest.split_once(' ') else {
-                return;
-            };
-            let Some(extra) = tail.strip_prefix("is not set") else {
-                return;
-            };
-            (name, extra)
+        let (name, tail) = (&rest[..space], &rest[space + 1..]);
+        let Some(extra) = tail.strip_prefix(b"is not set") else {
+            return;
         };
-        if !is_symbol(name) {
-            self.warn(
-                no,
-                format!("malformed \"is not set\" line: #{}", excerpt(comment)),
+        if symbol_len(name) != name.len() || name.is_empty() {
+            let msg = format!(
+                "malformed \"is not set\" line: {}",
+                excerpt(&self.text(no, line))
             );
+            self.warn(no, msg);
             return;
         }
         if !extra.is_empty() {
-            self.warn(
-                no,
-                format!(
-                    "text after \"is not set\" ignored (as Kconfig does): #{}",
-                    excerpt(comment)
-                ),
+            let msg = format!(
+                "text after \"is not set\" ignored (as Kconfig does): {}",
+                excerpt(&self.text(no, line))
             );
+            self.warn(no, msg);
         }
-        self.set(text, (at(name), len32(name)), Value::N, no);
+        self.set(no, name, b"n");
     }
 
-    /// `# Linux/x86 6.17.5-arch1 Kernel Configuration`
+    /// `# Linux/x86 6.17.5-arch1 Kernel Configuration` (after `# Linux/`)
     fn header(&mut self, rest: &str) {
         if self.release.is_some() {
             return;
@@ -473,81 +498,60 @@ impl Config {
         }
     }
 
-    fn assignment(
-        &mut self,
-        rest: &str,
-        line: &str,
-        no: usize,
-        text: &str,
-        at: impl Fn(&str) -> u32,
-    ) {
-        // The name and the '=' in one pass (the release profile's opt-level "z" makes
-        // every extra pass over 12,000 lines count).
+    /// `CONFIG_FOO=value` (`rest` is what follows `CONFIG_`).
+    fn assignment(&mut self, no: usize, line: &[u8], rest: &[u8]) {
         let n = symbol_len(rest);
-        let (name, value) = match rest.as_bytes().get(n) {
-            Some(b'=') => (&rest[..n], &rest[n + 1..]),
-            _ => match rest.split_once('=') {
-                Some(pair) => pair,
-                None => {
-                    self.warn(
-                        no,
-                        format!("no '=' in config line, ignored: {}", excerpt(line)),
-                    );
-                    return;
-                }
-            },
-        };
-        if n == 0 || name.len() != n {
-            self.warn(no, format!("bad symbol name, ignored: {}", excerpt(line)));
-            return;
-        }
-        let value = match value {
-            "y" => Value::Y,
-            "m" => Value::M,
-            "n" => {
-                self.warn(
-                    no,
-                    format!("CONFIG_{name}=n: Kconfig reads it as \"is not set\" but never writes it this way"),
-                );
-                Value::N
-            }
-            other => Value::Literal(at(other), len32(other)),
-        };
-        self.set(text, (at(name), len32(name)), value, no);
-    }
-
-    fn set(&mut self, text: &str, name: (u32, u32), value: Value, no: usize) {
-        let key = slice(text, name);
-        let line = u32::try_from(no).unwrap_or(u32::MAX);
-        let new = Entry { name, value, line };
-        let existing = match self.index.get(&fx(key)) {
-            Some(&i) if slice(text, self.entries[i as usize].name) == key => Some(i),
-            Some(_) => self.overflow.get(key).copied(),
-            None => None,
-        };
-        if let Some(i) = existing {
-            let old = self.entries[i as usize];
-            let msg = format!(
-                "CONFIG_{key} set again (first on line {}, was {}); the last value {} wins",
-                old.line,
-                state_of(text, old.value),
-                state_of(text, value)
-            );
-            self.entries[i as usize] = new;
-            self.duplicates += 1;
+        if n == 0 || rest.get(n) != Some(&b'=') {
+            let why = if rest.contains(&b'=') {
+                "bad symbol name, ignored"
+            } else {
+                "no '=' in config line, ignored"
+            };
+            let msg = format!("{why}: {}", excerpt(&self.text(no, line)));
             self.warn(no, msg);
             return;
         }
-        let i = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
-        self.entries.push(new);
-        match self.index.entry(fx(key)) {
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(i);
-            }
-            std::collections::hash_map::Entry::Occupied(_) => {
-                self.overflow.insert(key.to_owned(), i);
-            }
+        let (name, value) = (&rest[..n], &rest[n + 1..]);
+        if value == b"n" {
+            let msg = format!(
+                "CONFIG_{}=n: Kconfig reads it as \"is not set\" but never writes it this way",
+                String::from_utf8_lossy(name)
+            );
+            self.warn(no, msg);
         }
+        self.set(no, name, value);
+    }
+
+    /// Records `name` = `value` (`y`, `m`, `n` or a literal) if the symbol is kept;
+    /// a second line for a symbol wins and is reported. `name` is a symbol (ASCII).
+    fn set(&mut self, no: usize, name: &[u8], value: &[u8]) {
+        self.symbol_lines += 1;
+        if !self.keeps(name) {
+            return;
+        }
+        let state = match value {
+            b"y" => State::Y,
+            b"m" => State::M,
+            b"n" => State::N,
+            other => State::Literal(self.text(no, other).into_owned()),
+        };
+        let new = Entry { state, line: no };
+        let Some(old) = self.symbols.get_mut(name) else {
+            self.symbols.insert(name.to_vec(), new);
+            return;
+        };
+        let name = String::from_utf8_lossy(name);
+        let msg = format!(
+            "CONFIG_{name} set again (first on line {}, was {}); the last value {} wins",
+            old.line, old.state, new.state
+        );
+        *old = new;
+        self.duplicates += 1;
+        self.warn(no, msg);
+    }
+
+    fn keeps(&self, name: &[u8]) -> bool {
+        self.kept.as_ref().is_none_or(|k| k.contains(name))
     }
 
     fn warn(&mut self, line: usize, message: String) {
@@ -560,49 +564,45 @@ impl Config {
 
     fn find(&self, name: &str) -> Option<&Entry> {
         let name = name.strip_prefix("CONFIG_").unwrap_or(name);
-        match self.index.get(&fx(name)) {
-            Some(&i) if slice(&self.text, self.entries[i as usize].name) == name => {
-                Some(&self.entries[i as usize])
-            }
-            Some(_) => self.overflow.get(name).map(|&i| &self.entries[i as usize]),
-            None => None,
-        }
+        debug_assert!(
+            self.keeps(name.as_bytes()),
+            "CONFIG_{name} was not kept by the parse: add it to the names read"
+        );
+        self.symbols.get(name.as_bytes())
     }
 
     /// The state of a symbol, named with or without the `CONFIG_` prefix.
     pub fn get(&self, name: &str) -> State {
-        self.find(name)
-            .map_or(State::Absent, |e| state_of(&self.text, e.value))
+        self.state(name).unwrap_or(State::Absent)
     }
 
     /// Like [`Config::get`], `None` for absent.
     pub fn state(&self, name: &str) -> Option<State> {
-        self.find(name).map(|e| state_of(&self.text, e.value))
+        self.find(name).map(|e| e.state.clone())
     }
 
     /// `y` or `m`.
     pub fn is_on(&self, name: &str) -> bool {
-        self.find(name)
-            .is_some_and(|e| matches!(e.value, Value::Y | Value::M))
+        self.find(name).is_some_and(|e| e.state.is_on())
     }
 
-    fn is(&self, name: &str, value: Value) -> bool {
-        self.find(name).is_some_and(|e| e.value == value)
+    fn is(&self, name: &str, state: &State) -> bool {
+        self.find(name).is_some_and(|e| e.state == *state)
     }
 
     /// The line that set a symbol (the last one, for duplicates).
     pub fn line_of(&self, name: &str) -> Option<usize> {
-        self.find(name).map(|e| e.line as usize)
+        self.find(name).map(|e| e.line)
     }
 
-    /// Number of symbols with a line (any value, `n` included).
+    /// Number of symbols kept with a line (any value, `n` included).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.symbols.len()
     }
 
-    /// True when no symbol line was found at all (not a kernel config).
+    /// True when no symbol line was found at all (not a kernel config), kept or not.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.symbol_lines == 0
     }
 
     /// The kernel release from the header (`6.17.5-arch1`), when it has one.
@@ -617,13 +617,13 @@ impl Config {
             .and_then(KernelVersion::from_release)
     }
 
-    /// The architecture: from the symbols first (`X86_64`, `X86_32`, `ARM64`, ...),
-    /// else from the header.
+    /// The architecture: from the symbols first (`X86_64`, `X86_32`, `ARM64`, ...,
+    /// see [`ARCH_SYMBOLS`]), else from the header.
     pub fn arch(&self) -> Option<Arch> {
-        let on = |s: &str| self.is(s, Value::Y);
+        let on = |s: &str| self.is(s, &State::Y);
         let by_symbol = if on("X86_64") {
             Some(Arch::X86_64)
-        } else if on("X86_32") || (on("X86") && self.is("X86_64", Value::N)) {
+        } else if on("X86_32") || (on("X86") && self.is("X86_64", &State::N)) {
             Some(Arch::I386)
         } else if on("ARM64") {
             Some(Arch::Arm64)
@@ -659,7 +659,7 @@ impl Config {
         self.warnings_dropped
     }
 
-    /// How many symbol lines repeated an earlier symbol.
+    /// How many symbol lines repeated an earlier symbol (among those kept).
     pub fn duplicates(&self) -> usize {
         self.duplicates
     }
@@ -670,107 +670,24 @@ impl Config {
     }
 }
 
-/// `str::lines` for `\n`-terminated text, finding each newline eight bytes at a
-/// time: the release profile's opt-level "z" leaves `str::lines` byte by byte, a
-/// third of the parse.
-struct Lines<'a> {
-    text: &'a str,
-    pos: usize,
-}
-
-impl<'a> Lines<'a> {
-    fn new(text: &'a str) -> Self {
-        Self { text, pos: 0 }
-    }
-}
-
-impl<'a> Iterator for Lines<'a> {
-    type Item = &'a str;
-
-    fn next(&mut self) -> Option<&'a str> {
-        let bytes = self.text.as_bytes();
-        if self.pos >= bytes.len() {
-            return None;
-        }
-        let end = next_newline(bytes, self.pos);
-        let line = self.text.get(self.pos..end).unwrap_or("");
-        self.pos = end + 1;
-        Some(line)
-    }
-}
-
-/// The index of the next `\n` at or after `from`, or the length.
-fn next_newline(bytes: &[u8], from: usize) -> usize {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    const NL: u64 = LO * b'\n' as u64;
-    let mut i = from;
-    while let Some(chunk) = bytes.get(i..i + 8) {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(chunk);
-        // A zero byte in x marks a newline; the lowest flagged byte is exact.
-        let x = u64::from_le_bytes(w) ^ NL;
-        let found = x.wrapping_sub(LO) & !x & HI;
-        if found != 0 {
-            return i + (found.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    bytes[i.min(bytes.len())..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(bytes.len(), |p| i + p)
-}
-
-fn len32(s: &str) -> u32 {
-    u32::try_from(s.len()).unwrap_or(u32::MAX)
-}
-
-fn slice(text: &str, (start, len): (u32, u32)) -> &str {
-    text.get(start as usize..(start as usize + len as usize))
-        .unwrap_or("")
-}
-
-fn state_of(text: &str, value: Value) -> State {
-    match value {
-        Value::Y => State::Y,
-        Value::M => State::M,
-        Value::N => State::N,
-        Value::Literal(start, len) => State::Literal(slice(text, (start, len)).to_owned()),
-    }
-}
-
 /// Bytes allowed in a symbol name: `[A-Za-z0-9_]`.
 const SYMBOL_BYTE: [bool; 256] = {
-    let mut t = [false; 256];
+    let mut table = [false; 256];
     let mut b = 0;
     while b < 256 {
         let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric() || c == b'_';
+        table[b] = c.is_ascii_alphanumeric() || c == b'_';
         b += 1;
     }
-    t
+    table
 };
 
-/// The length of the symbol name `s` starts with.
-fn symbol_len(s: &str) -> usize {
-    s.bytes()
-        .position(|b| !SYMBOL_BYTE[b as usize])
-        .unwrap_or(s.len())
-}
-
-fn is_symbol(name: &str) -> bool {
-    !name.is_empty() && symbol_len(name) == name.len()
-}
-
-/// `str::strip_prefix` without a call to `memcmp` for a few bytes.
-fn strip<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    let (b, p) = (s.as_bytes(), prefix.as_bytes());
-    if b.len() >= p.len() && b.iter().zip(p).all(|(x, y)| x == y) {
-        s.get(p.len()..)
-    } else {
-        None
-    }
+/// The length of the symbol name (`[A-Za-z0-9_]*`) `bytes` starts with.
+fn symbol_len(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .position(|&b| !SYMBOL_BYTE[usize::from(b)])
+        .unwrap_or(bytes.len())
 }
 
 fn excerpt(line: &str) -> String {
@@ -865,24 +782,66 @@ mod tests {
         assert_eq!(c.get("S"), State::Literal(String::new()));
     }
 
-    #[test]
-    fn lines_match_std() {
-        for text in [
-            "",
-            "\n",
-            "a",
-            "a\n",
-            "a\nb",
-            "0123456789abcdef\n\nx\r\n",
-            "é\nü ö\n12345678\n",
-            "\n\n\n\n\n\n\n\n\n\n",
-        ] {
-            let ours: Vec<&str> = Lines::new(text).collect();
-            let std: Vec<&str> = text.split_terminator('\n').collect();
-            assert_eq!(ours, std, "{text:?}");
+    /// A reader that hands out one byte per call: lines cross every buffer boundary.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match (self.0.split_first(), buf.first_mut()) {
+                (Some((b, rest)), Some(out)) => {
+                    *out = *b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
         }
-        let long = "CONFIG_SOMETHING_LONG=y\n# CONFIG_X is not set\n".repeat(50);
-        assert_eq!(Lines::new(&long).count(), 100);
+    }
+
+    #[test]
+    fn streaming_equals_parsing_the_text() {
+        let text = format!(
+            "{HEAD}CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_A=m\njunk\nCONFIG_S=\"x\"\r\nCONFIG_LAST=y"
+        );
+        let whole = Config::parse(&text);
+        let streamed = Config::read(Trickle(text.as_bytes()), Keep::All).unwrap();
+        assert_eq!(whole.symbols, streamed.symbols);
+        assert_eq!(whole.warnings(), streamed.warnings());
+        assert_eq!(whole.release(), streamed.release());
+        assert_eq!(
+            streamed.get("LAST"),
+            State::Y,
+            "a last line without newline"
+        );
+        assert_eq!(streamed.line_of("A"), Some(7));
+        assert_eq!(streamed.warnings().len(), 2, "{:?}", streamed.warnings());
+    }
+
+    #[test]
+    fn keeps_only_the_names_asked_for() {
+        let names: Names = ["A", "B", "C"].into_iter().map(String::from).collect();
+        let text =
+            "CONFIG_A=y\nCONFIG_OTHER=y\n# CONFIG_B is not set\nCONFIG_OTHER=m\nCONFIG_A=m\nbad\n";
+        let c = Config::read(text.as_bytes(), Keep::Only(&names)).unwrap();
+        assert_eq!(c.get("A"), State::M, "last wins");
+        assert_eq!(c.get("B"), State::N, "not set is a value");
+        assert_eq!(c.get("C"), State::Absent);
+        assert_eq!(c.len(), 2);
+        assert!(!c.is_empty());
+        // The kept symbol's duplicate is reported; odd lines warn wherever they are.
+        assert_eq!(c.duplicates(), 1);
+        let lines: Vec<usize> = c.warnings().iter().map(|w| w.line).collect();
+        assert_eq!(lines, [5, 6]);
+        let none = Config::read("# CONFIG_X is not set\n".as_bytes(), Keep::Only(&names)).unwrap();
+        assert!(!none.is_empty(), "a symbol line was there, though not kept");
+    }
+
+    #[test]
+    #[should_panic(expected = "not kept")]
+    fn asking_for_a_symbol_not_kept_is_a_bug() {
+        let names: Names = ["A"].into_iter().map(String::from).collect();
+        let c = Config::read("CONFIG_B=y\n".as_bytes(), Keep::Only(&names)).unwrap();
+        let _ = c.get("B");
     }
 
     #[test]

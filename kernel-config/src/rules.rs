@@ -261,16 +261,27 @@ impl Rules {
         Ok(rules)
     }
 
-    /// The built-in table, parsed once.
+    /// The built-in table, parsed once. It is validated by a test
+    /// (`builtin_table_is_valid`) and in debug builds, not again on every run.
     ///
     /// # Panics
     /// Never in a released build: a test proves the embedded table valid.
     #[allow(clippy::missing_panics_doc)]
     pub fn builtin() -> &'static Self {
         static RULES: OnceLock<Rules> = OnceLock::new();
-        RULES.get_or_init(|| match Self::from_toml(BUILTIN_RULES) {
-            Ok(r) => r,
-            Err(e) => panic!("the built-in rules table is invalid: {e}"),
+        RULES.get_or_init(|| {
+            let parsed: Result<Self, RulesError> = toml::from_str(BUILTIN_RULES)
+                .map_err(RulesError::from)
+                .and_then(|r: Self| {
+                    if cfg!(debug_assertions) {
+                        r.validate()?;
+                    }
+                    Ok(r)
+                });
+            match parsed {
+                Ok(r) => r,
+                Err(e) => panic!("the built-in rules table is invalid: {e}"),
+            }
         })
     }
 

@@ -79,8 +79,13 @@ fn edit(text: &str, changes: &[(&str, Option<&str>)]) -> String {
     out.join("\n") + "\n"
 }
 
+/// The report on `text`; reading only the rules' symbols must give the same one.
 fn run(text: &str, cpu: Cpu) -> Report {
-    check(&Config::parse(text), &Options { cpu, kver: None })
+    let opts = Options { cpu, kver: None };
+    let report = check(&Config::parse(text), &opts);
+    let lean = kernel_config::read_for_check(text.as_bytes()).unwrap();
+    assert_eq!(check(&lean, &opts).to_json(), report.to_json());
+    report
 }
 
 fn st(r: &Report, opt: &str) -> Status {

@@ -18,7 +18,7 @@ use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use kernel_config::{Config, Cpu, KernelVersion, Options};
+use kernel_config::{Cpu, KernelVersion, Options};
 
 use crate::host::Host;
 
@@ -61,11 +61,11 @@ pub struct Args {
     pub fragment: bool,
 }
 
-/// Where the config came from.
+/// Where the config came from, opened: it is read line by line, never held whole.
 #[derive(Debug)]
 struct Source {
     shown: String,
-    bytes: Vec<u8>,
+    file: std::fs::File,
 }
 
 /// Runs `vfio-early check-kconfig`.
@@ -77,7 +77,7 @@ pub fn run(args: &Args, host: &Host) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let config = match Config::from_bytes(&source.bytes) {
+    let config = match kernel_config::read_for_check(&source.file) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("vfio-early: check-kconfig: {}: {}", source.shown, chain(&e));
@@ -147,10 +147,10 @@ pub(crate) fn default_candidates(release: Option<&str>, running: bool) -> Vec<St
 fn find_source(args: &Args, host: &Host) -> Result<Source, String> {
     if let Some(path) = &args.path {
         // A path the user typed: relative to the working directory, not the root.
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         return Ok(Source {
             shown: path.display().to_string(),
-            bytes,
+            file,
         });
     }
     let running_release = host.kernel_release();
@@ -166,10 +166,11 @@ fn find_source(args: &Args, host: &Host) -> Result<Source, String> {
         if !host.exists(rel) {
             continue;
         }
-        let bytes = host.read_bytes(rel).map_err(|e| e.to_string())?;
+        let path = host.path(rel);
+        let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         return Ok(Source {
-            shown: host.path(rel).display().to_string(),
-            bytes,
+            shown: path.display().to_string(),
+            file,
         });
     }
     let tried: Vec<String> = candidates
