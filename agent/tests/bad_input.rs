@@ -177,7 +177,7 @@ fn config_error(config: &[u8], needle: &str, at: Option<&str>) {
 fn malformed_toml() {
     config_error(
         b"[[device]\naddress = \"0000:01:00.0\"\n",
-        "invalid table header",
+        "unclosed array table",
         Some("1:"),
     );
 }
