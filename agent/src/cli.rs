@@ -1,9 +1,15 @@
 //! The command line: clap definitions and dispatch only. Each subcommand's arguments
 //! and behaviour live in its own module under [`crate::cmd`].
+//!
+//! The boot agent (built without the `tools` feature) has one subcommand and five
+//! flags; it parses them with a small hand-written loop over [`lexopt`] instead of
+//! clap, which would be a sixth of its size. Both accept the same command lines.
 
+#[cfg(feature = "tools")]
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[cfg(feature = "tools")]
 use clap::{Parser, Subcommand};
 
 use crate::cmd;
@@ -12,6 +18,7 @@ use crate::host::Host;
 
 /// Hands PCI devices to vfio-pci safely at boot, and tells the truth about a machine's
 /// IOMMU setup afterwards.
+#[cfg(feature = "tools")]
 #[derive(Parser, Debug)]
 #[command(name = "vfio-early", version, about, propagate_version = true)]
 pub struct Cli {
@@ -25,6 +32,7 @@ pub struct Cli {
 }
 
 /// The subcommands.
+#[cfg(feature = "tools")]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Bind the configured devices to vfio-pci (run from the initramfs).
@@ -59,6 +67,7 @@ pub enum Command {
 }
 
 /// Parses the process arguments and runs the subcommand.
+#[cfg(feature = "tools")]
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -92,5 +101,128 @@ pub fn main() -> ExitCode {
         Command::Reattach(a) => cmd::detach::run_reattach(a, &host),
         #[cfg(feature = "tools")]
         Command::Hook(a) => cmd::hook::run(a, &host),
+    }
+}
+
+/// Parses the boot agent's arguments (`[--root DIR] bind [--config FILE] [--dry-run]
+/// [--json] [--strict] [-v...]`) and runs `bind`; usage errors exit 2, as with clap.
+#[cfg(not(feature = "tools"))]
+pub fn main() -> ExitCode {
+    match boot::parse(lexopt::Parser::from_env()) {
+        Ok(boot::Parsed::Run(root, args)) => cmd::bind::run(&args, &Host::new(root)),
+        Ok(boot::Parsed::Said) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vfio-early: error: {e}\n\n{}", boot::USAGE);
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The boot agent's command line (compiled in both builds, so its tests run with the
+/// full tool's; only the boot build's `main` uses it).
+pub mod boot {
+    use std::path::PathBuf;
+
+    use crate::cmd::bind::Args;
+
+    /// The boot agent's `--help`.
+    pub const USAGE: &str = "\
+Usage: vfio-early [--root DIR] bind [--config FILE] [--dry-run [--json]] [--strict] [-v...]
+
+The boot agent: binds the configured devices to vfio-pci (run from the initramfs).
+The other subcommands are in the full tool.";
+
+    /// What the command line asks for.
+    #[derive(Debug)]
+    pub enum Parsed {
+        /// Run `bind` on this root.
+        Run(PathBuf, Args),
+        /// `--help` or `--version` was answered.
+        Said,
+    }
+
+    /// Reads the command line; `Err` is a usage error.
+    pub fn parse(mut p: lexopt::Parser) -> Result<Parsed, lexopt::Error> {
+        use lexopt::Arg::{Long, Short, Value};
+        let mut root = PathBuf::from("/");
+        let mut args = Args::default();
+        let mut bind = false;
+        while let Some(arg) = p.next()? {
+            match arg {
+                Long("root") => root = p.value()?.into(),
+                Long("config") if bind => args.config = Some(p.value()?.into()),
+                Long("dry-run") if bind => args.dry_run = true,
+                Long("json") if bind => args.json = true,
+                Long("strict") if bind => args.strict = true,
+                Short('v') | Long("verbose") if bind => {
+                    args.verbose = args.verbose.saturating_add(1);
+                }
+                Short('h') | Long("help") => {
+                    println!("{USAGE}");
+                    return Ok(Parsed::Said);
+                }
+                Short('V') | Long("version") => {
+                    println!("vfio-early {}", env!("CARGO_PKG_VERSION"));
+                    return Ok(Parsed::Said);
+                }
+                Value(v) if !bind && v == "bind" => bind = true,
+                other => return Err(other.unexpected()),
+            }
+        }
+        if !bind {
+            return Err("this boot build has one subcommand, bind".into());
+        }
+        if args.json && !args.dry_run {
+            return Err("--json needs --dry-run".into());
+        }
+        Ok(Parsed::Run(root, args))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn run(args: &[&str]) -> Result<Parsed, lexopt::Error> {
+            parse(lexopt::Parser::from_args(args.iter().copied()))
+        }
+
+        #[test]
+        fn takes_what_the_full_tool_takes() {
+            let Ok(Parsed::Run(root, a)) = run(&[
+                "bind",
+                "--root=/r",
+                "--dry-run",
+                "--json",
+                "-vv",
+                "--config",
+                "c.toml",
+            ]) else {
+                panic!("not parsed");
+            };
+            assert_eq!(root, PathBuf::from("/r"));
+            assert!(a.dry_run && a.json && !a.strict);
+            assert_eq!((a.verbose, a.config), (2, Some(PathBuf::from("c.toml"))));
+            let Ok(Parsed::Run(root, a)) = run(&["--root", "/x", "bind", "--strict"]) else {
+                panic!("not parsed");
+            };
+            assert_eq!(root, PathBuf::from("/x"));
+            assert!(a.strict && !a.dry_run);
+            assert!(matches!(run(&["--version"]), Ok(Parsed::Said)));
+        }
+
+        #[test]
+        fn refuses_what_it_does_not_know() {
+            for bad in [
+                &[][..],
+                &["groups"],
+                &["bind", "--json"],
+                &["bind", "--frobnicate"],
+                &["--dry-run", "bind"],
+                &["bind", "extra"],
+                &["bind", "--config"],
+            ] {
+                assert!(run(bad).is_err(), "{bad:?}");
+            }
+        }
     }
 }

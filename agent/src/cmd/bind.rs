@@ -20,22 +20,26 @@ use crate::plan::{self, Action, Plan};
 use crate::record::{HugepageRecord, Record};
 
 /// Arguments of `bind`.
-#[derive(clap::Args, Debug, Default)]
+///
+/// The full tool parses them with clap; the boot agent (built without `tools`) with
+/// the small parser in [`crate::cli`], which takes the same flags.
+#[derive(Debug, Default)]
+#[cfg_attr(feature = "tools", derive(clap::Args))]
 pub struct Args {
     /// Config file (default: ROOT/etc/vfio-early.toml).
-    #[arg(long, value_name = "FILE")]
+    #[cfg_attr(feature = "tools", arg(long, value_name = "FILE"))]
     pub config: Option<PathBuf>,
     /// Print the plan and change nothing.
-    #[arg(long)]
+    #[cfg_attr(feature = "tools", arg(long))]
     pub dry_run: bool,
     /// With --dry-run: print the plan as JSON.
-    #[arg(long, requires = "dry_run")]
+    #[cfg_attr(feature = "tools", arg(long, requires = "dry_run"))]
     pub json: bool,
     /// Exit 1 when anything was refused or failed, 2 on a config error.
-    #[arg(long)]
+    #[cfg_attr(feature = "tools", arg(long))]
     pub strict: bool,
     /// More detail on stderr (-v: every step).
-    #[arg(short, long, action = clap::ArgAction::Count)]
+    #[cfg_attr(feature = "tools", arg(short, long, action = clap::ArgAction::Count))]
     pub verbose: u8,
 }
 
