@@ -472,6 +472,7 @@ pub(crate) fn judge_ids_value(
 
 /// The running kernel's config and where it came from: `proc/config.gz`, else
 /// `boot/config-<release>` (plain or gzip, parsed by the `kernel-config` crate).
+#[cfg(feature = "tools")]
 pub(crate) fn read_kernel_config(host: &Host) -> Option<(String, kernel_config::Config)> {
     let mut sources = vec!["proc/config.gz".to_owned()];
     if let Some(rel) = host.kernel_release() {
@@ -484,15 +485,9 @@ pub(crate) fn read_kernel_config(host: &Host) -> Option<(String, kernel_config::
     })
 }
 
-/// Whether the running kernel turns VT-d on without `intel_iommu=on`; `None` when
-/// its config is not available.
-pub fn intel_default_on(host: &Host) -> Option<bool> {
-    let (_, config) = read_kernel_config(host)?;
-    Some(intel_on_by_default(&config))
-}
-
 /// `CONFIG_INTEL_IOMMU_DEFAULT_ON=y`, or `..._INTGPU_OFF=y` (on for everything but
 /// the integrated GPU; Debian's choice).
+#[cfg(feature = "tools")]
 pub(crate) fn intel_on_by_default(config: &kernel_config::Config) -> bool {
     config.is_on("CONFIG_INTEL_IOMMU_DEFAULT_ON")
         || config.is_on("CONFIG_INTEL_IOMMU_DEFAULT_ON_INTGPU_OFF")
