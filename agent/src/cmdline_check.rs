@@ -19,6 +19,7 @@ use std::collections::BTreeSet;
 
 use crate::acpi::Vendor;
 use crate::cmdline::Cmdline;
+#[cfg(feature = "tools")]
 use crate::host::Host;
 use crate::modules::normalize;
 use crate::pci::{Device, PciAddress};
