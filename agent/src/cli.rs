@@ -109,7 +109,9 @@ pub fn main() -> ExitCode {
 #[cfg(not(feature = "tools"))]
 pub fn main() -> ExitCode {
     match boot::parse(lexopt::Parser::from_env()) {
-        Ok(boot::Parsed::Run(root, args)) => cmd::bind::run(&args, &Host::new(root)),
+        Ok(boot::Parsed::Run(root, args)) => {
+            exit::finish("bind", cmd::bind::run(&args, &Host::new(root)))
+        }
         Ok(boot::Parsed::Said) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vfio-early: error: {e}\n\n{}", boot::USAGE);
