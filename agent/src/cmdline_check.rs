@@ -217,7 +217,7 @@ impl IdEntry {
 
 /// How an `ids` entry traps the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdsTrap {
+pub(crate) enum IdsTrap {
     /// It takes a device with the same id that the config does not select.
     Unconfigured,
     /// It takes the boot display.
@@ -226,7 +226,7 @@ pub enum IdsTrap {
 
 /// Whether one `ids` entry is a trap on these devices, and which devices it takes
 /// that the config does not select: the one rule, which [`crate::traps`] words.
-pub fn ids_entry_trap(
+pub(crate) fn ids_entry_trap(
     id: &IdEntry,
     devices: &[Device],
     configured: &[PciAddress],
@@ -247,7 +247,7 @@ pub fn ids_entry_trap(
 }
 
 /// `pcie_acs_override=`: what it does and what to do, when it is given.
-pub fn acs_override(c: &Cmdline) -> Option<(String, String)> {
+pub(crate) fn acs_override(c: &Cmdline) -> Option<(String, String)> {
     let v = c.last("pcie_acs_override")?;
     Some((
         format!(
@@ -262,7 +262,7 @@ pub fn acs_override(c: &Cmdline) -> Option<(String, String)> {
 /// Judges the command line. Check names start with `cmdline`. The traps (an `ids`
 /// entry taking an unconfigured device, `pcie_acs_override=`) are the plan's
 /// ([`crate::traps`]), not repeated here.
-pub fn judge(c: &Cmdline, ctx: &Context<'_>) -> Vec<Finding> {
+pub(crate) fn judge(c: &Cmdline, ctx: &Context<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
     let sw = iommu_switches(c);
     judge_iommu(&sw, ctx, &mut out);

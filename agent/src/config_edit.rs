@@ -13,7 +13,7 @@ use crate::pci::PciAddress;
 
 /// What a merge did to the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
+pub(crate) enum Change {
     /// A new `[[device]]` entry for the card, after the existing ones.
     Added,
     /// The entry that named the same card was updated (its other keys and comments kept).
@@ -24,7 +24,7 @@ pub enum Change {
 
 /// The merged file and what changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Merged {
+pub(crate) struct Merged {
     /// The whole new file.
     pub text: String,
     /// What the merge did.
@@ -35,7 +35,7 @@ pub struct Merged {
 
 /// Why the files could not be merged (nothing is written then).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MergeError {
+pub(crate) enum MergeError {
     /// The existing file is not TOML.
     #[error("the existing file is not valid TOML, so it cannot be merged into: {0}")]
     Existing(String),
@@ -54,7 +54,7 @@ const KEYS: [&str; 3] = ["address", "id", "functions"];
 ///
 /// # Errors
 /// [`MergeError`] when `existing` is not TOML or its `device` is not a list of tables.
-pub fn merge(existing: &str, proposal: &str) -> Result<Merged, MergeError> {
+pub(crate) fn merge(existing: &str, proposal: &str) -> Result<Merged, MergeError> {
     let prop: DocumentMut = proposal.parse().map_err(|_| MergeError::Proposal)?;
     let mut entry = prop
         .get("device")

@@ -30,13 +30,13 @@ use crate::plan::{self, Action, Plan};
 use crate::vfio::{self, GroupVerdict};
 
 /// Where the detach record lives, relative to the host root.
-pub const RECORD_PATH: &str = "run/vfio-early/detached.json";
+pub(crate) const RECORD_PATH: &str = "run/vfio-early/detached.json";
 /// Its format version.
-pub const RECORD_VERSION: u32 = 1;
+pub(crate) const RECORD_VERSION: u32 = 1;
 
 /// One device `detach` handed to vfio-pci.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Detached {
+pub(crate) struct Detached {
     /// The device.
     pub address: PciAddress,
     /// `vendor:device`, to notice another card in the slot after a hot swap.
@@ -49,7 +49,7 @@ pub struct Detached {
 
 /// What `detach` did, for `reattach`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DetachRecord {
+pub(crate) struct DetachRecord {
     /// Format version.
     pub version: u32,
     /// Devices on vfio-pci because of `detach`.
@@ -500,7 +500,10 @@ pub fn reattach(host: &Host, config: &Config, req: &Request<'_>) -> ReattachOutc
 }
 
 /// Loads the config; an absent default file is an empty config.
-pub fn load_config(host: &Host, path: Option<&std::path::PathBuf>) -> Result<Config, String> {
+pub(crate) fn load_config(
+    host: &Host,
+    path: Option<&std::path::PathBuf>,
+) -> Result<Config, String> {
     let p = path
         .cloned()
         .unwrap_or_else(|| host.path(crate::config::DEFAULT_PATH));
@@ -515,7 +518,11 @@ pub fn load_config(host: &Host, path: Option<&std::path::PathBuf>) -> Result<Con
 
 /// Detaches under the lock (none on a dry run); the outcome and the exit status (0, 1
 /// refused or failed, 2 no such device). Shared by `detach` and the libvirt hook.
-pub fn detach_locked(host: &Host, config: &Config, req: &Request<'_>) -> (DetachOutcome, u8) {
+pub(crate) fn detach_locked(
+    host: &Host,
+    config: &Config,
+    req: &Request<'_>,
+) -> (DetachOutcome, u8) {
     let devices = crate::pci::scan(host);
     let missing = missing(req.addresses, &devices);
     if !missing.is_empty() {
@@ -548,7 +555,11 @@ pub fn detach_locked(host: &Host, config: &Config, req: &Request<'_>) -> (Detach
 }
 
 /// Reattaches under the lock; the exit code.
-pub fn reattach_locked(host: &Host, config: &Config, req: &Request<'_>) -> (ReattachOutcome, u8) {
+pub(crate) fn reattach_locked(
+    host: &Host,
+    config: &Config,
+    req: &Request<'_>,
+) -> (ReattachOutcome, u8) {
     let devices = crate::pci::scan(host);
     let missing = missing(req.addresses, &devices);
     if !missing.is_empty() {
@@ -581,7 +592,7 @@ pub fn reattach_locked(host: &Host, config: &Config, req: &Request<'_>) -> (Reat
 }
 
 /// The bound on a whole run: the lock wait.
-pub fn lock_timeout(config: &Config) -> Duration {
+pub(crate) fn lock_timeout(config: &Config) -> Duration {
     config.bind.timeout().saturating_mul(4)
 }
 

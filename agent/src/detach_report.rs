@@ -51,7 +51,7 @@ struct ReattachDoc<'a> {
 }
 
 /// Prints a detach's answer, as text or as JSON.
-pub fn print_detach(config: &Config, out: &DetachOutcome, json: bool, dry_run: bool) {
+pub(crate) fn print_detach(config: &Config, out: &DetachOutcome, json: bool, dry_run: bool) {
     let text = if json {
         let doc = DetachDoc {
             version: 1,
@@ -85,7 +85,7 @@ pub fn print_detach(config: &Config, out: &DetachOutcome, json: bool, dry_run: b
 }
 
 /// The human form of a detach.
-pub fn render_detach(out: &DetachOutcome, dry_run: bool) -> String {
+pub(crate) fn render_detach(out: &DetachOutcome, dry_run: bool) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     for d in &out.plan.devices {
@@ -132,7 +132,7 @@ pub fn render_detach(out: &DetachOutcome, dry_run: bool) -> String {
 }
 
 /// Prints a reattach's answer.
-pub fn print_reattach(config: &Config, out: &ReattachOutcome, json: bool, dry_run: bool) {
+pub(crate) fn print_reattach(config: &Config, out: &ReattachOutcome, json: bool, dry_run: bool) {
     let text = if json {
         let doc = ReattachDoc {
             version: 1,
@@ -150,7 +150,7 @@ pub fn print_reattach(config: &Config, out: &ReattachOutcome, json: bool, dry_ru
 }
 
 /// The human form of a reattach.
-pub fn render_reattach(out: &ReattachOutcome, dry_run: bool) -> String {
+pub(crate) fn render_reattach(out: &ReattachOutcome, dry_run: bool) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     for d in &out.devices {

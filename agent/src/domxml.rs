@@ -16,7 +16,7 @@ use crate::pci::PciAddress;
 
 /// One PCI hostdev of the domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hostdev {
+pub(crate) struct Hostdev {
     /// The host's PCI address.
     pub address: PciAddress,
     /// `managed='yes'`: libvirt detaches it itself.
@@ -24,7 +24,7 @@ pub struct Hostdev {
 }
 
 /// The domain's PCI hostdevs, in document order; an error names what is wrong.
-pub fn pci_hostdevs(xml: &str) -> Result<Vec<Hostdev>, String> {
+pub(crate) fn pci_hostdevs(xml: &str) -> Result<Vec<Hostdev>, String> {
     let doc = roxmltree::Document::parse(xml).map_err(|e| format!("domain XML: {e}"))?;
     let root = doc.root_element();
     if root.tag_name().name() != "domain" {

@@ -35,7 +35,7 @@ impl Exit {
     }
 
     /// [`Exit::Problem`] when `problem`, else [`Exit::Ok`].
-    pub fn problem_if(problem: bool) -> Self {
+    pub(crate) fn problem_if(problem: bool) -> Self {
         if problem {
             Self::Problem
         } else {

@@ -69,7 +69,7 @@ impl std::fmt::Display for Step {
 
 /// A process holding a DRM node of the card.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Holder {
+pub(crate) struct Holder {
     /// Process id.
     pub pid: u32,
     /// Its `comm`.
@@ -85,7 +85,7 @@ impl std::fmt::Display for Holder {
 }
 
 /// The processes that hold a DRM node (`card*`, `renderD*`) of any of `cards` open.
-pub fn drm_holders(host: &Host, cards: &[PciAddress]) -> Vec<Holder> {
+pub(crate) fn drm_holders(host: &Host, cards: &[PciAddress]) -> Vec<Holder> {
     let nodes: Vec<String> = cards
         .iter()
         .flat_map(|a| host.list(a.attr("drm")))
@@ -172,7 +172,7 @@ pub fn release(
 
 /// Restores, in reverse order, the steps of `steps` that `which` selects; returns the
 /// problems (each restore is tried, whatever the others do).
-pub fn restore(
+pub(crate) fn restore(
     host: &Host,
     settings: &HandoverSettings,
     steps: &[Step],
@@ -199,12 +199,12 @@ pub fn restore(
 }
 
 /// The steps restored before the card goes back (its driver's modules).
-pub fn before_reattach(s: &Step) -> bool {
+pub(crate) fn before_reattach(s: &Step) -> bool {
     matches!(s, Step::Module { .. })
 }
 
 /// The steps restored once the card is back.
-pub fn after_reattach(s: &Step) -> bool {
+pub(crate) fn after_reattach(s: &Step) -> bool {
     !before_reattach(s)
 }
 

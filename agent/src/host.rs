@@ -22,7 +22,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 /// The lock every run that changes devices takes (see [`Host::lock`]).
-pub const LOCK_PATH: &str = "run/vfio-early/lock";
+pub(crate) const LOCK_PATH: &str = "run/vfio-early/lock";
 
 /// Held while a run changes devices; dropping it releases the lock.
 #[derive(Debug)]
@@ -159,7 +159,7 @@ impl Host {
 
     /// Where a symlink points, as written in the link (`../../devices/pci0000:00/...`);
     /// `None` when there is no link.
-    pub fn link_target(&self, rel: impl AsRef<Path>) -> Option<PathBuf> {
+    pub(crate) fn link_target(&self, rel: impl AsRef<Path>) -> Option<PathBuf> {
         fs::read_link(self.path(rel)).ok()
     }
 

@@ -76,7 +76,7 @@ pub struct Evidence {
 }
 
 /// The CPU vendor and the `hypervisor` flag of `/proc/cpuinfo` (its first CPU).
-pub fn parse_cpuinfo(text: &str) -> (Option<Vendor>, bool) {
+pub(crate) fn parse_cpuinfo(text: &str) -> (Option<Vendor>, bool) {
     let mut vendor = None;
     let mut hypervisor = false;
     for line in text.lines() {

@@ -49,13 +49,13 @@ pub mod cmdline;
 pub mod cmdline_check;
 pub mod config;
 #[cfg(feature = "tools")]
-pub mod config_edit;
+pub(crate) mod config_edit;
 #[cfg(feature = "tools")]
 pub mod detach;
 #[cfg(feature = "tools")]
-pub mod detach_report;
+pub(crate) mod detach_report;
 #[cfg(feature = "tools")]
-pub mod domxml;
+pub(crate) mod domxml;
 pub mod exit;
 #[cfg(feature = "tools")]
 pub mod handover;

@@ -22,7 +22,7 @@ use crate::traps::{self, Facts, Trap};
 /// Where the image keeps the kernel's whole PCI alias table, written at image build time
 /// by `vfio-early modules --pci-aliases` (the initramfs's own `modules.alias` covers
 /// only the modules inside the image).
-pub const IMAGE_ALIAS_DIR: &str = "usr/lib/vfio-early";
+pub(crate) const IMAGE_ALIAS_DIR: &str = "usr/lib/vfio-early";
 
 /// Reads what the planner needs from the host: devices, groups and alias tables.
 pub fn read_topology(host: &Host) -> Topology {
@@ -107,7 +107,7 @@ pub fn gpus(topo: &Topology) -> Vec<pci::PciAddress> {
 /// `force_drivers`, mkinitcpio's `HOOKS`, and for each storage controller the plan
 /// binds, the mounts, swaps and md/LVM holders on it. Host-side commands and
 /// `bind --dry-run` read it; the boot itself does not.
-pub fn read_facts(host: &Host, plan: &Plan) -> Facts {
+pub(crate) fn read_facts(host: &Host, plan: &Plan) -> Facts {
     let cmdline = Cmdline::parse(&host.read("proc/cmdline").unwrap_or_default());
     let builtin = host
         .kernel_release()
@@ -157,7 +157,7 @@ pub fn read_facts(host: &Host, plan: &Plan) -> Facts {
 }
 
 /// The words of `key+=" ... "` / `key=" ... "` lines of a dracut config, normalised.
-pub fn dracut_list(text: &str, key: &str) -> BTreeSet<String> {
+pub(crate) fn dracut_list(text: &str, key: &str) -> BTreeSet<String> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.starts_with('#'))
@@ -177,7 +177,7 @@ pub fn dracut_list(text: &str, key: &str) -> BTreeSet<String> {
 }
 
 /// The last `options vfio-pci ids=...` of the modprobe.d files, with its file.
-pub fn modprobe_ids(host: &Host) -> Option<(String, String)> {
+pub(crate) fn modprobe_ids(host: &Host) -> Option<(String, String)> {
     let mut found = None;
     for dir in [
         "lib/modprobe.d",
@@ -242,7 +242,7 @@ pub fn mkinitcpio_hooks(text: &str) -> Option<Vec<String>> {
 
 /// mkinitcpio's `HOOKS` as `/etc/mkinitcpio.conf` and its drop-ins leave them, with
 /// the file that set them last.
-pub fn mkinitcpio_hooks_of(host: &Host) -> Option<(String, Vec<String>)> {
+pub(crate) fn mkinitcpio_hooks_of(host: &Host) -> Option<(String, Vec<String>)> {
     let mut files = vec!["etc/mkinitcpio.conf".to_owned()];
     files.extend(
         host.list("etc/mkinitcpio.conf.d")

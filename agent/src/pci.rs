@@ -27,7 +27,7 @@ pub(crate) const VFIO_DRIVER: &str = "vfio-pci";
 /// would be the module's dependency on `vfio_pci_core` in `modules.dep`, which the
 /// planner does not read at boot); an out-of-tree variant named otherwise counts as a
 /// host driver, which errs on the side of refusing.
-pub fn is_vfio_driver(driver: &str) -> bool {
+pub(crate) fn is_vfio_driver(driver: &str) -> bool {
     let d = driver.replace('-', "_");
     d == "vfio_pci" || d.ends_with("_vfio_pci")
 }
@@ -36,7 +36,7 @@ pub fn is_vfio_driver(driver: &str) -> bool {
 /// `driver_managed_dma`), so a group member bound to it does not stop the group from
 /// going to userspace. vfio-pci and its variants ([`is_vfio_driver`]), `pci-stub`, and
 /// `pcieport` (which only ever binds bridges). Names compare with `-` and `_` alike.
-pub fn driver_manages_dma(driver: &str) -> bool {
+pub(crate) fn driver_manages_dma(driver: &str) -> bool {
     let d = driver.replace('-', "_");
     is_vfio_driver(&d) || d == "pci_stub" || d == "pcieport"
 }

@@ -214,7 +214,7 @@ pub fn render_json(findings: &[Finding]) -> String {
 
 /// The JSON rendering with the process's exit code as `exit` (when something other
 /// than the findings decides it, such as a config error).
-pub fn render_json_with_exit(findings: &[Finding], exit: u8) -> String {
+pub(crate) fn render_json_with_exit(findings: &[Finding], exit: u8) -> String {
     let r = JsonReport {
         version: JSON_VERSION,
         findings,

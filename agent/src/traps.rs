@@ -126,7 +126,7 @@ impl Facts {
 
     /// Why `driver` will already be bound when the agent runs, and the fix, when this
     /// machine loads it early: built in, `rd.driver.pre=`, dracut `force_drivers`.
-    pub fn early_loader(&self, driver: &str) -> Option<(String, String)> {
+    pub(crate) fn early_loader(&self, driver: &str) -> Option<(String, String)> {
         let drv = normalize(driver);
         if self.builtin.contains(&drv) {
             return Some((

@@ -107,7 +107,7 @@ impl fmt::Display for GroupVerdict {
 }
 
 /// Opens group `group` through VFIO and reports the kernel's verdict.
-pub fn group_verdict(host: &Host, group: u32) -> GroupVerdict {
+pub(crate) fn group_verdict(host: &Host, group: u32) -> GroupVerdict {
     GroupVerdict {
         group,
         verdict: ask(host, group),

@@ -71,7 +71,7 @@ fn install_logger(host: &Host, dry_run: bool) {
 }
 
 /// Runs `detach`.
-pub fn run_detach(args: &DetachArgs, host: &Host) -> ExitCode {
+pub(crate) fn run_detach(args: &DetachArgs, host: &Host) -> ExitCode {
     install_logger(host, args.dry_run);
     let config = match detach::load_config(host, args.config.as_ref()) {
         Ok(c) => c,
@@ -92,7 +92,7 @@ pub fn run_detach(args: &DetachArgs, host: &Host) -> ExitCode {
 }
 
 /// Runs `reattach`.
-pub fn run_reattach(args: &ReattachArgs, host: &Host) -> ExitCode {
+pub(crate) fn run_reattach(args: &ReattachArgs, host: &Host) -> ExitCode {
     install_logger(host, args.dry_run);
     let config = match detach::load_config(host, args.config.as_ref()) {
         Ok(c) => c,
