@@ -33,6 +33,8 @@ fi
 if [[ -x tests/fuzz.sh ]]; then
   step "fuzz smoke" tests/fuzz.sh smoke
 fi
+# The benchmarks run (small inputs; their figures are not judged here).
+step "bench smoke" tests/bench/run.sh --quick
 
 # One closing line over everything: tests counted by cargo and by the QEMU harness.
 sum() { grep -Eo "[0-9]+ $1" "$log" | awk '{ n += $1 } END { print n + 0 }'; }

@@ -6,8 +6,8 @@ packages=(
   # QEMU end-to-end boots (tests/qemu): the emulator, busybox, kmod's depmod/modprobe, cpio,
   # the real initramfs generators, UEFI firmware for the framebuffer boot.
   qemu-system-x86 busybox-static kmod cpio dracut-core initramfs-tools-core ovmf
-  # Shell lint, and pciutils/hwdata for the `groups` comparison benchmark.
-  shellcheck pciutils hwdata
+  # Shell lint; pciutils/hwdata and valgrind (callgrind) for the benchmarks.
+  shellcheck pciutils hwdata valgrind
   # Fetching the kernel package (apt-get download) and unpacking it.
   dpkg-dev xz-utils zstd file
   # make install (tests/install.sh); unshare/mount for the private mount namespaces;
