@@ -56,6 +56,24 @@ fn hex8(s: &str) -> Option<u8> {
         .flatten()
 }
 
+/// The lines of `text`, each with its `\n` (the last one may have none), as
+/// `str::split_inclusive('\n')` gives them, found with a vectorised newline search: the
+/// database is 37,000 lines and most of them are only skipped.
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut start = 0;
+    let mut ends = memchr::memchr_iter(b'\n', text.as_bytes());
+    std::iter::from_fn(move || {
+        let end = ends.next().map_or(text.len(), |i| i + 1);
+        if start >= end {
+            return None;
+        }
+        // Newlines are ASCII, so both ends are character boundaries.
+        let line = text.get(start..end)?;
+        start = end;
+        Some(line)
+    })
+}
+
 /// Splits `"1234  Name"` into the id and the name range (relative to `line_start`).
 fn id_and_name(line: &str, line_start: usize) -> Option<(&str, Range<usize>)> {
     let (id, rest) = line.split_once("  ")?;
@@ -92,7 +110,7 @@ impl PciIds {
                 Open::None => {}
             }
         };
-        for line in text.split_inclusive('\n') {
+        for line in lines(&text) {
             let start = pos;
             pos += line.len();
             let first = line.as_bytes().first().copied().unwrap_or(b'\n');
@@ -145,14 +163,12 @@ impl PciIds {
         tabs: usize,
     ) -> impl Iterator<Item = (usize, &str)> {
         let mut pos = block.start;
-        self.text[block.clone()]
-            .split_inclusive('\n')
-            .filter_map(move |line| {
-                let start = pos;
-                pos += line.len();
-                let depth = line.bytes().take_while(|&b| b == b'\t').count();
-                (depth == tabs).then(|| (start + tabs, &line[tabs..]))
-            })
+        lines(&self.text[block.clone()]).filter_map(move |line| {
+            let start = pos;
+            pos += line.len();
+            let depth = line.bytes().take_while(|&b| b == b'\t').count();
+            (depth == tabs).then(|| (start + tabs, &line[tabs..]))
+        })
     }
 
     /// The entry `id` among the lines of `block` indented by `tabs` tabs: its name,
@@ -176,7 +192,7 @@ impl PciIds {
             _ => block.start,
         };
         let hay = &self.text[from..block.end];
-        let at = from + hay.find(&needle)? + 1;
+        let at = from + memchr::memmem::find(hay.as_bytes(), needle.as_bytes())? + 1;
         let line_end = self.text[at..block.end]
             .find('\n')
             .map_or(block.end, |i| at + i + 1);
@@ -186,7 +202,7 @@ impl PciIds {
         )?;
         // Deeper lines follow until a line at this depth or shallower (comments skipped).
         let mut end = line_end;
-        for line in self.text[line_end..block.end].split_inclusive('\n') {
+        for line in lines(&self.text[line_end..block.end]) {
             let depth = line.bytes().take_while(|&b| b == b'\t').count();
             if depth <= tabs && !line.starts_with('#') {
                 break;
@@ -201,7 +217,7 @@ impl PciIds {
         let mut out = HashMap::new();
         let mut open: Option<(u16, Range<usize>, usize)> = None;
         let mut pos = block.start;
-        for line in self.text[block.clone()].split_inclusive('\n') {
+        for line in lines(&self.text[block.clone()]) {
             let start = pos;
             pos += line.len();
             if line.starts_with("\t\t") || line.starts_with('#') {
@@ -369,6 +385,24 @@ C 0c  Serial bus controller\n\
             "unknown subclass: base name"
         );
         assert_eq!(ids.class(0x040300), None);
+    }
+
+    #[test]
+    fn lines_are_split_inclusive() {
+        for t in [
+            "",
+            "\n",
+            "a",
+            "a\n",
+            "a\nb",
+            "\n\nx\r\n",
+            "é\nü ö\n12345678",
+            "\t\t1\n\n",
+        ] {
+            let ours: Vec<&str> = lines(t).collect();
+            let std: Vec<&str> = t.split_inclusive('\n').collect();
+            assert_eq!(ours, std, "{t:?}");
+        }
     }
 
     #[test]
