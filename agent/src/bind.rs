@@ -301,7 +301,7 @@ pub enum Expect {
 /// Where a given-back device ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Released {
-    /// The device.
+    /// The device given back to a host driver.
     pub address: PciAddress,
     /// Its driver now (read back from the `driver` link).
     pub driver: Option<String>,

@@ -37,7 +37,6 @@ pub(crate) const RECORD_VERSION: u32 = 1;
 /// One device `detach` handed to vfio-pci.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Detached {
-    /// The device.
     pub address: PciAddress,
     /// `vendor:device`, to notice another card in the slot after a hot swap.
     pub id: String,
@@ -325,7 +324,7 @@ pub enum ReattachAction {
 /// The plan and outcome for one device on a reattach.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReattachDevice {
-    /// The device.
+    /// The device given back.
     pub address: PciAddress,
     /// `vendor:device`.
     pub id: String,

@@ -74,7 +74,7 @@ impl Action {
 /// The plan for one device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DevicePlan {
-    /// The device.
+    /// Where the device sits: the plan's key (JSON: `address`).
     pub address: PciAddress,
     /// `vendor:device` (JSON: the string).
     pub id: PciId,
