@@ -305,30 +305,42 @@ pub struct Released {
     pub address: PciAddress,
     /// Its driver now (read back from the `driver` link).
     pub driver: Option<String>,
+    /// The group was put back on vfio-pci because a write failed or stalled.
+    pub rolled_back: bool,
     /// What went wrong, when it did not end where expected.
     pub error: Option<String>,
 }
 
-/// Gives devices back to the host: clears each `driver_override`, unbinds the device
-/// from vfio-pci (a bounded write), asks `drivers_probe`, and reads the `driver` link
-/// back until the expected driver took it or `timeout` is over. Nothing is rolled
-/// back: a device that no host driver took stays without a driver, which is safe.
+/// Gives the devices of one IOMMU group back to the host: clears each
+/// `driver_override`, unbinds each from vfio-pci (bounded writes), asks
+/// `drivers_probe`, and reads the `driver` link back until the expected driver took it
+/// or `timeout` is over.
+///
+/// When a write fails or stalls (vfio-pci's remove waits while a program holds the
+/// device open), the group is rolled back whole, to where it was: every override set to
+/// vfio-pci again, and every device that left vfio-pci brought back to it, so the group
+/// is never half given back. A device that no host driver took after the writes is not
+/// rolled back: without a driver, it is safe.
 pub fn release(host: &Host, devices: &[(PciAddress, Expect)], timeout: Duration) -> Vec<Released> {
-    let mut errors: Vec<Option<String>> = vec![None; devices.len()];
-    for (i, (a, _)) in devices.iter().enumerate() {
-        if let Err(e) = host.write_bounded(a.attr("driver_override"), "\n", timeout) {
-            errors[i] = Some(format!("{a}: clearing driver_override failed: {e}"));
+    let failure = (|| -> Result<(), String> {
+        for (a, _) in devices {
+            host.write_bounded(a.attr("driver_override"), "\n", timeout)
+                .map_err(|e| format!("{a}: clearing driver_override failed: {e}"))?;
         }
-    }
-    for (i, (a, _)) in devices.iter().enumerate() {
-        if errors[i].is_none() && current_driver(host, *a).as_deref() == Some(VFIO_DRIVER) {
-            if let Err(e) = host.write_bounded(a.attr("driver/unbind"), &a.to_string(), timeout) {
-                errors[i] = Some(format!("{a}: unbinding from vfio-pci failed: {e}"));
+        for (a, _) in devices {
+            if current_driver(host, *a).as_deref() == Some(VFIO_DRIVER) {
+                host.write_bounded(a.attr("driver/unbind"), &a.to_string(), timeout)
+                    .map_err(|e| format!("{a}: unbinding from vfio-pci failed: {e}"))?;
             }
         }
+        Ok(())
+    })()
+    .err();
+    if let Some(why) = failure {
+        return rollback_release(host, devices, timeout, &why);
     }
-    for (i, (a, want)) in devices.iter().enumerate() {
-        if errors[i].is_none() && *want != Expect::Nothing && current_driver(host, *a).is_none() {
+    for (a, want) in devices {
+        if *want != Expect::Nothing && current_driver(host, *a).is_none() {
             if let Err(e) = host.write_bounded("sys/bus/pci/drivers_probe", &a.to_string(), timeout)
             {
                 warn!("{a}: drivers_probe: {e}");
@@ -350,8 +362,7 @@ pub fn release(host: &Host, devices: &[(PciAddress, Expect)], timeout: Duration)
             return devices
                 .iter()
                 .zip(now)
-                .zip(errors)
-                .map(|(((a, want), driver), err)| {
+                .map(|((a, want), driver)| {
                     let wrong = match want {
                         Expect::Driver(d) if driver.as_deref() != Some(d.as_str()) => {
                             Some(d.as_str())
@@ -362,18 +373,17 @@ pub fn release(host: &Host, devices: &[(PciAddress, Expect)], timeout: Duration)
                         }
                         _ => None,
                     };
-                    let error = err.or_else(|| {
-                        wrong.map(|w| {
-                            format!(
-                                "{a} is on {}, not {w}, after {} ms",
-                                driver.as_deref().unwrap_or("no driver"),
-                                timeout.as_millis()
-                            )
-                        })
+                    let error = wrong.map(|w| {
+                        format!(
+                            "{a} is on {}, not {w}, after {} ms",
+                            driver.as_deref().unwrap_or("no driver"),
+                            timeout.as_millis()
+                        )
                     });
                     Released {
                         address: *a,
                         driver,
+                        rolled_back: false,
                         error,
                     }
                 })
@@ -381,6 +391,59 @@ pub fn release(host: &Host, devices: &[(PciAddress, Expect)], timeout: Duration)
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Puts a group that could not be given back on vfio-pci again, as it was.
+fn rollback_release(
+    host: &Host,
+    devices: &[(PciAddress, Expect)],
+    timeout: Duration,
+    why: &str,
+) -> Vec<Released> {
+    let mut problems = Vec::new();
+    for (a, _) in devices {
+        if let Err(e) = host.write_bounded(a.attr("driver_override"), VFIO_DRIVER, timeout) {
+            problems.push(format!("{a}: setting driver_override again failed: {e}"));
+        }
+    }
+    for (a, _) in devices {
+        match current_driver(host, *a) {
+            Some(d) if d == VFIO_DRIVER => {}
+            Some(d) => {
+                if let Err(e) = host.write_bounded(a.attr("driver/unbind"), &a.to_string(), timeout)
+                {
+                    problems.push(format!("{a}: unbinding from {d} again failed: {e}"));
+                }
+            }
+            None => {}
+        }
+        if current_driver(host, *a).is_none() {
+            let _ = host.write_bounded("sys/bus/pci/drivers_probe", &a.to_string(), timeout);
+        }
+    }
+    let addrs: Vec<PciAddress> = devices.iter().map(|(a, _)| *a).collect();
+    for (a, drv) in wait_for(host, &addrs, Some(VFIO_DRIVER), verify_window(timeout)) {
+        problems.push(format!(
+            "{a} is on {}, not back on vfio-pci",
+            drv.as_deref().unwrap_or("no driver")
+        ));
+    }
+    let note = if problems.is_empty() {
+        String::new()
+    } else {
+        format!(" (incompletely: {})", problems.join("; "))
+    };
+    let msg = format!("{why}; the group was put back on vfio-pci{note}");
+    error!("{msg}");
+    devices
+        .iter()
+        .map(|(a, _)| Released {
+            address: *a,
+            driver: current_driver(host, *a),
+            rolled_back: true,
+            error: Some(msg.clone()),
+        })
+        .collect()
 }
 
 /// Logs the plan's refusals and warnings, one line each.
@@ -534,6 +597,48 @@ mod tests {
             (out[0].driver.as_deref(), &out[0].error),
             (Some("radeon"), &None)
         );
+    }
+
+    #[test]
+    fn a_stalled_give_back_puts_the_whole_group_back_on_vfio_pci() {
+        let t = seed_machine(true);
+        for a in ["0000:01:00.0", "0000:01:00.1"] {
+            t.bind_link(a, "vfio-pci");
+            t.file(
+                &format!("sys/bus/pci/devices/{a}/driver_override"),
+                "vfio-pci\n",
+            );
+        }
+        let unbind = t.path("sys/bus/pci/drivers/vfio-pci/unbind");
+        std::fs::remove_file(&unbind).unwrap();
+        nix::unistd::mkfifo(&unbind, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let host = Host::new(t.root());
+        let devices: Vec<(PciAddress, Expect)> = [
+            ("0000:01:00.0", "radeon"),
+            ("0000:01:00.1", "snd_hda_intel"),
+        ]
+        .iter()
+        .map(|(a, d)| (a.parse().unwrap(), Expect::Driver((*d).to_owned())))
+        .collect();
+        let out = release(&host, &devices, Duration::from_millis(300));
+        for r in &out {
+            assert!(r.rolled_back, "{r:?}");
+            let e = r.error.as_deref().unwrap();
+            assert!(
+                e.contains("0000:01:00.0: unbinding from vfio-pci failed"),
+                "{e}"
+            );
+            assert!(
+                e.contains("no answer after 300 ms") && e.contains("put back on vfio-pci"),
+                "{e}"
+            );
+            assert_eq!(r.driver.as_deref(), Some("vfio-pci"));
+            let ov = t.read(&format!(
+                "sys/bus/pci/devices/{}/driver_override",
+                r.address
+            ));
+            assert_eq!(ov, "vfio-pci", "{}", r.address);
+        }
     }
 
     #[test]
