@@ -21,7 +21,7 @@
 //! timeout_ms = 3000         # bound on each blocking kernel write
 //!
 //! [handover]                # `detach`/`reattach` on a running host; nothing is guessed
-//! consoles = false          # unbind framebuffer consoles before detaching a display
+//! consoles = false          # unbind framebuffer consoles before detaching the boot display
 //! framebuffer = false       # release the firmware framebuffer over the card's BAR
 //! units = []                # systemd units stopped before, started after ("sddm.service")
 //! modules = []              # modules unloaded before, loaded after ("nvidia_drm")
@@ -220,7 +220,8 @@ impl BindSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HandoverSettings {
-    /// Unbind the framebuffer consoles (`/sys/class/vtconsole/*/bind`).
+    /// Unbind the framebuffer consoles (`/sys/class/vtconsole/*/bind`) before the boot
+    /// display goes.
     pub consoles: bool,
     /// Release the firmware framebuffer device over the card's BAR.
     pub framebuffer: bool,

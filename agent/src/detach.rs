@@ -227,7 +227,16 @@ pub fn detach(host: &Host, config: &Config, req: &Request<'_>) -> DetachOutcome 
         }
     };
     if !displays.is_empty() && config.handover.any() {
-        let (steps, err) = handover::release(host, &config.handover, &displays);
+        // The consoles live on the boot display: a second card's detach leaves them be.
+        let boot_display = topo
+            .devices
+            .iter()
+            .any(|d| d.boot_vga && displays.contains(&d.address));
+        let settings = crate::config::HandoverSettings {
+            consoles: config.handover.consoles && boot_display,
+            ..config.handover.clone()
+        };
+        let (steps, err) = handover::release(host, &settings, &displays);
         out.handover.clone_from(&steps);
         if let Some(e) = err {
             out.errors
@@ -385,8 +394,11 @@ pub fn reattach(host: &Host, config: &Config, req: &Request<'_>) -> ReattachOutc
     }
     for d in devices.iter().filter(|d| wanted.contains(&d.address)) {
         let rec = record.get(d.address);
+        // On vfio-pci, or held for it (an override, or a recorded device left without a
+        // driver by an unbind that finished late).
         let on_vfio = d.driver.as_deref() == Some(VFIO_DRIVER)
-            || d.driver_override.as_deref() == Some(VFIO_DRIVER);
+            || d.driver_override.as_deref() == Some(VFIO_DRIVER)
+            || (d.driver.is_none() && rec.is_some_and(|r| r.driver.is_some()));
         let (action, why) = match (on_vfio, rec) {
             (false, _) => (
                 ReattachAction::NotDetached,
@@ -451,17 +463,38 @@ pub fn reattach(host: &Host, config: &Config, req: &Request<'_>) -> ReattachOutc
             handover::before_reattach,
         ));
     }
-    let released = bind::release(host, &targets, config.bind.timeout());
+    // Group by group: a group that cannot be given back whole is put back on vfio-pci.
+    let group_of = |a: PciAddress| {
+        out.devices
+            .iter()
+            .find(|d| d.address == a)
+            .and_then(|d| d.iommu_group)
+    };
+    let mut groups: std::collections::BTreeMap<Option<u32>, Vec<(PciAddress, Expect)>> =
+        std::collections::BTreeMap::new();
+    for (a, want) in &targets {
+        groups
+            .entry(group_of(*a))
+            .or_default()
+            .push((*a, want.clone()));
+    }
+    let released: Vec<bind::Released> = groups
+        .values()
+        .flat_map(|g| bind::release(host, g, config.bind.timeout()))
+        .collect();
     for r in released {
         if let Some(d) = out.devices.iter_mut().find(|d| d.address == r.address) {
             d.driver_after.clone_from(&r.driver);
             d.error.clone_from(&r.error);
         }
         if let Some(e) = r.error {
-            out.errors.push(e);
+            if !out.errors.contains(&e) {
+                out.errors.push(e);
+            }
         }
-        // Off vfio-pci, the device is the host's again, whatever took it.
-        if r.driver.as_deref() != Some(VFIO_DRIVER) {
+        // Off vfio-pci, the device is the host's again, whatever took it; a group put
+        // back on vfio-pci stays recorded, for the next reattach.
+        if !r.rolled_back && r.driver.as_deref() != Some(VFIO_DRIVER) {
             record.devices.retain(|x| x.address != r.address);
         }
     }
@@ -723,6 +756,36 @@ mod tests {
             },
         );
         assert!(out.refusals.join(" ").contains("bridge"));
+    }
+
+    #[test]
+    fn consoles_are_released_for_the_boot_display_only_and_restored_when_it_fails() {
+        let t = seed_machine(true);
+        t.driver("vfio-pci");
+        t.file(
+            "sys/class/vtconsole/vtcon1/name",
+            "(M) frame buffer device\n",
+        );
+        t.file("sys/class/vtconsole/vtcon1/bind", "1\n");
+        let host = Host::new(t.root());
+        let c = config(
+            "[[device]]\naddress = \"0000:00:01.0\"\nallow_boot_vga = true\n\
+             [bind]\ntimeout_ms = 200\n[handover]\nconsoles = true\n",
+        );
+        let card = addrs(&["0000:01:00.0"]);
+        let out = detach(&host, &c, &req(&card, true));
+        assert!(out.handover.is_empty(), "a second card: {:?}", out.handover);
+        let boot = addrs(&["0000:00:01.0"]);
+        let out = detach(&host, &c, &req(&boot, false));
+        assert_eq!(out.handover, [Step::Vtconsole { index: 1 }]);
+        // A fixture never binds: the group is rolled back, and the console given back.
+        assert!(
+            out.errors.iter().any(|e| e.contains("rolled back")),
+            "{:?}",
+            out.errors
+        );
+        assert_eq!(t.read("sys/class/vtconsole/vtcon1/bind"), "1");
+        assert_eq!(DetachRecord::load(&host).unwrap(), DetachRecord::default());
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //!
 //! Release order (each step bounded, each recorded as a [`Step`] as it succeeds):
 //! 1. the named systemd units are stopped (the display manager, `nvidia-persistenced`);
-//! 2. the framebuffer consoles are unbound (`/sys/class/vtconsole/vtconN/bind` = 0 for
-//!    each console whose name says "frame buffer");
+//! 2. when the boot display goes, the framebuffer consoles are unbound
+//!    (`/sys/class/vtconsole/vtconN/bind` = 0 for each console whose name says "frame
+//!    buffer");
 //! 3. the firmware framebuffer device (`efi-framebuffer.N`, `simple-framebuffer.N`,
 //!    `vesa-framebuffer.N`: efifb, simplefb, simpledrm) is unbound from its platform
 //!    driver, when `/proc/iomem` puts it over a BAR of the card;
