@@ -67,6 +67,11 @@ build_agent() {
             --no-default-features --target-dir target/boot) ||
             die "cargo build of the boot agent failed"
     fi
+    # The detach scenarios' VFIO holder (agent/examples/vfio-hold.rs), static too.
+    VE_HOLD_BIN=$REPO_DIR/target/x86_64-unknown-linux-musl/release/examples/vfio-hold
+    (cd "$REPO_DIR" && cargo build --quiet --release --target x86_64-unknown-linux-musl -p vfio-early \
+        --example vfio-hold) || die "cargo build of the vfio-hold helper failed"
+    export VE_HOLD_BIN
     [[ -x $AGENT_BIN ]] || die "no agent binary at $AGENT_BIN"
     [[ -x $BOOT_BIN ]] || die "no boot agent binary at $BOOT_BIN"
     export VFIO_EARLY_BIN=$AGENT_BIN VFIO_EARLY_BOOT_BIN=$BOOT_BIN

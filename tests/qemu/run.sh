@@ -2,7 +2,8 @@
 # shellcheck disable=SC2016 # assertions are eval'd single-quoted on purpose
 # End-to-end tests: real initramfs images (dracut shell and systemd, initramfs-tools,
 # mkinitcpio's hooks) booting Debian's generic kernel under QEMU (TCG) with an
-# emulated Intel or AMD IOMMU. Usage: tests/qemu/run.sh [intel|amd|all]
+# emulated Intel or AMD IOMMU. Usage: tests/qemu/run.sh [intel|amd|detach|all]
+# (detach: only the runtime handover scenarios, one boot).
 # Exit 0 only when every assertion held; the last line is "N passed, M failed".
 # Environment: VFIO_EARLY_BIN (use this binary instead of building it),
 # VFIO_EARLY_BOOT_TIMEOUT (seconds per boot, default 240), VE_SKIP_DEPS=1.
@@ -13,8 +14,8 @@ QEMU_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$QEMU_DIR/lib.sh"
 
 which=${1:-all}
-case $which in intel | amd | all) ;; *)
-    echo "usage: $0 [intel|amd|all]" >&2
+case $which in intel | amd | detach | all) ;; *)
+    echo "usage: $0 [intel|amd|detach|all]" >&2
     exit 2
     ;;
 esac
@@ -88,6 +89,67 @@ assert_untouched() { # BOOT LABEL
     ok "$l: card A stays on bochs-drm" driver_is "$b" 0000:01:00.0 bochs-drm
     ok "$l: e1000e stays on e1000e" driver_is "$b" 0000:00:03.0 e1000e
     ok "$l: no driver_override set" override_clear "$b" 0000:01:00.0
+}
+
+# The detach scenarios (guest/detach.sh): one VM step's output, status, device state.
+dt_rc() { [[ $(report "$1" | awk -v s="$2" '$1 == "VE-DT-RC" && $2 == s { v = $3 } END { print v }') == "$3" ]]; }
+dt_out() { report "$1" | awk -v s="$2" '$1 == "VE-DT-OUT" && $2 == s' | grep -E -- "$3" >/dev/null; }
+dt_field() { report "$1" | awk -v s="$2" -v a="$3" -v f="$4" '$1 == "VE-DT-DEV" && $2 == s && $3 == a { v = $f } END { print v }'; }
+dt_driver() { [[ $(dt_field "$1" "$2" "$3" 4) == "$4" ]]; }
+dt_override() { [[ $(dt_field "$1" "$2" "$3" 5) == "$4" ]]; }
+dt_net() { report "$1" | awk -v s="$2" '$1 == "VE-DT-NET" && $2 == s { $1 = $2 = $3 = ""; print }' | tr -d ' '; }
+# dt_fbcon BOOT STEP BIND: the framebuffer console (name "frame buffer") is bound or not.
+dt_fbcon() { [[ $(report "$1" | awk -v s="$2" '$1 == "VE-DT-VT" && $2 == s && /frame buffer/ { v = v $4 } END { print v }') == "$3" ]]; }
+# dt_fbcon_named BOOT STEP: the step's output names that console.
+dt_fbcon_named() {
+    local c
+    c=$(report "$1" | awk '$1 == "VE-DT-VT" && $2 == "boot" && /frame buffer/ { print $3; exit }')
+    [[ -n $c ]] && dt_out "$1" "$2" "console $c\$"
+}
+VIABLE='group [0-9]+ is viable, by the kernel.s own check'
+
+detach_scenarios() { # one Intel boot: every step of guest/detach.sh
+    local b=intel-detach nic=0000:00:03.0 vga=0000:00:02.0 card=0000:01:00.0 audio=0000:01:00.1
+    qemu_boot "$b" intel "$WORK_DIR/dracut-shell.img" \
+        "$DRACUT_ARGS printk.devkmsg=on ve.config=detach-boot ve.detach=1"
+    ok "detach: the scenarios ran to their end" eval 'report '"$b"' | grep -x VE-DT-END >/dev/null'
+    ok "detach: e1000e 00:03.0 detached to vfio-pci (exit 0)" \
+        eval 'dt_rc '"$b"' nic-detach 0 && dt_driver '"$b"' nic-detached '"$nic"' vfio-pci'
+    ok "detach: the kernel's VFIO verdict after the e1000e detach: viable" dt_out "$b" nic-detach "$VIABLE"
+    ok "detach: the e1000e interface is gone while on vfio-pci" eval '[[ $(dt_net '"$b"' nic-detached) == none ]]'
+    ok "detach again: idempotent (exit 0, already on vfio-pci)" \
+        eval 'dt_rc '"$b"' nic-detach-again 0 && dt_out '"$b"' nic-detach-again "already-bound"'
+    ok "reattach: e1000e back on e1000e, override cleared, its interface back" \
+        eval 'dt_rc '"$b"' nic-reattach 0 && dt_driver '"$b"' nic-reattached '"$nic"' e1000e && dt_override '"$b"' nic-reattached '"$nic"' "(null)" && [[ $(dt_net '"$b"' nic-reattached) != none && -n $(dt_net '"$b"' nic-reattached) ]]'
+    ok "reattach again: nothing to do (exit 0)" \
+        eval 'dt_rc '"$b"' nic-reattach-again 0 && dt_out '"$b"' nic-reattach-again "nothing to do"'
+    ok "detach refused: card A's display alone (exit 1), naming the audio function its group needs" \
+        eval 'dt_rc '"$b"' card-alone 1 && dt_out '"$b"' card-alone "refused: .*IOMMU group .*0000:01:00\.1"'
+    ok "detach refused: the group is left untouched (drivers and overrides)" \
+        eval 'dt_driver '"$b"' card-alone '"$card"' bochs-drm && dt_driver '"$b"' card-alone '"$audio"' snd_hda_intel && dt_override '"$b"' card-alone '"$card"' "(null)" && dt_override '"$b"' card-alone '"$audio"' "(null)"'
+    ok "detach refused: a process holding the boot display's DRM node is named" \
+        eval 'dt_rc '"$b"' vga-held 1 && dt_out '"$b"' vga-held "sleep \(pid [0-9]+\) holds /dev/dri/card" && dt_driver '"$b"' card-alone '"$vga"' bochs-drm'
+    ok "detach boot VGA (bochs-drm with fbcon): on vfio-pci (exit 0)" \
+        eval 'dt_rc '"$b"' vga-detach 0 && dt_driver '"$b"' vga-detached '"$vga"' vfio-pci'
+    ok "detach boot VGA: [handover] released the framebuffer console (fbcon) first" \
+        eval 'dt_fbcon '"$b"' boot 1 && dt_fbcon_named '"$b"' vga-detach && dt_out '"$b"' vga-detach "^released console" && dt_fbcon '"$b"' vga-detached 0'
+    ok "detach boot VGA: the kernel's VFIO verdict: viable" dt_out "$b" vga-detach "$VIABLE"
+    ok "reattach boot VGA: back on bochs-drm with fbcon rebound" \
+        eval 'dt_rc '"$b"' vga-reattach 0 && dt_driver '"$b"' vga-reattached '"$vga"' bochs-drm && dt_fbcon '"$b"' vga-reattached 1 && dt_out '"$b"' vga-reattach "^restored console" && dt_fbcon_named '"$b"' vga-reattach'
+    ok "libvirt hook prepare begin (libvirt's argv, domain XML on stdin): the managed='no' e1000e detached" \
+        eval 'dt_rc '"$b"' hook-prepare 0 && dt_driver '"$b"' hook-prepared '"$nic"' vfio-pci && dt_driver '"$b"' hook-prepared '"$vga"' bochs-drm'
+    ok "libvirt hook prepare begin: detach followed by the kernel's VFIO verdict: viable" dt_out "$b" hook-prepare "$VIABLE"
+    ok "libvirt hook started begin: a no-op for detach and reattach, exit 0" dt_rc "$b" hook-started 0
+    ok "libvirt hook release end: e1000e reattached with its interface back" \
+        eval 'dt_rc '"$b"' hook-release 0 && dt_driver '"$b"' hook-released '"$nic"' e1000e && [[ $(dt_net '"$b"' hook-released) != none ]]'
+    ok "detach --slot: card A's display and audio on vfio-pci, group viable by the kernel" \
+        eval 'dt_rc '"$b"' card-detach 0 && dt_driver '"$b"' card-detached '"$card"' vfio-pci && dt_driver '"$b"' card-detached '"$audio"' vfio-pci && dt_out '"$b"' card-detach "$VIABLE"'
+    ok "reattach under a VFIO holder: the stalled unbind is bounded (exit 1, no answer after 2000 ms)" \
+        eval 'dt_out '"$b"' card-hold "^held " && dt_rc '"$b"' card-held-reattach 1 && dt_out '"$b"' card-held-reattach "0000:01:00\.1: unbinding from vfio-pci failed: .*no answer after 2000 ms"'
+    ok "reattach stalled: the group is rolled back whole (the display function unbound first is back on vfio-pci)" \
+        eval 'dt_out '"$b"' card-held-reattach "put back on vfio-pci" && ! dt_out '"$b"' card-held-reattach "incompletely" && dt_driver '"$b"' card-held '"$card"' vfio-pci && dt_override '"$b"' card-held '"$card"' vfio-pci && ! dt_driver '"$b"' card-held '"$audio"' snd_hda_intel'
+    ok "reattach after the holder let go: card A back on bochs-drm and snd_hda_intel" \
+        eval 'dt_rc '"$b"' card-reattach 0 && dt_driver '"$b"' card-reattached '"$card"' bochs-drm && dt_driver '"$b"' card-reattached '"$audio"' snd_hda_intel && dt_override '"$b"' card-reattached '"$audio"' "(null)"'
 }
 
 DRACUT_ARGS="root=/dev/nonexistent rd.retry=6 rd.shell=0 rd.emergency=poweroff"
@@ -191,6 +253,16 @@ log "agent built: $(elapsed "$t") s"
 export VE_QEMU_DIR=$QEMU_DIR
 mkdir -p "$WORK_DIR/empty-confdir"
 
+# --- detach alone: one image, one boot ------------------------------------------------
+if [[ $which == detach ]]; then
+    dracut_image "$WORK_DIR/dracut-shell.img" shell "$QEMU_DIR/configs/main.toml" || die "dracut shell image"
+    detach_scenarios
+    log "detach: $(elapsed "$T0") s"
+    echo "$passed passed, $failed failed"
+    ((failed == 0))
+    exit
+fi
+
 # --- build-time checks (no boot) ---------------------------------------------------
 mods=$("$AGENT_BIN" modules --kver "$KVER" --kmoddir "$KMODDIR")
 for m in vfio_pci vfio_pci_core vfio vfio_iommu_type1 irqbypass; do
@@ -288,6 +360,11 @@ if [[ $which != amd ]]; then
     ok "no IOMMU: refusal names the missing IOMMU" kmsg_has noiommu 'vfio-early: .*IOMMU'
     ok "no IOMMU: check exits 1" eval 'report noiommu | grep -qx "VE-CHECK-EXIT 1"'
     ok "no IOMMU: check fails the IOMMU with the firmware hint" check_has noiommu '^fail +iommu +off: .*firmware'
+fi
+if [[ $which == all ]]; then
+    t2=$(now)
+    detach_scenarios
+    log "detach scenarios: $(elapsed "$t2") s"
 fi
 log "boots: $(elapsed "$t") s; total $(elapsed "$T0") s"
 

@@ -12,12 +12,21 @@ stage_guest_tools() { # $1 = root of the image being built
         [ "$a" = busybox ] && continue
         ln -sf busybox "$root/ve/bin/$a"
     done
-    cp "${VE_QEMU_DIR:-$QEMU_DIR}"/guest/*.sh "$root/ve/"
+    cp "${VE_QEMU_DIR:-$QEMU_DIR}"/guest/*.sh "${VE_QEMU_DIR:-$QEMU_DIR}"/guest/*.xml "$root/ve/"
     cp "${VE_QEMU_DIR:-$QEMU_DIR}"/configs/*.toml "$root/ve/configs/"
     # The full tool, for `vfio-early check` in the report (the image's own
     # /usr/bin/vfio-early is the boot agent: `bind` alone).
     if [ -n "${VFIO_EARLY_BIN:-}" ]; then
         cp "$VFIO_EARLY_BIN" "$root/ve/bin/vfio-early"
+        # libvirt's hook as make install writes it, calling that full tool.
+        mkdir -p "$root/etc/libvirt/hooks/qemu.d"
+        sed 's|@BINDIR@|/ve/bin|g' "${VE_QEMU_DIR:-$QEMU_DIR}/../../libvirt/vfio-early" \
+            >"$root/etc/libvirt/hooks/qemu.d/vfio-early"
+        chmod 755 "$root/etc/libvirt/hooks/qemu.d/vfio-early"
+    fi
+    # The detach scenarios' VFIO holder (a test helper: agent/examples/vfio-hold.rs).
+    if [ -n "${VE_HOLD_BIN:-}" ]; then
+        cp "$VE_HOLD_BIN" "$root/ve/bin/vfio-hold"
     fi
 }
 

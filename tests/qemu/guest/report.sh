@@ -30,6 +30,9 @@ if grep -q 've.check=1' /proc/cmdline && [ -x /usr/bin/vfio-early ]; then
     sed 's/^/VE-CHECK /' /tmp/ve-check.txt
     echo "VE-CHECK-EXIT $rc"
 fi
+if grep -q 've.detach=1' /proc/cmdline; then
+    sh /ve/detach.sh
+fi
 [ -f /etc/modprobe.d/vfio-early.conf ] && sed 's/^/VE-CONF /' /etc/modprobe.d/vfio-early.conf
 if grep -q 've.capture=1' /proc/cmdline; then
     sh /ve/capture.sh after
