@@ -311,33 +311,34 @@ pub struct Released {
     pub error: Option<String>,
 }
 
-/// Gives the devices of one IOMMU group back to the host: clears each
-/// `driver_override`, unbinds each from vfio-pci (bounded writes), asks
-/// `drivers_probe`, and reads the `driver` link back until the expected driver took it
-/// or `timeout` is over.
+/// Gives the devices of one IOMMU group back to the host: unbinds each from vfio-pci
+/// (bounded writes; the override still says vfio-pci, so nothing else takes it
+/// meanwhile), clears each `driver_override`, asks `drivers_probe`, and reads the
+/// `driver` link back until the expected driver took it or `timeout` is over.
 ///
-/// When a write fails or stalls (vfio-pci's remove waits while a program holds the
-/// device open), the group is rolled back whole, to where it was: every override set to
-/// vfio-pci again, and every device that left vfio-pci brought back to it, so the group
-/// is never half given back. A device that no host driver took after the writes is not
-/// rolled back: without a driver, it is safe.
+/// When an unbind fails or stalls (vfio-pci's remove waits while a program holds the
+/// device open, as a VM does), the group is rolled back whole: the devices already
+/// unbound are probed again, and their override (untouched so far) gives them to
+/// vfio-pci; the stalled device is not written to again (its lock is held, every write
+/// would cost another timeout) and keeps its override. So a group is never half given
+/// back. A device that no host driver took after the writes is not rolled back:
+/// without a driver, it is safe.
 pub fn release(host: &Host, devices: &[(PciAddress, Expect)], timeout: Duration) -> Vec<Released> {
-    let failure = (|| -> Result<(), String> {
-        for (a, _) in devices {
-            host.write_bounded(a.attr("driver_override"), "\n", timeout)
-                .map_err(|e| format!("{a}: clearing driver_override failed: {e}"))?;
-        }
-        for (a, _) in devices {
-            if current_driver(host, *a).as_deref() == Some(VFIO_DRIVER) {
-                host.write_bounded(a.attr("driver/unbind"), &a.to_string(), timeout)
-                    .map_err(|e| format!("{a}: unbinding from vfio-pci failed: {e}"))?;
+    let mut unbound: Vec<PciAddress> = Vec::new();
+    for (a, _) in devices {
+        if current_driver(host, *a).as_deref() == Some(VFIO_DRIVER) {
+            if let Err(e) = host.write_bounded(a.attr("driver/unbind"), &a.to_string(), timeout) {
+                let why = format!("{a}: unbinding from vfio-pci failed: {e}");
+                return rollback_release(host, devices, &unbound, timeout, &why);
             }
+            unbound.push(*a);
         }
-        Ok(())
-    })()
-    .err();
-    if let Some(why) = failure {
-        return rollback_release(host, devices, timeout, &why);
+    }
+    let mut problems = Vec::new();
+    for (a, _) in devices {
+        if let Err(e) = host.write_bounded(a.attr("driver_override"), "\n", timeout) {
+            problems.push(format!("{a}: clearing driver_override failed: {e}"));
+        }
     }
     for (a, want) in devices {
         if *want != Expect::Nothing && current_driver(host, *a).is_none() {
@@ -374,11 +375,15 @@ pub fn release(host: &Host, devices: &[(PciAddress, Expect)], timeout: Duration)
                         _ => None,
                     };
                     let error = wrong.map(|w| {
-                        format!(
+                        let mut e = format!(
                             "{a} is on {}, not {w}, after {} ms",
                             driver.as_deref().unwrap_or("no driver"),
                             timeout.as_millis()
-                        )
+                        );
+                        for p in problems.iter().filter(|p| p.starts_with(&a.to_string())) {
+                            e.push_str(&format!(" ({p})"));
+                        }
+                        e
                     });
                     Released {
                         address: *a,
@@ -393,36 +398,22 @@ pub fn release(host: &Host, devices: &[(PciAddress, Expect)], timeout: Duration)
     }
 }
 
-/// Puts a group that could not be given back on vfio-pci again, as it was.
+/// Puts a group that could not be given back on vfio-pci again, as it was: the devices
+/// of `unbound` are probed again (their override still names vfio-pci).
 fn rollback_release(
     host: &Host,
     devices: &[(PciAddress, Expect)],
+    unbound: &[PciAddress],
     timeout: Duration,
     why: &str,
 ) -> Vec<Released> {
     let mut problems = Vec::new();
-    for (a, _) in devices {
-        if let Err(e) = host.write_bounded(a.attr("driver_override"), VFIO_DRIVER, timeout) {
-            problems.push(format!("{a}: setting driver_override again failed: {e}"));
+    for a in unbound {
+        if let Err(e) = host.write_bounded("sys/bus/pci/drivers_probe", &a.to_string(), timeout) {
+            problems.push(format!("{a}: probing again failed: {e}"));
         }
     }
-    for (a, _) in devices {
-        match current_driver(host, *a) {
-            Some(d) if d == VFIO_DRIVER => {}
-            Some(d) => {
-                if let Err(e) = host.write_bounded(a.attr("driver/unbind"), &a.to_string(), timeout)
-                {
-                    problems.push(format!("{a}: unbinding from {d} again failed: {e}"));
-                }
-            }
-            None => {}
-        }
-        if current_driver(host, *a).is_none() {
-            let _ = host.write_bounded("sys/bus/pci/drivers_probe", &a.to_string(), timeout);
-        }
-    }
-    let addrs: Vec<PciAddress> = devices.iter().map(|(a, _)| *a).collect();
-    for (a, drv) in wait_for(host, &addrs, Some(VFIO_DRIVER), verify_window(timeout)) {
+    for (a, drv) in wait_for(host, unbound, Some(VFIO_DRIVER), verify_window(timeout)) {
         problems.push(format!(
             "{a} is on {}, not back on vfio-pci",
             drv.as_deref().unwrap_or("no driver")
@@ -637,8 +628,14 @@ mod tests {
                 "sys/bus/pci/devices/{}/driver_override",
                 r.address
             ));
-            assert_eq!(ov, "vfio-pci", "{}", r.address);
+            // Overrides are cleared only once every unbind went through: untouched.
+            assert_eq!(ov, "vfio-pci\n", "{}", r.address);
         }
+        assert_eq!(
+            t.read("sys/bus/pci/drivers_probe"),
+            "",
+            "nothing was unbound"
+        );
     }
 
     #[test]

@@ -93,7 +93,7 @@ assert_untouched() { # BOOT LABEL
 
 # The detach scenarios (guest/detach.sh): one VM step's output, status, device state.
 dt_rc() { [[ $(report "$1" | awk -v s="$2" '$1 == "VE-DT-RC" && $2 == s { v = $3 } END { print v }') == "$3" ]]; }
-dt_out() { report "$1" | awk -v s="$2" '$1 == "VE-DT-OUT" && $2 == s' | grep -E -- "$3" >/dev/null; }
+dt_out() { report "$1" | awk -v s="$2" '$1 == "VE-DT-OUT" && $2 == s { sub(/^VE-DT-OUT [^ ]+ /, ""); print }' | grep -E -- "$3" >/dev/null; }
 dt_field() { report "$1" | awk -v s="$2" -v a="$3" -v f="$4" '$1 == "VE-DT-DEV" && $2 == s && $3 == a { v = $f } END { print v }'; }
 dt_driver() { [[ $(dt_field "$1" "$2" "$3" 4) == "$4" ]]; }
 dt_override() { [[ $(dt_field "$1" "$2" "$3" 5) == "$4" ]]; }
@@ -103,7 +103,7 @@ dt_fbcon() { [[ $(report "$1" | awk -v s="$2" '$1 == "VE-DT-VT" && $2 == s && /f
 # dt_fbcon_named BOOT STEP: the step's output names that console.
 dt_fbcon_named() {
     local c
-    c=$(report "$1" | awk '$1 == "VE-DT-VT" && $2 == "boot" && /frame buffer/ { print $3; exit }')
+    c=$(report "$1" | awk '$1 == "VE-DT-VT" && $2 == "boot" && /frame buffer/ && c == "" { c = $3 } END { print c }')
     [[ -n $c ]] && dt_out "$1" "$2" "console $c\$"
 }
 VIABLE='group [0-9]+ is viable, by the kernel.s own check'
