@@ -1,0 +1,209 @@
+#!/bin/bash
+# The user's whole flow on an installed Debian 12 under QEMU (TCG, emulated Intel
+# IOMMU, the QEMU harness's PCI topology): two roots built by mmdebstrap from Debian's
+# archive, one with initramfs-tools, one with Debian's dracut, each booted from an
+# ext4 disk image with systemd as PID 1 and the kernel and initramfs the root's own
+# /boot holds after each step. Inside the guest (ve-step.service, guest/ve-step): apt
+# installs the .deb that `make deb` built (its trigger rebuilds the image), then
+# `vfio-early groups --gpu`, `config suggest --gpu N --write`, `apply`, as README says;
+# reboots check the bind, the kill switch, a refused apply, and `apt remove`.
+# Usage: tests/system/run.sh [--check-only]     Last line: "N passed, M failed".
+# Environment: VFIO_EARLY_SYSTEM_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/
+# vfio-early-tests: the built roots), VFIO_EARLY_SYSTEM_WORK (default tests/system/work),
+# VFIO_EARLY_SYSTEM_BOOT_TIMEOUT (seconds per boot, default 900).
+set -uo pipefail
+SYSTEM_DIR=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/system/lib.sh
+. "$SYSTEM_DIR/lib.sh"
+cd "$REPO_DIR" || exit 2
+
+passed=0
+failed=0
+ok() { # ok DESCRIPTION COMMAND...: one assertion
+    local desc=$1
+    shift
+    if "$@"; then
+        passed=$((passed + 1))
+        printf 'ok     %s\n' "$desc"
+    else
+        failed=$((failed + 1))
+        printf 'FAILED %s\n' "$desc"
+    fi
+}
+
+for tool in mmdebstrap mkfs.ext4 debugfs qemu-system-x86_64 lsinitramfs unmkinitramfs dpkg-deb; do
+    command -v "$tool" >/dev/null || { slog "$tool is missing (tests/deps.sh installs it)"; exit 2; }
+done
+t_all=$(now)
+# --check-only: assert on the logs the last run left in $SYS_WORK, building and
+# booting nothing.
+check_only=0
+[[ ${1:-} == --check-only ]] && check_only=1
+if ((!check_only)); then
+    rm -rf "$SYS_WORK"
+    mkdir -p "$SYS_WORK"
+
+    # The package under test, where `make deb` puts it.
+    deb=$(make -s deb | tail -n 1)
+    [[ -f $deb ]] || { slog "make deb wrote no package"; exit 2; }
+    deb=$REPO_DIR/$deb
+
+    # The two roots, built side by side (downloads and dpkg overlap).
+    t=$(now)
+    build_root itools >"$SYS_WORK/root-itools.path" 2>"$SYS_WORK/root-itools.err" &
+    build_root dracut >"$SYS_WORK/root-dracut.path" 2>"$SYS_WORK/root-dracut.err" &
+    wait
+    cat "$SYS_WORK"/root-*.err >&2
+    tar_itools=$(cat "$SYS_WORK/root-itools.path")
+    tar_dracut=$(cat "$SYS_WORK/root-dracut.path")
+    [[ -f $tar_itools && -f $tar_dracut ]] || { slog "building the roots failed"; exit 2; }
+    slog "roots ready after $(elapsed "$t") s"
+
+    # Two chains of boots, one per root, two VMs at a time at most.
+    t=$(now)
+    run_chain itools "$tar_itools" "$deb" install bound-refuse off-remove removed >"$SYS_WORK/itools.chain.out" 2>&1 &
+    run_chain dracut "$tar_dracut" "$deb" install bound-remove >"$SYS_WORK/dracut.chain.out" 2>&1 &
+    wait
+    cat "$SYS_WORK"/*.chain.out >&2
+    slog "boots done after $(elapsed "$t") s"
+fi
+deb=$(compgen -G "$REPO_DIR/target/debian/vfio-early_*.deb" | head -n 1)
+
+# --- Readers of the guest's findings ---
+# ve G STEP KEY: the values of the "VE-KEY ..." lines of that boot.
+ve() { sed -n "s/^VE-$3 //p" "$SYS_WORK/$1-$2.ve/$2.log" 2>/dev/null; }
+ve_is() { [[ $(ve "$1" "$2" "$3") == "$4" ]]; }
+rc_is() { [[ $(ve "$1" "$2" RC | awk -v n="$3" '$1 == n { print $2 }') == "$4" ]]; }
+guest_out() { cat "$SYS_WORK/$1-$2.ve/$2.$3.out" 2>/dev/null; }
+out_has() { guest_out "$1" "$2" "$3" | grep -E -- "$4" >/dev/null; }
+driver_is() { [[ $(ve "$1" "$2" DEV | awk -v a="$3" '$1 == a { print $2 }') == "$4" ]]; }
+override_is() { [[ $(ve "$1" "$2" DEV | awk -v a="$3" '$1 == a { print $3 }') == "$4" ]]; }
+nothing_on_vfio() { [[ -n $(ve "$1" "$2" DEV) ]] && ! ve "$1" "$2" DEV | awk '{ print $2 }' | grep -x vfio-pci >/dev/null; }
+md5_of() { ve "$1" "$2" IMAGE | awk -v l="$3" '$1 == l && $2 == "md5" { print $3 }'; }
+md5_differ() { local a b; a=$(md5_of "$1" "$2" "$3"); b=$(md5_of "$1" "$2" "$4"); [[ -n $a && -n $b && $a != "$b" ]]; }
+md5_same() { local a b; a=$(md5_of "$1" "$2" "$3"); b=$(md5_of "$1" "$2" "$4"); [[ -n $a && $a == "$b" ]]; }
+# Listing of an image (the guest's copy at LABEL, or the one a boot took from /boot).
+img_copy() { printf '%s\n' "$SYS_WORK/$1-$2.ve/images/$2-$3.img"; }
+img_boot() { printf '%s\n' "$SYS_WORK/$1/$2.initrd"; }
+img_has() { # IMAGE PATH-REGEX
+    [[ -f $1 ]] || return 1
+    [[ -f $1.list ]] || lsinitramfs "$1" >"$1.list" 2>/dev/null
+    grep -E -- "$2" "$1.list" >/dev/null
+}
+img_lacks() { [[ -f $1 ]] && ! img_has "$1" "$2"; }
+# img_config_has IMAGE REGEX: the image's copy of /etc/vfio-early.toml matches.
+img_config_has() {
+    local d=$1.x
+    [[ -f $1 ]] || return 1
+    [[ -d $d ]] || unmkinitramfs "$1" "$d" >/dev/null 2>&1
+    grep -E -- "$2" "$d"/etc/vfio-early.toml "$d"/main/etc/vfio-early.toml 2>/dev/null >/dev/null
+}
+# kmsg_before G STEP A B: in the boot's kernel log, the first line matching A comes
+# before the first matching B.
+kmsg_before() {
+    local f=$SYS_WORK/$1-$2.ve/$2.dmesg.out a b
+    a=$(grep -n -E -- "$3" "$f" 2>/dev/null | head -n 1 | cut -d: -f1)
+    b=$(grep -n -E -- "$4" "$f" 2>/dev/null | head -n 1 | cut -d: -f1)
+    [[ -n $a && -n $b ]] && ((a < b))
+}
+kmsg_has() { grep -E -- "$3" "$SYS_WORK/$1-$2.ve/$2.dmesg.out" >/dev/null 2>&1; }
+booted() { [[ $(awk -v n="$1-$2" '$1 == n { print $2 }' "$SYS_WORK/boots" 2>/dev/null) == 0 ]] && ve_is "$1" "$2" END "$2"; }
+
+gpu_n_is() { [[ $1 == "$2 label" || $1 == "$2 counted" ]]; }
+positive() { [[ $1 =~ ^[0-9]+$ ]] && (($1 > 0)); }
+no_generator_ran() { [[ -f $SYS_WORK/$1-$2.ve/$2.$3.out ]] && ! out_has "$1" "$2" "$3" '^running: |update-initramfs: Generating'; }
+
+card=0000:01:00.0
+# What the guest ran: the generator command lines, from the captured output.
+echo "--- what the guests ran (apt, vfio-early apply, the generators) ---"
+for b in itools-install itools-bound-refuse itools-off-remove dracut-install dracut-bound-remove; do
+    for c in apt-install groups suggest apply check apply-refused apt-remove; do
+        f=$SYS_WORK/$b.ve/${b#*-}.$c.out
+        [[ -f $f ]] || continue
+        sed -n "1s|^+ |$b: \$ |p" "$f"
+        grep -E '^(running: |update-initramfs: |dracut: Executing: |Processing triggers for )' "$f" | sed "s|^|$b:   |"
+    done
+done
+
+# --- The flow on each root ---
+for g in itools dracut; do
+    case $g in
+    itools) gen_cmd='^running: update-initramfs -u -k all' trigger='Processing triggers for initramfs-tools' built='^update-initramfs: Generating /boot/initrd.img-' bound=bound-refuse ;;
+    dracut) gen_cmd='^running: dracut --force --kver ' trigger='Processing triggers for dracut' built='dracut: (Executing: |\*\*\* Creating initramfs image file)' bound=bound-remove ;;
+    esac
+    ok "$g: first boot of the installed root reached its step and powered off" booted "$g" install
+    ok "$g: apt installs the .deb non-interactively (exit 0)" rc_is "$g" install apt-install 0
+    ok "$g: the package's trigger ran the generator ($trigger)" out_has "$g" install apt-install "$trigger"
+    ok "$g: ... which rebuilt the image" out_has "$g" install apt-install "$built"
+    ok "$g: the image after install carries the agent" img_has "$(img_copy "$g" install after-install)" 'usr/bin/vfio-early$'
+    ok "$g: /etc/vfio-early.toml (and the libvirt hook) are the package's conffiles" \
+        ve_is "$g" install CONFFILES "/etc/libvirt/hooks/qemu.d/vfio-early /etc/vfio-early.toml"
+    ok "$g: vfio-early groups --gpu (exit 0)" rc_is "$g" install groups 0
+    # N: groups' "GPU N" label once it prints one, else the card's rank among the
+    # display controllers it lists (PCI address order): 2 here, after the boot display.
+    ok "$g: N read from groups --gpu for $card is 2 ($(ve "$g" install GPU-N))" gpu_n_is "$(ve "$g" install GPU-N)" 2
+    ok "$g: config suggest --gpu N --write (exit 0, no --force)" rc_is "$g" install suggest 0
+    ok "$g: the written config names the card $card" positive "$(ve "$g" install CONFIG-NAMES-CARD)"
+    ok "$g: ... and not its identical twin 02:00" ve_is "$g" install CONFIG-NAMES-TWIN 0
+    ok "$g: vfio-early apply (exit 0)" rc_is "$g" install apply 0
+    ok "$g: apply ran the system's generator" out_has "$g" install apply "$gen_cmd"
+    ok "$g: apply rebuilt the image in /boot" md5_differ "$g" install after-install after-apply
+    ok "$g: the image the reboot takes from /boot carries the agent" img_has "$(img_boot "$g" "$bound")" 'usr/bin/vfio-early$'
+    ok "$g: ... and the config naming the card" img_config_has "$(img_boot "$g" "$bound")" "$card"
+
+    ok "$g: reboot reached its step" booted "$g" "$bound"
+    ok "$g: card display $card on vfio-pci after the real root's udev" driver_is "$g" "$bound" "$card" vfio-pci
+    ok "$g: card audio 0000:01:00.1 on vfio-pci" driver_is "$g" "$bound" 0000:01:00.1 vfio-pci
+    ok "$g: the display stack started (bochs loaded on the real root)" ve_is "$g" "$bound" "MODULE bochs" 1
+    ok "$g: twin display 0000:02:00.0 keeps bochs-drm" driver_is "$g" "$bound" 0000:02:00.0 bochs-drm
+    ok "$g: twin audio 0000:02:00.1 keeps snd_hda_intel" driver_is "$g" "$bound" 0000:02:00.1 snd_hda_intel
+    ok "$g: boot display 0000:00:02.0 keeps bochs-drm" driver_is "$g" "$bound" 0000:00:02.0 bochs-drm
+    ok "$g: the agent ran in the initramfs (its log line before the real root's mount)" \
+        kmsg_before "$g" "$bound" 'vfio-early' 'EXT4-fs \(vda\): mounted'
+    ok "$g: its record survived the switch to the real root" ve_is "$g" "$bound" RECORD present
+    ok "$g: vfio-early check exits 0" rc_is "$g" "$bound" check 0
+done
+
+# A refused plan: apply stops before rebuilding, says why, the image is unchanged.
+ok "itools: apply with a config naming the boot display exits 1" rc_is itools bound-refuse apply-refused 1
+ok "itools: ... says the image was not rebuilt" out_has itools bound-refuse apply-refused 'not rebuilt'
+ok "itools: ... names the refused device" out_has itools bound-refuse apply-refused '0000:00:02\.0'
+ok "itools: ... ran no generator" no_generator_ran itools bound-refuse apply-refused
+ok "itools: ... the image on disk is unchanged (checksum)" md5_same itools bound-refuse before-refusal after-refusal
+ok "itools: ... and its mtime" ve_is itools bound-refuse IMAGE-MTIME-SAME yes
+
+# The kill switch.
+ok "itools: vfio_early=off boot reached its step" booted itools off-remove
+ok "itools: vfio_early=off: nothing on vfio-pci" nothing_on_vfio itools off-remove
+ok "itools: vfio_early=off: the card keeps bochs-drm" driver_is itools off-remove "$card" bochs-drm
+ok "itools: vfio_early=off: no driver_override left on the card" override_is itools off-remove "$card" '(null)'
+ok "itools: vfio_early=off: one agent log line" ve_is itools off-remove KMSG-AGENT-LINES 1
+ok "itools: vfio_early=off: ... saying so" kmsg_has itools off-remove 'vfio-early.*vfio_early=off'
+
+# Removal.
+for g in itools dracut; do
+    s=$([[ $g == itools ]] && echo off-remove || echo bound-remove)
+    built=$([[ $g == itools ]] && echo '^update-initramfs: Generating' || echo 'dracut: (Executing: |\*\*\* Creating)')
+    ok "$g: apt remove vfio-early (exit 0)" rc_is "$g" "$s" apt-remove 0
+    ok "$g: ... the trigger rebuilt the image" out_has "$g" "$s" apt-remove "$built"
+    ok "$g: ... no hook files left" ve_is "$g" "$s" HOOK-FILES 0
+    ok "$g: ... the next image has no agent" img_lacks "$SYS_WORK/$g/final.initrd" 'vfio-early'
+    ok "$g: ... the user's config stays (a conffile, removed on purge)" ve_is "$g" "$s" CONFIG-KEPT yes
+done
+ok "itools: boot after removal reached its step" booted itools removed
+ok "itools: after removal the card is back on bochs-drm" driver_is itools removed "$card" bochs-drm
+ok "itools: ... its audio on snd_hda_intel" driver_is itools removed 0000:01:00.1 snd_hda_intel
+ok "itools: ... no agent log line" ve_is itools removed KMSG-AGENT-LINES 0
+
+echo "--- figures ---"
+for g in itools dracut; do
+    if grep -q "root built" "$SYS_WORK/root-$g.err" 2>/dev/null; then
+        sed -n "s/^system-test: \($g root built in .*\)/\1/p" "$SYS_WORK/root-$g.err"
+    else
+        echo "$g root: from the cache"
+    fi
+done
+[[ -f $SYS_WORK/boots ]] && awk '{ printf "boot %-20s exit %s, %s s\n", $1, $2, $3 }' "$SYS_WORK/boots"
+echo "total: $(elapsed "$t_all") s; logs in $SYS_WORK; the package: $deb"
+echo "$passed passed, $failed failed"
+((failed == 0))
