@@ -96,7 +96,9 @@ topology_args() {
 
 # qemu_boot NAME IOMMU(intel|amd|none) INITRD APPEND: boots the topology with a hard
 # timeout; the serial console goes to $WORK_DIR/NAME.log. Returns qemu's status (124
-# on timeout).
+# on timeout). no_timer_check: under TCG on a loaded host the kernel's IO-APIC timer
+# check can fail, and with interrupt remapping on it then panics before userspace
+# (panic_if_irq_remap in setup_IO_APIC, seen here); the check proves nothing we test.
 qemu_boot() {
     local name=$1 iommu=$2 initrd=$3 append=$4 machine=q35 rc t
     local -a iommu_args=()
@@ -120,7 +122,7 @@ qemu_boot() {
         -nographic -vga none -nic none -no-reboot -monitor none -serial "file:$logf" \
         "${iommu_args[@]}" "${topo[@]}" \
         -kernel "$VMLINUZ" -initrd "$initrd" \
-        -append "console=ttyS0 panic=-1 loglevel=4 $append" </dev/null >"$WORK_DIR/$name.qemu.out" 2>&1
+        -append "console=ttyS0 panic=-1 loglevel=4 no_timer_check $append" </dev/null >"$WORK_DIR/$name.qemu.out" 2>&1
     rc=$?
     log "boot $name ($iommu): exit $rc after $(elapsed "$t") s, log $logf"
     return "$rc"
