@@ -49,6 +49,10 @@ pub enum Command {
     /// List the vfio modules of a kernel, for initramfs generators.
     #[cfg(feature = "tools")]
     Modules(cmd::modules::Args),
+    /// Decide what an initramfs image gets, for the dracut, mkinitcpio and
+    /// initramfs-tools hooks.
+    #[cfg(feature = "tools")]
+    Initramfs(cmd::initramfs::Args),
     /// Check the config on this machine, then rebuild the initramfs with it.
     #[cfg(feature = "tools")]
     Apply(cmd::apply::Args),
@@ -91,6 +95,8 @@ pub fn main() -> ExitCode {
         Command::CheckKconfig(a) => cmd::kconfig::run(a, &host),
         #[cfg(feature = "tools")]
         Command::Modules(a) => cmd::modules::run(a, &host),
+        #[cfg(feature = "tools")]
+        Command::Initramfs(a) => cmd::initramfs::run(a, &host),
         #[cfg(feature = "tools")]
         Command::Apply(a) => exit::finish("apply", cmd::apply::run(a, &host)),
         #[cfg(feature = "tools")]

@@ -62,6 +62,8 @@ pub mod handover;
 pub mod host;
 pub mod hugepages;
 #[cfg(feature = "tools")]
+pub mod image;
+#[cfg(feature = "tools")]
 pub mod iomem;
 pub mod iommu;
 pub mod kmsg;

@@ -203,7 +203,8 @@ mkinitcpio_build() {
     (
         BUILDROOT=$root KERNELVERSION=$KVER VE_KROOT=$KROOT VE_REPO_DIR=$REPO_DIR VE_RECORD=$record
         _d_kmoduledir=${VE_KMODDIR_OVERRIDE:-$KMODDIR}
-        HOOKS=("$@")
+        # mkinitcpio builds from _hooks (HOOKS, plus -A, minus -S); the hook reads that.
+        _hooks=("$@")
         # shellcheck disable=SC2030 # read by the sourced functions only
         hookname=vfio-early
         export VFIO_EARLY_CONFIG=$config VFIO_EARLY_UNIT=$REPO_DIR/mkinitcpio/vfio-early.service

@@ -13,6 +13,8 @@ pub mod groups;
 #[cfg(feature = "tools")]
 pub mod hook;
 #[cfg(feature = "tools")]
+pub mod initramfs;
+#[cfg(feature = "tools")]
 pub mod kconfig;
 #[cfg(feature = "tools")]
 pub mod modules;
