@@ -130,6 +130,31 @@ for page in "$destdir"/usr/share/man/man8/*.8; do
     fi
     grep -q '^\.TH' "$page" || fail "$page has no .TH header"
 done
+# Every page as man shows it: EXIT STATUS and EXAMPLES, no empty section, a DESCRIPTION
+# that is not the NAME line again, and no reference to a page that is not installed.
+man_dir=$destdir/usr/share/man/man8
+for page in "$man_dir"/*.8; do
+    checks=$((checks + 1))
+    name=$(basename "$page" .8)
+    # Wide, so no line wraps (and no reference is hyphenated).
+    if ! shown=$(MANWIDTH=1000 man -l "$page" 2>&1); then
+        fail "man -l $name: $shown"
+        continue
+    fi
+    for section in NAME SYNOPSIS DESCRIPTION "EXIT STATUS" EXAMPLES; do
+        grep -qx "$section" <<<"$shown" || fail "$name(8) has no $section"
+    done
+    empty=$(awk '/^[A-Z][A-Z ]*[A-Z]$/ { if (h != "" && !body) print h; h = $0; body = 0; next }
+        NF && h != "" && !/^vfio-early/ { body = 1 }
+        END { if (h != "" && !body) print h }' <<<"$shown")
+    [[ -z $empty ]] || fail "$name(8) has empty sections: $empty"
+    about=$(awk 'p { print; exit } $0 == "NAME" { p = 1 }' <<<"$shown" | sed 's/^ *[^ ]* - //')
+    description=$(awk 'p && NF { print; exit } $0 == "DESCRIPTION" { p = 1 }' <<<"$shown" | sed 's/^ *//')
+    [[ -n $about && $description != "$about"* ]] || fail "$name(8): DESCRIPTION repeats NAME ($about)"
+    while IFS= read -r ref; do
+        [[ -f $man_dir/$ref.8 ]] || fail "$name(8) refers to $ref(8), which is not installed"
+    done < <(grep -oE 'vfio-early(-[a-z]+)*\(8\)' <<<"$shown" | sed 's/(8)$//' | sort -u)
+done
 checks=$((checks + 1))
 grep -q '^\.SH FILES' "$destdir/usr/share/man/man8/vfio-early.8" || fail "vfio-early.8 lacks FILES"
 grep -q 'vfio_early=off' "$destdir/usr/share/man/man8/vfio-early.8" || fail "vfio-early.8 lacks the kill switch"
