@@ -182,6 +182,10 @@ checks=$((checks + 1))
 grep -qxF "exec /usr/bin/vfio-early hook libvirt \"\$@\"" "$destdir/etc/libvirt/hooks/qemu.d/vfio-early" ||
     fail "the libvirt hook does not exec /usr/bin/vfio-early hook libvirt"
 
+# Every command README and INSTALL.md show, as written, on the guide's desktop.
+checks=$((checks + 1))
+tests/doc-commands.sh || fail "documented commands (above)"
+
 # A user's config and a user's own plain libvirt `qemu` hook survive a reinstall.
 checks=$((checks + 1))
 printf '[[device]]\naddress = "0000:01:00.0"\n' >"$destdir/etc/vfio-early.toml"
