@@ -18,7 +18,10 @@ fn main() -> ExitCode {
     match Command::new("cp").arg("-a").arg(src).arg(&dir).status() {
         Ok(s) if s.success() => ExitCode::SUCCESS,
         _ => {
-            eprintln!("seed-desktop: copying the tree into {} failed", dir.display());
+            eprintln!(
+                "seed-desktop: copying the tree into {} failed",
+                dir.display()
+            );
             ExitCode::FAILURE
         }
     }
