@@ -198,6 +198,86 @@ pub struct Finding {
     causes: Vec<Vec<String>>,
 }
 
+impl Finding {
+    /// Whether `option` is a choice's label (`KVM_VENDOR`), not a Kconfig symbol.
+    pub fn is_label(&self) -> bool {
+        self.kind == "any_of" && !self.alternatives.iter().any(|a| a.option == self.option)
+    }
+
+    /// How the human report names it: the symbol, or for a label the alternatives
+    /// that exist here (`KVM_INTEL or KVM_AMD`), which a user finds in menuconfig.
+    pub fn shown_name(&self) -> String {
+        if !self.is_label() {
+            return self.option.clone();
+        }
+        let alts: Vec<String> = self
+            .alternatives
+            .iter()
+            .filter(|a| a.applicable)
+            .map(|a| a.option.replace('+', " and "))
+            .collect();
+        if alts.is_empty() {
+            self.option.clone()
+        } else {
+            alts.join(" or ")
+        }
+    }
+
+    /// What to set, in Kconfig's own terms: `CONFIG_INTEL_IOMMU=y or CONFIG_AMD_IOMMU=y`.
+    pub fn to_set(&self) -> String {
+        let lines: Vec<String> = self
+            .fix
+            .iter()
+            .map(|l| {
+                match l
+                    .strip_prefix("# ")
+                    .and_then(|r| r.strip_suffix(" is not set"))
+                {
+                    Some(sym) => format!("{sym}=n"),
+                    None => l.clone(),
+                }
+            })
+            .collect();
+        if lines.is_empty() {
+            // Nothing a fragment can set (hidden symbols): name what must end up on.
+            let alts: Vec<String> = self
+                .alternatives
+                .iter()
+                .filter(|a| a.applicable)
+                .map(|a| {
+                    a.option
+                        .split('+')
+                        .map(|s| format!("CONFIG_{s}"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                })
+                .collect();
+            return if alts.is_empty() {
+                format!("CONFIG_{}", self.option)
+            } else {
+                alts.join(" or ")
+            };
+        }
+        // A choice's fix lines are its alternatives when each names one of them.
+        let single: Vec<&str> = self
+            .alternatives
+            .iter()
+            .filter(|a| !a.option.contains('+'))
+            .map(|a| a.option.as_str())
+            .collect();
+        let alternatives = self.kind == "any_of"
+            && lines.len() > 1
+            && lines.iter().all(|l| {
+                let sym = l
+                    .strip_prefix("CONFIG_")
+                    .and_then(|r| r.split_once('='))
+                    .map_or("", |(s, _)| s);
+                single.contains(&sym)
+            });
+        lines.join(if alternatives { " or " } else { ", " })
+    }
+}
+
 /// The kernel a report is about.
 #[derive(Debug, Clone, Serialize)]
 pub struct KernelInfo {
@@ -419,13 +499,19 @@ fn verdict_of(findings: &[Finding]) -> Verdict {
 }
 
 fn summarize(r: &Report) -> String {
-    let names = |s: Status| {
-        r.with_status(s)
-            .map(|f| f.option.as_str())
-            .collect::<Vec<_>>()
-    };
-    let fails = names(Status::Fail);
-    let warns = names(Status::Warn);
+    // What to set for each failure (once each), and the warnings by the names a user
+    // finds in menuconfig: never a rule's label.
+    let mut fails: Vec<String> = Vec::new();
+    for f in r.with_status(Status::Fail) {
+        let set = f.to_set();
+        if !fails.contains(&set) {
+            fails.push(set);
+        }
+    }
+    let warns: Vec<String> = r
+        .with_status(Status::Warn)
+        .map(Finding::shown_name)
+        .collect();
     let blocked = r.with_status(Status::Blocked).count();
     let plural = |n: usize, one: &str, many: &str| {
         if n == 1 {
@@ -436,7 +522,7 @@ fn summarize(r: &Report) -> String {
     };
     let mut s = match r.verdict {
         Verdict::Fail => {
-            let mut s = format!("FAIL: fix {}", fails.join(", "));
+            let mut s = format!("FAIL: set {}", fails.join(", "));
             if blocked > 0 {
                 s += &format!(
                     " ({blocked} more {} absent because of them)",
@@ -637,7 +723,7 @@ impl Ctx<'_> {
             }
             Stand::Off(why) => {
                 let why = if check.level == Level::Avoid && state_is_absent(&f) {
-                    "absent: not in effect".to_owned()
+                    "not in effect".to_owned()
                 } else {
                     why
                 };
@@ -801,8 +887,8 @@ impl Ctx<'_> {
                             roots = None;
                         }
                         states.push(format!(
-                            "cmdline {param}={value} {}",
-                            if found { "found" } else { "not found" }
+                            "{param}={value} {} the built-in command line",
+                            if found { "in" } else { "not in" }
                         ));
                         ok &= found;
                     }

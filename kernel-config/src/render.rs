@@ -100,7 +100,7 @@ impl Report {
             "  {}{} {:<26} {:<8} {}",
             paint(color, code, word),
             " ".repeat(7 - word.len()),
-            f.option,
+            f.shown_name(),
             state,
             f.detail
         );
@@ -111,14 +111,17 @@ impl Report {
             if let Some(menu) = &f.menu_path {
                 let _ = writeln!(out, "{pad}menu: {menu}");
             }
+            if f.is_label() || f.fix.len() > 1 {
+                let _ = writeln!(out, "{pad}set:  {}", f.to_set());
+            }
         }
-        let children: Vec<&str> = self
+        let children: Vec<String> = self
             .findings
             .iter()
             .filter(|c| {
                 c.status == Status::Blocked && c.blocked_by.as_deref() == Some(f.option.as_str())
             })
-            .map(|c| c.option.as_str())
+            .map(Finding::shown_name)
             .collect();
         if !children.is_empty() {
             let _ = writeln!(
@@ -169,7 +172,7 @@ impl Report {
             if lines.is_empty() {
                 continue;
             }
-            let _ = writeln!(out, "# fixes {}: {}", f.option, f.detail);
+            let _ = writeln!(out, "# fixes {}: {}", f.shown_name(), f.detail);
             for l in lines {
                 let _ = writeln!(out, "{l}");
                 seen.insert(l.clone());
@@ -194,7 +197,7 @@ impl Report {
                 let _ = writeln!(
                     out,
                     "# suggested for warning {}: {}",
-                    f.option,
+                    f.shown_name(),
                     lines.join(" ")
                 );
             }

@@ -674,7 +674,7 @@ fn outputs_are_consistent() {
     assert!(human.trim_end().ends_with(r.summary()));
     assert_eq!(
         r.summary(),
-        "FAIL: fix IRQ_REMAP; 1 warning: VFIO_PCI_VGA (Linux 6.6.30, x86_64, cpu any)"
+        "FAIL: set CONFIG_IRQ_REMAP=y; 1 warning: VFIO_PCI_VGA (Linux 6.6.30, x86_64, cpu any)"
     );
     let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
     assert_eq!(v["schema"], 1);
@@ -775,4 +775,56 @@ fn random_input_never_panics() {
             let _ = check(&Config::parse(prefix), &Options::default());
         }
     }
+}
+
+/// What the report tells a user to do names Kconfig options, never a rule's label,
+/// and no internal token or doubled state reaches the text.
+#[test]
+fn wording_names_options_to_set() {
+    let r = run(
+        &edit(
+            BASE,
+            &[
+                ("KVM_INTEL", None),
+                ("KVM_AMD", None),
+                ("INTEL_IOMMU", None),
+                ("AMD_IOMMU", None),
+                ("TRIM_UNUSED_KSYMS", None),
+            ],
+        ),
+        Cpu::Any,
+    );
+    let summary = r.summary();
+    assert!(summary.starts_with("FAIL: set "), "{summary}");
+    assert!(
+        summary.contains("CONFIG_KVM_INTEL=m or CONFIG_KVM_AMD=m")
+            || summary.contains("CONFIG_KVM_INTEL=y or CONFIG_KVM_AMD=y"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("CONFIG_INTEL_IOMMU=y or CONFIG_AMD_IOMMU=y"),
+        "{summary}"
+    );
+    let human = r.render_human(false);
+    for label in ["KVM_VENDOR", "IOMMU_DRIVER", "VFIO_DMA_BACKEND"] {
+        assert!(!human.contains(label), "{label} in\n{human}");
+        assert!(!r.fragment().contains(label), "{label} in the fragment");
+    }
+    assert!(human.contains("set:  CONFIG_KVM_INTEL="), "{human}");
+    assert!(!human.contains("absent: not in effect"), "{human}");
+    let trim = r.finding("TRIM_UNUSED_KSYMS").unwrap();
+    assert_eq!(trim.detail, "not in effect");
+    let ok = run(BASE, Cpu::Any);
+    assert!(ok.summary().starts_with("PASS"), "{}", ok.summary());
+    // A command-line alternative in words, not as the rule's `cmdline:` token.
+    let r = run(
+        &edit(BASE, &[("INTEL_IOMMU_DEFAULT_ON", Some("n"))]),
+        Cpu::Any,
+    );
+    let human = r.render_human(false);
+    assert!(!human.contains("cmdline:"), "{human}");
+    assert!(
+        human.contains("intel_iommu=on not in the built-in command line"),
+        "{human}"
+    );
 }

@@ -88,8 +88,9 @@ pub fn run(args: &Args, host: &Host) -> ExitCode {
     let cpu = resolve_cpu(args.cpu, host);
     if args.cpu == CpuArg::Auto && cpu == Cpu::Any {
         eprintln!(
-            "vfio-early: check-kconfig: --cpu auto: not exactly one of the ACPI tables DMAR (Intel) and IVRS (AMD) under {}; checking for either vendor",
-            host.path("sys/firmware/acpi/tables").display()
+            "vfio-early: check-kconfig: --cpu auto: not exactly one of the ACPI tables DMAR (Intel) and IVRS (AMD) under {}, and no vendor_id in {}; checking for either vendor",
+            host.path("sys/firmware/acpi/tables").display(),
+            host.path("proc/cpuinfo").display()
         );
     }
     let options = Options { cpu, kver };
@@ -121,11 +122,39 @@ pub(crate) fn resolve_cpu(cpu: CpuArg, host: &Host) -> Cpu {
         CpuArg::Any => Cpu::Any,
         CpuArg::Intel => Cpu::Intel,
         CpuArg::Amd => Cpu::Amd,
-        CpuArg::Auto => Cpu::from_acpi(
+        CpuArg::Auto => match Cpu::from_acpi(
             host.exists("sys/firmware/acpi/tables/DMAR"),
             host.exists("sys/firmware/acpi/tables/IVRS"),
-        ),
+        ) {
+            // No IOMMU table to go by (a virtual machine, the IOMMU off in the
+            // firmware): the CPU's own vendor, which also picks the KVM module.
+            Cpu::Any => cpuinfo_vendor(&host.read("proc/cpuinfo").unwrap_or_default()),
+            known => known,
+        },
     }
+}
+
+/// The vendor of `/proc/cpuinfo`'s `vendor_id` lines, when they all agree.
+fn cpuinfo_vendor(cpuinfo: &str) -> Cpu {
+    let mut vendor = Cpu::Any;
+    for line in cpuinfo.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        if key.trim() != "vendor_id" {
+            continue;
+        }
+        let this = match value.trim() {
+            "GenuineIntel" => Cpu::Intel,
+            "AuthenticAMD" | "HygonGenuine" => Cpu::Amd,
+            _ => return Cpu::Any,
+        };
+        if vendor != Cpu::Any && vendor != this {
+            return Cpu::Any;
+        }
+        vendor = this;
+    }
+    vendor
 }
 
 /// The default places, in order, relative to the host root. `running` is false when
@@ -237,6 +266,26 @@ mod tests {
         std::fs::write(dir.path().join("sys/firmware/acpi/tables/DMAR"), b"DMAR").unwrap();
         assert_eq!(resolve_cpu(CpuArg::Auto, &host), Cpu::Any);
         assert_eq!(resolve_cpu(CpuArg::Intel, &host), Cpu::Intel);
+        // Without a single IOMMU table, the CPU's vendor_id decides.
+        std::fs::create_dir_all(dir.path().join("proc")).unwrap();
+        std::fs::write(
+            dir.path().join("proc/cpuinfo"),
+            "processor\t: 0\nvendor_id\t: GenuineIntel\n\nprocessor\t: 1\nvendor_id\t: GenuineIntel\n",
+        )
+        .unwrap();
+        assert_eq!(resolve_cpu(CpuArg::Auto, &host), Cpu::Intel);
+        std::fs::remove_file(dir.path().join("sys/firmware/acpi/tables/DMAR")).unwrap();
+        assert_eq!(
+            resolve_cpu(CpuArg::Auto, &host),
+            Cpu::Amd,
+            "IVRS wins over cpuinfo"
+        );
+        assert_eq!(cpuinfo_vendor("vendor_id : AuthenticAMD\n"), Cpu::Amd);
+        assert_eq!(
+            cpuinfo_vendor("vendor_id : GenuineIntel\nvendor_id : AuthenticAMD\n"),
+            Cpu::Any
+        );
+        assert_eq!(cpuinfo_vendor(""), Cpu::Any);
     }
 
     #[test]
