@@ -95,17 +95,26 @@ impl Finding {
     }
 }
 
-/// Whether to colour: on a terminal, unless `NO_COLOR` is set to anything non-empty.
-pub fn use_colour(is_tty: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
-    is_tty && no_color.is_none_or(std::ffi::OsStr::is_empty)
+/// Whether to colour: on a terminal, unless `NO_COLOR` is set to anything non-empty or
+/// the terminal is `TERM=dumb` (or `TERM` is unset), which shows escapes as garbage.
+pub fn use_colour(
+    is_tty: bool,
+    no_color: Option<&std::ffi::OsStr>,
+    term: Option<&std::ffi::OsStr>,
+) -> bool {
+    is_tty
+        && no_color.is_none_or(std::ffi::OsStr::is_empty)
+        && term.is_some_and(|t| !t.is_empty() && t != "dumb")
 }
 
-/// Whether stdout is a terminal and the environment allows colour.
+/// The one colour decision of every human rendering (`check`, `check-kconfig`):
+/// stdout is a terminal and the environment allows colour.
 pub fn stdout_colour() -> bool {
     use std::io::IsTerminal;
     use_colour(
         std::io::stdout().is_terminal(),
         std::env::var_os("NO_COLOR").as_deref(),
+        std::env::var_os("TERM").as_deref(),
     )
 }
 
@@ -125,28 +134,26 @@ pub fn render_human(findings: &[Finding], colour: bool) -> String {
             status
         };
         let pad = width - f.check.chars().count();
-        let _ = writeln!(
-            out,
-            "{status}  {}{}  {}",
-            f.check,
-            " ".repeat(pad),
-            f.detail
-        );
+        // Text of several lines (a TOML error with its caret) continues in the
+        // detail column, so the layout holds.
+        let indent = " ".repeat(4 + 2 + width + 2);
+        let detail = f.detail.trim_end().replace('\n', &format!("\n{indent}"));
+        let _ = writeln!(out, "{status}  {}{}  {detail}", f.check, " ".repeat(pad));
         if let Some(h) = &f.hint {
-            let indent = " ".repeat(4 + 2 + width + 2);
             let label = if colour {
                 "\x1b[1mhint:\x1b[0m"
             } else {
                 "hint:"
             };
+            let h = h.trim_end().replace('\n', &format!("\n{indent}      "));
             let _ = writeln!(out, "{indent}{label} {h}");
         }
     }
     let s = summary(findings);
     let _ = writeln!(
         out,
-        "\n{} pass, {} warn, {} fail, {} info",
-        s.pass, s.warn, s.fail, s.info
+        "\n{} pass, {} warn, {} fail, {} info, {} n/a",
+        s.pass, s.warn, s.fail, s.info, s.not_applicable
     );
     out
 }
@@ -255,17 +262,48 @@ mod tests {
             lines[2],
             "                   hint: add initcall_blacklist=sysfb_init"
         );
-        assert!(out.contains("1 pass, 0 warn, 1 fail, 0 info"));
+        assert!(out.contains("1 pass, 0 warn, 1 fail, 0 info, 0 n/a"));
         assert!(!out.contains('\x1b'));
         assert!(render_human(&sample(), true).contains("\x1b[1;31mfail"));
     }
 
     #[test]
     fn colour_policy() {
-        assert!(use_colour(true, None));
-        assert!(!use_colour(false, None));
-        assert!(!use_colour(true, Some(std::ffi::OsStr::new("1"))));
-        assert!(use_colour(true, Some(std::ffi::OsStr::new(""))));
+        let os = |s| Some(std::ffi::OsStr::new(s));
+        let xterm = os("xterm-256color");
+        assert!(use_colour(true, None, xterm));
+        assert!(!use_colour(false, None, xterm));
+        assert!(!use_colour(true, os("1"), xterm));
+        assert!(use_colour(true, os(""), xterm));
+        assert!(!use_colour(true, None, os("dumb")));
+        assert!(!use_colour(true, None, None));
+    }
+
+    #[test]
+    fn several_lines_keep_the_columns() {
+        let f = vec![
+            Finding::new("iommu", Status::Pass, "on"),
+            Finding::new(
+                "config",
+                Status::Fail,
+                "/etc/vfio-early.toml:3:1: bad\n  |\n3 | [[device]\n  | ^\n",
+            )
+            .hint("fix it\nthen apply"),
+            Finding::new("x", Status::NotApplicable, "n/a here"),
+        ];
+        let out = render_human(&f, false);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[1], "fail  config  /etc/vfio-early.toml:3:1: bad");
+        let col = " ".repeat(14);
+        assert_eq!(lines[2], format!("{col}  |"));
+        assert_eq!(lines[3], format!("{col}3 | [[device]"));
+        assert_eq!(lines[4], format!("{col}  | ^"));
+        assert_eq!(lines[5], format!("{col}hint: fix it"));
+        assert_eq!(lines[6], format!("{col}      then apply"));
+        assert!(
+            out.ends_with("1 pass, 0 warn, 1 fail, 0 info, 1 n/a\n"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! `check-kconfig --fragment > fix.config || merge_config.sh ...` reads naturally).
 //! A closed stdout (`| head`) is not an error.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -102,7 +102,7 @@ pub fn run(args: &Args, host: &Host) -> ExitCode {
     } else if args.fragment {
         report.fragment()
     } else {
-        report.render_human(colour())
+        report.render_human(crate::report::stdout_colour())
     };
     let mut out = io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
@@ -222,11 +222,6 @@ fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
-}
-
-/// Colour on a terminal unless `NO_COLOR` is set to something non-empty.
-fn colour() -> bool {
-    io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 #[cfg(test)]
