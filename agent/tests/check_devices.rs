@@ -329,6 +329,17 @@ fn config_error_exits_2_and_still_reports() {
     // An explicit config that does not exist is an error too.
     let out = check::check(&Host::new(t.root()), Some(&t.path("etc/nope.toml")));
     assert_eq!(out.exit_status(), 2);
+    // A config that parses says so.
+    t.config("[[device]]\naddress = \"0000:01:00.0\"\n");
+    let out = check::check(&Host::new(t.root()), None);
+    let c = find(&out.findings, "config");
+    assert_eq!(c.status, Status::Pass);
+    assert!(
+        c.detail
+            .ends_with("vfio-early.toml parses: 1 [[device]] and 0 [[hugepages]] entries"),
+        "{}",
+        c.detail
+    );
 }
 
 #[test]
@@ -398,6 +409,13 @@ fn identical_gpu_trap_in_modprobe_d() {
     assert_eq!(trap.status, Status::Fail);
     assert!(
         trap.detail.contains("/etc/modprobe.d/vfio.conf") && trap.detail.contains("0000:00:04.0"),
+        "{}",
+        trap.detail
+    );
+    // The file, then the option as it is written there.
+    assert!(
+        trap.detail
+            .starts_with("/etc/modprobe.d/vfio.conf: options vfio-pci ids=1234:1111 "),
         "{}",
         trap.detail
     );

@@ -99,7 +99,19 @@ pub fn check(host: &Host, config_path: Option<&Path>) -> Findings {
     let path = config_path.map_or_else(|| host.path(config::DEFAULT_PATH), Path::to_path_buf);
     let mut config_error = false;
     let config = match Config::load(&path) {
-        Ok(c) => Some(c),
+        Ok(c) => {
+            f.push(Finding::new(
+                "config",
+                Status::Pass,
+                format!(
+                    "{} parses: {} [[device]] and {} [[hugepages]] entries",
+                    path.display(),
+                    c.devices.len(),
+                    c.hugepages.len()
+                ),
+            ));
+            Some(c)
+        }
         Err(_) if config_path.is_none() && !path.exists() => {
             f.push(Finding::new(
                 "config",
@@ -158,7 +170,7 @@ pub fn check(host: &Host, config_path: Option<&Path>) -> Findings {
         if let Some((file, ids)) = machine::modprobe_ids(host) {
             f.extend(cmdline_check::judge_ids_value(
                 "modprobe.d vfio-pci ids",
-                &format!("options vfio-pci ids in /{file}"),
+                &format!("/{file}: options vfio-pci ids"),
                 &ids,
                 &ctx,
             ));
