@@ -14,13 +14,13 @@
 
 use std::time::{Duration, Instant};
 
-use log::{error, info, warn};
+use log::{debug, error, info, trace, warn};
 
 use crate::cmdline::Cmdline;
 use crate::host::Host;
 use crate::modules::{self, Availability};
 use crate::pci::{PciAddress, VFIO_DRIVER};
-use crate::plan::{DevicePlan, Plan};
+use crate::plan::{Action, DevicePlan, Plan};
 use crate::record::DeviceRecord;
 
 /// What the binder did.
@@ -54,6 +54,13 @@ pub(crate) fn execute(host: &Host, plan: &Plan, cmdline: &Cmdline, timeout: Dura
                 reasons: d.reasons.clone(),
                 driver_before: d.driver.clone(),
                 driver_after: d.driver.clone(),
+                // Bound devices get theirs below.
+                outcome: match d.action {
+                    Action::Bind => String::new(),
+                    Action::Refuse => "refused".to_owned(),
+                    Action::Skip => "skipped".to_owned(),
+                    Action::AlreadyBound => "already-bound".to_owned(),
+                },
                 ..DeviceRecord::default()
             })
             .collect(),
@@ -139,6 +146,7 @@ fn bind_group(host: &Host, devices: &[&DevicePlan], timeout: Duration) -> GroupR
     let mut overridden: Vec<PciAddress> = Vec::new();
     let failure = (|| -> Result<(), String> {
         for d in devices {
+            debug!("{}: driver_override <- vfio-pci", d.address);
             host.write_bounded(d.address.attr("driver_override"), VFIO_DRIVER, timeout)
                 .map_err(|e| format!("{}: setting driver_override failed: {e}", d.address))?;
             overridden.push(d.address);
@@ -146,6 +154,7 @@ fn bind_group(host: &Host, devices: &[&DevicePlan], timeout: Duration) -> GroupR
         for d in devices {
             match current_driver(host, d.address) {
                 Some(drv) if drv != VFIO_DRIVER => {
+                    debug!("{}: unbinding from {drv}", d.address);
                     host.write_bounded(
                         d.address.attr("driver/unbind"),
                         &d.address.to_string(),
@@ -160,6 +169,7 @@ fn bind_group(host: &Host, devices: &[&DevicePlan], timeout: Duration) -> GroupR
             if current_driver(host, d.address).as_deref() != Some(VFIO_DRIVER) {
                 // A probe that finds no driver is not an error to the kernel; the
                 // driver link below is the only verdict.
+                debug!("{}: drivers_probe", d.address);
                 if let Err(e) =
                     host.write_bounded("sys/bus/pci/drivers_probe", &d.address.to_string(), timeout)
                 {
@@ -168,7 +178,9 @@ fn bind_group(host: &Host, devices: &[&DevicePlan], timeout: Duration) -> GroupR
             }
         }
         let addrs: Vec<PciAddress> = devices.iter().map(|d| d.address).collect();
+        debug!("verifying the driver links of {} device(s)", addrs.len());
         let pending = wait_for(host, &addrs, Some(VFIO_DRIVER), verify_window(timeout));
+        debug!("verified: {} device(s) not on vfio-pci", pending.len());
         if pending.is_empty() {
             Ok(())
         } else {
@@ -226,6 +238,7 @@ fn wait_for(
         if pending.is_empty() || start.elapsed() >= window {
             return pending;
         }
+        trace!("waiting for {} driver link(s)", pending.len());
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -241,8 +254,10 @@ fn rollback(
     timeout: Duration,
     why: &str,
 ) -> (Vec<DeviceResult>, String) {
+    debug!("rolling back {} device(s): {why}", devices.len());
     let mut problems = Vec::new();
     for a in overridden {
+        debug!("{a}: clearing driver_override");
         if let Err(e) = host.write_bounded(a.attr("driver_override"), "\n", timeout) {
             problems.push(format!("{a}: clearing driver_override failed: {e}"));
         }
@@ -251,6 +266,7 @@ fn rollback(
         if current_driver(host, d.address).as_deref() == Some(VFIO_DRIVER)
             && d.driver.as_deref() != Some(VFIO_DRIVER)
         {
+            debug!("{}: releasing vfio-pci", d.address);
             if let Err(e) = host.write_bounded(
                 d.address.attr("driver/unbind"),
                 &d.address.to_string(),
@@ -262,6 +278,11 @@ fn rollback(
     }
     for d in devices {
         if d.driver.is_some() && current_driver(host, d.address).is_none() {
+            debug!(
+                "{}: drivers_probe for {}",
+                d.address,
+                d.driver.as_deref().unwrap_or_default()
+            );
             let _ =
                 host.write_bounded("sys/bus/pci/drivers_probe", &d.address.to_string(), timeout);
         }

@@ -38,6 +38,8 @@ pub(crate) struct KmsgLogger {
     state: Mutex<State>,
     stderr_level: LevelFilter,
     kmsg_level: LevelFilter,
+    /// When the run started: a verbose trace on stderr shows the time since.
+    start: std::time::Instant,
 }
 
 fn kmsg_priority(level: Level) -> u8 {
@@ -69,6 +71,7 @@ impl KmsgLogger {
             }),
             stderr_level,
             kmsg_level,
+            start: std::time::Instant::now(),
         }
     }
 
@@ -119,9 +122,16 @@ impl Log for KmsgLogger {
         // One record per line: the kernel would split them anyway, each costing budget.
         let text = text.replace('\n', " ");
         if r.level() <= self.stderr_level {
+            // -v and -vv: a trace with the time of each step, to see where a bind or
+            // a rollback spent its time.
+            let at = if self.stderr_level >= LevelFilter::Debug {
+                format!("{:>9.3} ms ", self.start.elapsed().as_secs_f64() * 1000.0)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 std::io::stderr(),
-                "vfio-early: {}",
+                "vfio-early: {at}{}",
                 level_word(r.level(), &text)
             );
         }

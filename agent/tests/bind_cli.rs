@@ -210,6 +210,11 @@ fn missing_config_is_quiet_and_explicit_missing_config_is_an_error() {
     let o = run(&t, &["bind", "--strict"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(t.read("dev/kmsg").contains("no config"));
+    // Testing a config that is not there is a config error.
+    let o = run(&t, &["bind", "--dry-run", "--strict"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("etc/vfio-early.toml"), "{}", stderr(&o));
+    assert_eq!(run(&t, &["bind", "--dry-run"]).status.code(), Some(0));
     let o = run(
         &t,
         &["bind", "--strict", "--config", "/nonexistent/vfio.toml"],
@@ -243,4 +248,59 @@ fn usage_errors_exit_2() {
         Some(2),
         "--json needs --dry-run"
     );
+}
+
+#[test]
+fn verbose_traces_every_step_of_a_rollback_with_its_time() {
+    let t = seed_machine(true);
+    t.driver("vfio-pci");
+    t.config(GPU_SLOT);
+    let o = run(&t, &["bind", "-v"]);
+    let err = stderr(&o);
+    for step in [
+        "0000:01:00.0: driver_override <- vfio-pci",
+        "0000:01:00.0: unbinding from radeon",
+        "0000:01:00.1: drivers_probe",
+        "verifying the driver links of 2 device(s)",
+        "rolling back 2 device(s)",
+        "0000:01:00.0: clearing driver_override",
+    ] {
+        let line = err
+            .lines()
+            .find(|l| l.contains(&format!(" ms {step}")))
+            .unwrap_or_else(|| panic!("no step {step:?} in\n{err}"));
+        // `vfio-early:  12.345 ms <step>`: the time since the start.
+        let time = line["vfio-early:".len()..].trim_start();
+        let (ms, _) = time.split_once(" ms ").expect("a time in ms");
+        assert!(ms.parse::<f64>().is_ok(), "{line}");
+    }
+    // Without -v: no trace.
+    let quiet = stderr(&run(&t, &["bind"]));
+    assert!(!quiet.contains("driver_override <-"), "{quiet}");
+    // -vv adds the polls of the driver links.
+    let vv = stderr(&run(&t, &["bind", "-vv"]));
+    assert!(vv.contains("waiting for 2 driver link(s)"), "{vv}");
+}
+
+#[test]
+fn dry_run_shows_each_group_once() {
+    let t = TestSysfs::new();
+    for d in [
+        Dev::new("0000:00:02.0", (0x8086, 0x1901), 0x060400)
+            .group(1)
+            .driver("pcieport"),
+        Dev::new("0000:00:03.0", (0x8086, 0x10d3), 0x020000).group(2),
+        Dev::new("0000:01:00.0", (0x10de, 0x1b80), 0x030000).group(1),
+    ] {
+        t.add(&d);
+    }
+    t.config("[[device]]\naddress = \"0000:00:03.0\"\n\n[[device]]\naddress = \"0000:01:00.0\"\n");
+    let out = stdout(&run(&t, &["bind", "--dry-run"]));
+    assert_eq!(out.matches("IOMMU group 1\n").count(), 1, "{out}");
+    let g1 = out.find("IOMMU group 1\n").unwrap();
+    let g2 = out.find("IOMMU group 2\n").unwrap();
+    let bridge = out.find("0000:00:02.0").unwrap();
+    let gpu = out.find("0000:01:00.0").unwrap();
+    let nic = out.find("0000:00:03.0").unwrap();
+    assert!(g1 < bridge && bridge < gpu && gpu < g2 && g2 < nic, "{out}");
 }

@@ -38,7 +38,8 @@ pub struct Args {
     /// Exit 1 when anything was refused or failed, 2 on a config error.
     #[cfg_attr(feature = "tools", arg(long))]
     pub strict: bool,
-    /// More detail on stderr (-v: every step).
+    /// More detail on stderr, with the time since start: -v every step of the bind
+    /// and of a rollback, -vv also each poll of the driver links.
     #[cfg_attr(feature = "tools", arg(short, long, action = clap::ArgAction::Count))]
     pub verbose: u8,
 }
@@ -64,8 +65,8 @@ pub fn run(args: &Args, host: &Host) -> Outcome {
     let stderr_level = match args.verbose {
         0 if args.dry_run => LevelFilter::Warn,
         0 => LevelFilter::Warn,
-        1 => LevelFilter::Info,
-        _ => LevelFilter::Debug,
+        1 => LevelFilter::Debug,
+        _ => LevelFilter::Trace,
     };
     // A dry run writes nothing, not even to the kernel log.
     let kmsg_level = if args.dry_run {
@@ -121,7 +122,13 @@ fn bind(args: &Args, host: &Host) -> Exit {
         Err(e) if e.at.is_none() && !path.exists() && args.config.is_none() => {
             info!("no config at {}; nothing to do", path.display());
             record.config_error = Some(e.to_string());
-            return nothing(&record, Exit::Ok);
+            // Testing a config (`--dry-run --strict`) without one is an error; the
+            // boot itself stays quiet.
+            let testing = args.dry_run && args.strict;
+            if testing {
+                eprintln!("vfio-early: {e}");
+            }
+            return nothing(&record, if testing { Exit::Usage } else { Exit::Ok });
         }
         Err(e) => {
             error!("{e}; nothing was changed");
@@ -263,18 +270,27 @@ pub(crate) fn render_plan(
     if plan.devices.is_empty() && warnings.is_empty() {
         let _ = writeln!(s, "  no device selected");
     }
-    let mut last_group = None;
+    let mut groups: Vec<Option<u32>> = Vec::new();
     for d in &plan.devices {
-        if last_group != Some(d.iommu_group) {
-            last_group = Some(d.iommu_group);
-            match d.iommu_group {
-                Some(g) => {
-                    let _ = writeln!(s, "IOMMU group {g}");
-                }
-                None => {
-                    let _ = writeln!(s, "no IOMMU group");
-                }
+        if !groups.contains(&d.iommu_group) {
+            groups.push(d.iommu_group);
+        }
+    }
+    for (group, d) in groups.iter().flat_map(|g| {
+        plan.devices
+            .iter()
+            .filter(move |d| d.iommu_group == *g)
+            .enumerate()
+            .map(move |(i, d)| ((i == 0).then_some(*g), d))
+    }) {
+        match group {
+            Some(Some(g)) => {
+                let _ = writeln!(s, "IOMMU group {g}");
             }
+            Some(None) => {
+                let _ = writeln!(s, "no IOMMU group");
+            }
+            None => {}
         }
         let _ = writeln!(
             s,
