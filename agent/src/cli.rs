@@ -111,7 +111,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Parses the boot agent's arguments (`[--root DIR] bind [--config FILE] [--dry-run]
-/// [--json] [--strict] [-v...]`) and runs `bind`; usage errors exit 2, as with clap.
+/// [--json] [--strict] [--once] [-v...]`) and runs `bind`; usage errors exit 2, as with clap.
 #[cfg(not(feature = "tools"))]
 pub fn main() -> ExitCode {
     match boot::parse(lexopt::Parser::from_env()) {
@@ -135,7 +135,7 @@ pub mod boot {
 
     /// The boot agent's `--help`.
     pub const USAGE: &str = "\
-Usage: vfio-early [--root DIR] bind [--config FILE] [--dry-run [--json]] [--strict] [-v...]
+Usage: vfio-early [--root DIR] bind [--config FILE] [--dry-run [--json]] [--strict] [--once] [-v...]
 
 The boot agent: binds the configured devices to vfio-pci (run from the initramfs).
 The other subcommands are in the full tool.";
@@ -162,6 +162,7 @@ The other subcommands are in the full tool.";
                 Long("dry-run") if bind => args.dry_run = true,
                 Long("json") if bind => args.json = true,
                 Long("strict") if bind => args.strict = true,
+                Long("once") if bind => args.once = true,
                 Short('v') | Long("verbose") if bind => {
                     args.verbose = args.verbose.saturating_add(1);
                 }

@@ -173,10 +173,10 @@ pub fn modprobe_conf(agent: &str, vfio_builtin: bool, drivers: &[String]) -> Str
     if vfio_builtin {
         s.push_str("# vfio-pci is built into this kernel: no install line.\n");
     } else {
-        s.push_str("# Whatever loads vfio-pci first runs the agent (once: the variable stops recursion).\n");
+        s.push_str("# Whatever loads vfio-pci first runs the agent (the variable stops recursion; --once: one run per boot).\n");
         let _ = writeln!(
             s,
-            "install vfio-pci [ -n \"$VFIO_EARLY_BACKSTOP\" ] || VFIO_EARLY_BACKSTOP=1 {agent} bind; modprobe --ignore-install vfio-pci $CMDLINE_OPTS"
+            "install vfio-pci [ -n \"$VFIO_EARLY_BACKSTOP\" ] || VFIO_EARLY_BACKSTOP=1 {agent} bind --once; modprobe --ignore-install vfio-pci $CMDLINE_OPTS"
         );
     }
     for d in drivers {
@@ -222,7 +222,7 @@ mod tests {
             &["e1000e".into(), "snd_hda_intel".into()],
         );
         assert!(conf.contains(
-            "install vfio-pci [ -n \"$VFIO_EARLY_BACKSTOP\" ] || VFIO_EARLY_BACKSTOP=1 /usr/bin/vfio-early bind; modprobe --ignore-install vfio-pci $CMDLINE_OPTS\n"
+            "install vfio-pci [ -n \"$VFIO_EARLY_BACKSTOP\" ] || VFIO_EARLY_BACKSTOP=1 /usr/bin/vfio-early bind --once; modprobe --ignore-install vfio-pci $CMDLINE_OPTS\n"
         ));
         assert!(
             conf.contains("softdep e1000e pre: vfio-pci\nsoftdep snd_hda_intel pre: vfio-pci\n")

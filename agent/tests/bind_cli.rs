@@ -304,3 +304,28 @@ fn dry_run_shows_each_group_once() {
     let nic = out.find("0000:00:03.0").unwrap();
     assert!(g1 < bridge && bridge < gpu && gpu < g2 && g2 < nic, "{out}");
 }
+
+#[test]
+fn once_runs_the_first_boot_run_only() {
+    let t = seed_machine(true);
+    t.config(GPU_SLOT);
+    t.cmdline("vfio_early=off\n");
+    // The first run of the boot does the work (here: says it is switched off) ...
+    assert_eq!(run(&t, &["bind", "--once"]).status.code(), Some(0));
+    let kmsg = t.read("dev/kmsg");
+    assert_eq!(
+        kmsg.matches("disabled by vfio_early=off").count(),
+        1,
+        "{kmsg}"
+    );
+    // ... the backstop's later runs do nothing and say nothing.
+    for _ in 0..3 {
+        let o = run(&t, &["bind", "--once"]);
+        assert_eq!(o.status.code(), Some(0));
+        assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+    }
+    assert_eq!(t.read("dev/kmsg"), kmsg);
+    // A run without --once (a person at the shell) always runs.
+    run(&t, &["bind"]);
+    assert_eq!(t.read("dev/kmsg").matches("disabled by").count(), 2);
+}

@@ -5,5 +5,5 @@
 # everything, honours the kill switch (vfio_early=off) and never fails the boot.
 
 if [ -x /usr/bin/vfio-early ]; then
-    /usr/bin/vfio-early bind
+    /usr/bin/vfio-early bind --once
 fi

@@ -161,7 +161,7 @@ boot_scenarios() { # VENDOR
         "$DRACUT_ARGS rd.driver.pre=e1000e printk.devkmsg=on ve.config=main"
     assert_main "$v-dracut-shell" "$v dracut shell" yes
     ok "$v dracut shell: IOMMU groups exist ($v)" kmsg_has "$v-dracut-shell" 'IOMMU group [0-9]+'
-    ok "$v dracut shell: modprobe.d backstop in the image" conf_has "$v-dracut-shell" '^install vfio-pci .*vfio-early bind; modprobe --ignore-install vfio-pci'
+    ok "$v dracut shell: modprobe.d backstop in the image" conf_has "$v-dracut-shell" '^install vfio-pci .*vfio-early bind --once; modprobe --ignore-install vfio-pci'
 
     qemu_boot "$v-itools" "$v" "$WORK_DIR/itools.img" "root=/dev/nonexistent"
     assert_main "$v-itools" "$v initramfs-tools (no printk.devkmsg)" no

@@ -38,6 +38,12 @@ pub struct Args {
     /// Exit 1 when anything was refused or failed, 2 on a config error.
     #[cfg_attr(feature = "tools", arg(long))]
     pub strict: bool,
+    /// At boot: do nothing when another run of this boot has begun. The boot hook and
+    /// the modprobe.d backstop both start one (several when udev loads drivers in
+    /// parallel); the first does the work, the others would only race it. No effect
+    /// with --dry-run.
+    #[cfg_attr(feature = "tools", arg(long))]
+    pub once: bool,
     /// More detail on stderr, with the time since start: -v every step of the bind
     /// and of a rollback, -vv also each poll of the driver links.
     #[cfg_attr(feature = "tools", arg(short, long, action = clap::ArgAction::Count))]
@@ -88,7 +94,27 @@ fn config_path(args: &Args, host: &Host) -> PathBuf {
         .unwrap_or_else(|| host.path(config::DEFAULT_PATH))
 }
 
+/// Whether this is the first `--once` run of this boot (`/run` is new at every boot):
+/// `run/vfio-early/once` is created exclusively, so of runs started together exactly
+/// one gets true. When it cannot be created for another reason, the run goes ahead.
+fn first_run(host: &Host) -> bool {
+    let dir = host.path("run/vfio-early");
+    let _ = std::fs::create_dir_all(&dir);
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dir.join("once"))
+    {
+        Err(e) => e.kind() != std::io::ErrorKind::AlreadyExists,
+        Ok(_) => true,
+    }
+}
+
 fn bind(args: &Args, host: &Host) -> Exit {
+    if args.once && !args.dry_run && !first_run(host) {
+        log::debug!("another run of this boot has begun: nothing to do");
+        return Exit::Ok;
+    }
     let strict = |failed: bool| Exit::problem_if(args.strict && failed);
     let mut record = Record::new(host);
     let cmdline = Cmdline::parse(&host.read("proc/cmdline").unwrap_or_default());

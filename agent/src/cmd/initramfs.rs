@@ -27,7 +27,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::bind::read_topology;
+use crate::machine::read_topology;
 use crate::config::{self, Config};
 use crate::host::Host;
 use crate::image;
