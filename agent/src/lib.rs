@@ -62,7 +62,7 @@ pub mod handover;
 pub mod host;
 pub mod hugepages;
 #[cfg(feature = "tools")]
-pub mod image;
+pub(crate) mod image;
 #[cfg(feature = "tools")]
 pub mod iomem;
 pub mod iommu;

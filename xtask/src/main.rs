@@ -410,6 +410,56 @@ sudo vfio\-early apply \-\-kver 6.1.0\-18\-amd64 \-\-generator dracut
         kill_switch: true,
     },
     Page {
+        typed: "vfio-early detach",
+        description: r"On a running host, hands devices to vfio\-pci with the boot's planner and binder:
+the same refusals (the boot display, storage, a group that cannot go whole), the same
+rollback of a group that does not bind, and a record that \fBvfio\-early reattach\fR
+reads to give each device back to the driver it came from.",
+        exit_status: r"0 when every device ended on vfio\-pci (or already was); 1 when something was
+refused or failed (a refused request touches nothing, a failed group is rolled back);
+2 for a usage or config error.",
+        examples: r".nf
+vfio\-early detach \-\-slot 0000:01:00.0 \-\-dry\-run
+sudo vfio\-early detach \-\-slot 0000:01:00.0
+.fi",
+        kill_switch: false,
+    },
+    Page {
+        typed: "vfio-early reattach",
+        description: r"Gives devices that \fBvfio\-early detach\fR handed to vfio\-pci back to the drivers
+they came from, as its record says, and reads back that those drivers took them.",
+        exit_status: r"0 when every device is back on its driver; 1 when one is not; 2 for a usage or
+config error.",
+        examples: r".nf
+sudo vfio\-early reattach 0000:01:00.0 0000:01:00.1
+.fi",
+        kill_switch: false,
+    },
+    Page {
+        typed: "vfio-early hook",
+        description: r"Entry points that other programs run: \fBvfio\-early hook libvirt\fR is
+libvirt's QEMU hook.",
+        exit_status: "As its subcommand's; 2 for a usage error.",
+        examples: r".nf
+ls /etc/libvirt/hooks/qemu.d/
+.fi",
+        kill_switch: false,
+    },
+    Page {
+        typed: "vfio-early hook libvirt",
+        description: r"Installed as \fI/etc/libvirt/hooks/qemu.d/vfio\-early\fR. libvirt (6.5 or later)
+runs it with GUEST OPERATION SUBOPERATION EXTRA and the domain XML on stdin. On
+\fBprepare begin\fR the domain's PCI host devices with managed='no' are detached as by
+\fBvfio\-early detach\fR; on \fBrelease end\fR they are reattached. Every other
+operation does nothing.",
+        exit_status: r"0, except 1 when a detach at \fBprepare begin\fR is refused or fails: libvirt
+then does not start the domain.",
+        examples: r".nf
+vfio\-early hook libvirt win10 prepare begin \- </etc/libvirt/qemu/win10.xml
+.fi",
+        kill_switch: false,
+    },
+    Page {
         typed: "vfio-early config",
         description: r"Writes configs: \fBvfio\-early config suggest\fR proposes one for a card.",
         exit_status: "As its subcommand's; 2 for a usage error.",
@@ -491,7 +541,9 @@ mod tests {
                 !page.contains("help\\fR(8)"),
                 "{name} refers to a help page"
             );
-            let has_subcommands = name.ends_with("/vfio-early.8") || name.ends_with("-config.8");
+            let has_subcommands = name.ends_with("/vfio-early.8")
+                || name.ends_with("-config.8")
+                || name.ends_with("-hook.8");
             assert_eq!(has_subcommands, page.contains(".SH SUBCOMMANDS"), "{name}");
         }
         let bind = fs::read_to_string(dir.path().join("man/vfio-early-bind.8")).unwrap();
