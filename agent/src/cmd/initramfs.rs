@@ -27,10 +27,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::machine::read_topology;
 use crate::config::{self, Config};
 use crate::host::Host;
 use crate::image;
+use crate::machine::read_topology;
 use crate::modinfo::ModuleDir;
 use crate::modules::ClaimTable;
 use crate::plan;
