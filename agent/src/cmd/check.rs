@@ -170,7 +170,7 @@ pub fn check(host: &Host, config_path: Option<&Path>) -> Findings {
         if let Some((file, ids)) = machine::modprobe_ids(host) {
             f.extend(cmdline_check::judge_ids_value(
                 "modprobe.d vfio-pci ids",
-                &format!("/{file}: options vfio-pci ids"),
+                &format!("options vfio-pci ids in /{file}"),
                 &ids,
                 &ctx,
             ));
