@@ -58,6 +58,8 @@ pub(crate) mod detach_report;
 pub(crate) mod domxml;
 pub mod exit;
 #[cfg(feature = "tools")]
+pub mod generator;
+#[cfg(feature = "tools")]
 pub mod handover;
 pub mod host;
 pub mod hugepages;

@@ -634,7 +634,7 @@ fn vfio_backend(host: &Host, devices: &[Device]) -> Option<Finding> {
 
 /// The command that rebuilds the initramfs on this system, from what is installed.
 pub(crate) fn rebuild_command(host: &Host) -> String {
-    use crate::cmd::apply::{detect, Generator};
+    use crate::generator::{detect, Generator};
     // One detection for `check` and `apply`: the generator that builds this system's
     // images, and `apply`, which validates the config before it runs it.
     match detect(host, None) {
