@@ -107,7 +107,7 @@ pub fn gpus(topo: &Topology) -> Vec<pci::PciAddress> {
 /// `force_drivers`, mkinitcpio's `HOOKS`, and for each storage controller the plan
 /// binds, the mounts, swaps and md/LVM holders on it. Host-side commands and
 /// `bind --dry-run` read it; the boot itself does not.
-pub(crate) fn read_facts(host: &Host, plan: &Plan) -> Facts {
+pub fn read_facts(host: &Host, plan: &Plan) -> Facts {
     let cmdline = Cmdline::parse(&host.read("proc/cmdline").unwrap_or_default());
     let builtin = host
         .kernel_release()

@@ -197,7 +197,7 @@ pub fn collect(host: &Host, ids: Option<&PciIds>) -> Groups {
 
 /// The groups of a topology, each with the planner's verdict (pure; `iommu.vendor`
 /// and the reasons are left for [`collect`]).
-pub(crate) fn of_topology(topo: &Topology, ids: Option<&PciIds>) -> Groups {
+pub fn of_topology(topo: &Topology, ids: Option<&PciIds>) -> Groups {
     let numbers: std::collections::BTreeSet<u32> =
         topo.devices.iter().filter_map(|d| d.iommu_group).collect();
     let gpu_list = gpus(topo);
