@@ -53,6 +53,7 @@ fn real_configs_exit_codes_and_verdicts() {
         ("fedora-rawhide_6.18.0-0.rc3.fc44_x86_64", 0, "warn"),
         ("gentoo_5.15.32-gentoo-r1_adippl-kvm", 1, "fail"),
         ("gentoo_4.6.0-gentoo_x230", 1, "fail"),
+        ("debian12_linux-6.1.192-3_arm64", 0, "pass"),
     ] {
         let human = run(root.path(), &[&real(stem)]);
         assert_eq!(human.status.code(), Some(code), "{stem}");
@@ -69,6 +70,51 @@ fn real_configs_exit_codes_and_verdicts() {
         assert_eq!(v["schema"], 1);
         assert!(v["findings"].as_array().unwrap().len() > 30);
     }
+}
+
+/// Debian 12's arm64 config: exit 0 as shipped, exit 1 naming ARM_GIC_V3_ITS when it
+/// is unset; `--cpu intel` on it says it does not apply.
+#[test]
+fn debian_arm64_config_and_the_its() {
+    let root = tempfile::tempdir().unwrap();
+    let stem = "debian12_linux-6.1.192-3_arm64";
+    let ok = run(root.path(), &[&real(stem), "--cpu", "intel"]);
+    assert_eq!(ok.status.code(), Some(0));
+    let text = String::from_utf8(ok.stdout).unwrap();
+    assert!(
+        text.contains("CPU vendor: does not apply (arm64)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("note: --cpu intel does not apply to this arm64 config"),
+        "{text}"
+    );
+    assert!(text.contains("PASS    ARM_GIC_V3_ITS"), "{text}");
+    let shipped = std::fs::read_to_string(configs().join(format!("{stem}.config"))).unwrap();
+    let unset = shipped.replace(
+        "CONFIG_ARM_GIC_V3_ITS=y\n",
+        "# CONFIG_ARM_GIC_V3_ITS is not set\n",
+    );
+    assert_ne!(unset, shipped);
+    write(root.path(), "noits.config", unset.as_bytes());
+    let path = root.path().join("noits.config").display().to_string();
+    let fail = run(root.path(), &[&path]);
+    assert_eq!(fail.status.code(), Some(1));
+    let text = String::from_utf8(fail.stdout).unwrap();
+    assert!(text.contains("FAIL: fix ARM_GIC_V3_ITS"), "{text}");
+    let j = json(&run(root.path(), &[&path, "--json"]));
+    assert_eq!(j["verdict"], "fail");
+    assert_eq!(j["cpu"], "n/a");
+    let its = j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["option"] == "ARM_GIC_V3_ITS")
+        .unwrap();
+    assert_eq!(
+        (&its["status"], &its["state"]),
+        (&Value::from("fail"), &Value::from("n"))
+    );
 }
 
 #[test]

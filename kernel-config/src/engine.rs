@@ -22,6 +22,10 @@ pub enum Cpu {
     Intel,
     /// An AMD host: the Intel options are not applicable.
     Amd,
+    /// Not an x86 config (arm64...): there is no CPU vendor to choose, the
+    /// architecture's own options apply (SMMU, GICv3 ITS). Set by the engine only.
+    #[serde(rename = "n/a")]
+    NotApplicable,
 }
 
 impl Cpu {
@@ -37,7 +41,7 @@ impl Cpu {
 
     fn vendor(self) -> Option<Vendor> {
         match self {
-            Self::Any => None,
+            Self::Any | Self::NotApplicable => None,
             Self::Intel => Some(Vendor::Intel),
             Self::Amd => Some(Vendor::Amd),
         }
@@ -62,6 +66,7 @@ impl fmt::Display for Cpu {
             Self::Any => "any",
             Self::Intel => "intel",
             Self::Amd => "amd",
+            Self::NotApplicable => "n/a",
         })
     }
 }
@@ -406,9 +411,14 @@ pub fn check_with(rules: &Rules, config: &Config, options: &Options) -> Report {
         options.cpu
     } else {
         if options.cpu != Cpu::Any {
-            notes.push(format!("--cpu {} ignored: not an x86 config", options.cpu));
+            notes.push(format!(
+                "--cpu {} does not apply to this {} config: choosing a CPU vendor (Intel/AMD) is for x86 configs; checked for {} itself",
+                options.cpu,
+                arch.as_ref().map_or("non-x86", Arch::name),
+                arch.as_ref().map_or("its architecture", Arch::name)
+            ));
         }
-        Cpu::Any
+        Cpu::NotApplicable
     };
     if version.is_none() {
         notes.push(
@@ -429,7 +439,7 @@ pub fn check_with(rules: &Rules, config: &Config, options: &Options) -> Report {
     let mut findings: Vec<Finding> = rules
         .check
         .iter()
-        .filter(|c| !(c.cpu_any && cpu != Cpu::Any))
+        .filter(|c| !(c.cpu_any && matches!(cpu, Cpu::Intel | Cpu::Amd)))
         .map(|c| ctx.evaluate(c))
         .collect();
     block(&mut findings);

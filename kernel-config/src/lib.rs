@@ -87,7 +87,7 @@
 //! { "schema": 1, "source": "/boot/config-6.1.0" | null,
 //!   "kernel": { "release": "6.1.192" | null, "version": "6.1.192" | null,
 //!               "version_source": "header" | "kver" | "unknown", "arch": "x86_64" | null },
-//!   "cpu": "any" | "intel" | "amd",
+//!   "cpu": "any" | "intel" | "amd" | "n/a",   // n/a: not an x86 config (arm64...)
 //!   "verdict": "pass" | "warn" | "fail",
 //!   "summary": "PASS: every requirement met (Linux 6.1.192, x86_64, cpu any)",
 //!   "notes": [ "..." ],

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use crate::engine::{Finding, Report, Status, Verdict};
+use crate::engine::{Cpu, Finding, Report, Status, Verdict};
 
 const RESET: &str = "\x1b[0m";
 
@@ -50,7 +50,11 @@ impl Report {
             .arch
             .as_ref()
             .map_or("unknown architecture", |a| a.name());
-        let _ = writeln!(out, "Kernel: {version}, {arch}; CPU vendor: {}", self.cpu);
+        let cpu = match self.cpu {
+            Cpu::NotApplicable => format!("does not apply ({arch})"),
+            c => c.to_string(),
+        };
+        let _ = writeln!(out, "Kernel: {version}, {arch}; CPU vendor: {cpu}");
         for note in &self.notes {
             let _ = writeln!(out, "note: {note}");
         }

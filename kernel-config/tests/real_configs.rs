@@ -1,5 +1,5 @@
-//! The real configs in `tests/kconfig/` (Debian, Arch, Fedora, two hand-made Gentoo
-//! ones): every option's state against its `.expected.tsv`, and each verdict against
+//! The real configs in `tests/kconfig/` (Debian amd64 and arm64, Arch, Fedora, two
+//! hand-made Gentoo ones): every option's state against its `.expected.tsv`, and each verdict against
 //! what `tests/kconfig/README.md` says a correct checker concludes.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
@@ -25,7 +25,8 @@ const ARCH: &str = "arch_linux-6.17.5-arch1_x86_64";
 const FEDORA: &str = "fedora-rawhide_6.18.0-0.rc3.fc44_x86_64";
 const GENTOO_515: &str = "gentoo_5.15.32-gentoo-r1_adippl-kvm";
 const GENTOO_46: &str = "gentoo_4.6.0-gentoo_x230";
-const ALL: [&str; 5] = [DEBIAN, ARCH, FEDORA, GENTOO_515, GENTOO_46];
+const DEBIAN_ARM64: &str = "debian12_linux-6.1.192-3_arm64";
+const ALL: [&str; 6] = [DEBIAN, ARCH, FEDORA, GENTOO_515, GENTOO_46, DEBIAN_ARM64];
 
 fn expected_state(s: &str) -> State {
     match s {
@@ -293,6 +294,124 @@ fn gentoo_46_fails_on_vfio_with_children_blocked() {
         "{human}"
     );
     assert!(!human.contains("BLOCKED"), "{human}");
+}
+
+/// README 7: Debian 12's arm64 config as shipped passes: the SMMUv3 driver and the
+/// GICv3 ITS (MSI isolation) are built in; the x86 options are n/a, not missing.
+#[test]
+fn debian_arm64_passes_on_smmu_v3_and_its() {
+    let r = report(DEBIAN_ARM64, Cpu::Any);
+    assert_eq!(r.verdict(), Verdict::Pass, "{}", r.render_human(false));
+    assert_eq!(r.verdict().exit_code(), 0);
+    assert!(
+        statuses(&r, Status::Warn).is_empty(),
+        "{:?}",
+        statuses(&r, Status::Warn)
+    );
+    assert_eq!(
+        r.kernel.arch.as_ref().map(kernel_config::Arch::name),
+        Some("arm64")
+    );
+    let smmu = r.finding("ARM_SMMU_V3").unwrap();
+    assert_eq!(smmu.status, Status::Pass);
+    assert_eq!(smmu.satisfied_by.as_deref(), Some("ARM_SMMU_V3"));
+    let its = r.finding("ARM_GIC_V3_ITS").unwrap();
+    assert_eq!((its.status, &its.state), (Status::Pass, &State::Y));
+    assert!(its.reason.contains("MSI isolation"), "{}", its.reason);
+    let platform = r.finding("VFIO_PLATFORM").unwrap();
+    assert_eq!(
+        (platform.status, &platform.state),
+        (Status::Info, &State::N)
+    );
+    for opt in [
+        "INTEL_IOMMU",
+        "AMD_IOMMU",
+        "IRQ_REMAP",
+        "IOMMU_DRIVER",
+        "KVM_VENDOR",
+        "VFIO_PCI_VGA",
+    ] {
+        let f = r.finding(opt).unwrap();
+        assert_eq!(f.status, Status::NotApplicable, "{opt}");
+        assert!(f.detail.contains("arm64"), "{opt}: {}", f.detail);
+    }
+    // There is no CPU vendor to choose: the report says so, not "any".
+    assert_eq!(r.cpu, Cpu::NotApplicable);
+    assert!(r
+        .render_human(false)
+        .contains("CPU vendor: does not apply (arm64)"));
+}
+
+/// `--cpu intel` on an arm64 config says it does not apply (never a silent "any"),
+/// and judges the same.
+#[test]
+fn cpu_vendor_does_not_apply_to_arm64() {
+    let any = report(DEBIAN_ARM64, Cpu::Any);
+    assert!(any.notes.is_empty(), "{:?}", any.notes);
+    for cpu in [Cpu::Intel, Cpu::Amd] {
+        let r = report(DEBIAN_ARM64, cpu);
+        assert_eq!(r.cpu, Cpu::NotApplicable);
+        let note = format!("--cpu {cpu} does not apply to this arm64 config");
+        assert!(
+            r.notes.iter().any(|n| n.starts_with(&note)),
+            "{:?}",
+            r.notes
+        );
+        assert!(r.render_human(false).contains(&note));
+        assert_eq!(r.verdict(), any.verdict());
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["cpu"], "n/a");
+    }
+}
+
+/// The same config with `ARM_GIC_V3_ITS` unset fails on it alone: no MSI isolation,
+/// so vfio refuses every group.
+#[test]
+fn debian_arm64_without_the_its_fails_naming_it() {
+    let text = std::fs::read_to_string(dir().join(format!("{DEBIAN_ARM64}.config"))).unwrap();
+    assert!(text.lines().any(|l| l == "CONFIG_ARM_GIC_V3_ITS=y"));
+    let unset: String = text
+        .lines()
+        .filter(|l| !l.starts_with("CONFIG_ARM_GIC_V3_ITS_"))
+        .map(|l| {
+            if l == "CONFIG_ARM_GIC_V3_ITS=y" {
+                "# CONFIG_ARM_GIC_V3_ITS is not set\n".to_owned()
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    for cfg in [unset, text.replace("CONFIG_ARM_GIC_V3_ITS=y\n", "")] {
+        let r = check(&Config::parse(&cfg), &Options::default());
+        assert_eq!(r.verdict(), Verdict::Fail, "{}", r.render_human(false));
+        assert_eq!(r.verdict().exit_code(), 1);
+        assert_eq!(statuses(&r, Status::Fail), ["ARM_GIC_V3_ITS"]);
+        assert!(
+            r.summary().starts_with("FAIL: fix ARM_GIC_V3_ITS"),
+            "{}",
+            r.summary()
+        );
+        let its = r.finding("ARM_GIC_V3_ITS").unwrap();
+        assert!(
+            its.reason.contains("allow_unsafe_interrupts"),
+            "{}",
+            its.reason
+        );
+        // Hidden (selected by ARM64 with PCI): the fix names what selects it.
+        assert_eq!(its.fix, ["CONFIG_PCI=y", "CONFIG_PCI_MSI=y"]);
+    }
+}
+
+/// The arm64 rows are n/a on the x86 configs.
+#[test]
+fn arm64_rows_are_not_applicable_on_x86() {
+    for stem in [DEBIAN, ARCH, FEDORA, GENTOO_515, GENTOO_46] {
+        let r = report(stem, Cpu::Any);
+        for opt in ["ARM_SMMU_V3", "ARM_GIC_V3_ITS", "VFIO_PLATFORM"] {
+            assert_eq!(status_of(&r, opt), Status::NotApplicable, "{stem}: {opt}");
+        }
+        assert_ne!(r.cpu, Cpu::NotApplicable, "{stem}");
+    }
 }
 
 /// HUGETLBFS=y and HUGETLB_PAGE=y everywhere; the JSON of every report is complete.

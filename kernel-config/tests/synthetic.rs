@@ -544,6 +544,9 @@ CONFIG_KVM=y
 CONFIG_IOMMU_SUPPORT=y
 CONFIG_IOMMU_API=y
 CONFIG_ARM_SMMU_V3=y
+CONFIG_PCI_MSI=y
+CONFIG_ARM_GIC_V3=y
+CONFIG_ARM_GIC_V3_ITS=y
 CONFIG_VFIO=m
 CONFIG_VFIO_GROUP=y
 CONFIG_VFIO_CONTAINER=y
@@ -559,7 +562,9 @@ CONFIG_HUGETLB_PAGE=y
     );
     assert_eq!(r.verdict(), Verdict::Pass, "{}", r.render_human(false));
     assert!(
-        r.notes.iter().any(|n| n.contains("--cpu intel ignored")),
+        r.notes
+            .iter()
+            .any(|n| n.contains("--cpu intel does not apply to this arm64 config")),
         "{:?}",
         r.notes
     );
@@ -579,15 +584,17 @@ CONFIG_HUGETLB_PAGE=y
         .unwrap()
         .detail
         .contains("only on x86_64"));
+    // No CPU vendor choice on arm64: the SMMU row carries the IOMMU requirement.
+    assert_eq!(st(&r, "IOMMU_DRIVER"), Status::NotApplicable);
     assert_eq!(
-        r.finding("IOMMU_DRIVER").unwrap().satisfied_by.as_deref(),
+        r.finding("ARM_SMMU_V3").unwrap().satisfied_by.as_deref(),
         Some("ARM_SMMU_V3")
     );
     // Without an SMMU the fix is the SMMUv3 driver.
     let r = run(&edit(arm, &[("ARM_SMMU_V3", Some("n"))]), Cpu::Any);
-    assert_eq!(fails(&r), ["IOMMU_DRIVER"]);
+    assert_eq!(fails(&r), ["ARM_SMMU_V3"]);
     assert_eq!(
-        r.finding("IOMMU_DRIVER").unwrap().fix,
+        r.finding("ARM_SMMU_V3").unwrap().fix,
         ["CONFIG_ARM_SMMU_V3=y"]
     );
     // An architecture the table knows no IOMMU driver for: n/a, not a false failure.
