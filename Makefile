@@ -1,8 +1,10 @@
 # vfio-early: build, docs, install.
 #
-#   make                      static musl release binary
+#   make                      static musl release binaries (full tool and boot agent),
+#                             for x86_64 and aarch64 (ARCHES), from any of them
 #   make docs                 man pages and bash/zsh/fish completions (generated, never committed)
-#   make install              into $(DESTDIR)$(PREFIX), /etc config only if absent
+#   make install              into $(DESTDIR)$(PREFIX), /etc config only if absent;
+#                             ARCH=aarch64 (or arm64) installs the aarch64 binaries
 #   make uninstall            removes what install put there (never /etc/vfio-early.toml)
 #   make test                 cargo tests and the install test
 #   make deb                  target/debian/vfio-early_<version>_<arch>.deb (packaging/debian)
@@ -30,7 +32,13 @@ FISHCOMPDIR       ?= $(DATADIR)/fish/vendor_completions.d
 LIBVIRTHOOKDIR    ?= $(SYSCONFDIR)/libvirt/hooks/qemu.d
 
 CARGO      ?= cargo
-TARGET     ?= x86_64-unknown-linux-musl
+# Every architecture `make` builds (the aarch64 one links with rust-lld:
+# .cargo/config.toml), and the one `make install` carries (Debian's and the
+# kernel's names are understood: arm64, amd64, x86).
+ARCHES     ?= x86_64 aarch64
+ARCH       ?= $(shell uname -m)
+RUST_ARCH   = $(patsubst arm64,aarch64,$(patsubst amd64,x86_64,$(patsubst x86,x86_64,$(ARCH))))
+TARGET     ?= $(RUST_ARCH)-unknown-linux-musl
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 BIN        ?= $(TARGET_DIR)/$(TARGET)/release/vfio-early
 # The boot agent for the initramfs: `bind` alone (--no-default-features), smaller.
@@ -49,14 +57,16 @@ UNIT_FILES      := $(wildcard mkinitcpio/*.service)
 ITOOLS_FILES    := $(shell find initramfs-tools -mindepth 2 -type f 2>/dev/null | sort)
 EXAMPLES        := $(wildcard examples/*.toml)
 
-.PHONY: all build docs install uninstall test clean-docs
+.PHONY: all build $(addprefix build-,$(ARCHES)) docs install uninstall test clean-docs
 .DELETE_ON_ERROR:
 
 all: build docs
 
-build:
-	$(CARGO) build --release --target $(TARGET) -p vfio-early
-	$(CARGO) build --release --target $(TARGET) -p vfio-early --no-default-features --target-dir $(TARGET_DIR)/boot
+build: $(addprefix build-,$(ARCHES))
+
+$(addprefix build-,$(ARCHES)): build-%:
+	$(CARGO) build --release --target $*-unknown-linux-musl -p vfio-early
+	$(CARGO) build --release --target $*-unknown-linux-musl -p vfio-early --no-default-features --target-dir $(TARGET_DIR)/boot
 
 # Built only when missing, so `make install` as root after `make` builds nothing.
 $(BIN):

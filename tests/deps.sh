@@ -38,6 +38,8 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The static boot binary.
-rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl ||
-  rustup target add x86_64-unknown-linux-musl
+# The static binaries: x86_64, and aarch64 (linked with rust-lld, see .cargo/config.toml).
+installed=$(rustup target list --installed 2>/dev/null)
+for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+  grep -qx "$t" <<<"$installed" || rustup target add "$t"
+done

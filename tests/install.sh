@@ -109,6 +109,21 @@ if "$boot" check --help >/dev/null 2>&1; then fail "boot build carries check"; f
 checks=$((checks + 1))
 (($(stat -c %s "$boot") < $(stat -c %s "$bin"))) || fail "boot build is not smaller than the full binary"
 
+# The aarch64 build (`make` builds every architecture of ARCHES): `make install
+# ARCH=arm64` carries both aarch64 binaries, static (ELF machine 0xb7 = AArch64).
+arm_dest=$(mktemp -d)
+make -s install DESTDIR="$arm_dest" ARCH=arm64 >/dev/null
+for rel in usr/bin/vfio-early usr/lib/vfio-early/vfio-early-boot; do
+    checks=$((checks + 1))
+    machine=$(od -An -tx2 -j18 -N2 "$arm_dest/$rel" | tr -d ' ')
+    [[ $machine == 00b7 ]] || fail "ARCH=arm64: $rel is ELF machine 0x$machine, not AArch64 (0xb7)"
+    if command -v file >/dev/null; then
+        kind=$(file -L "$arm_dest/$rel")
+        [[ $kind == *"statically linked"* ]] || fail "ARCH=arm64: $rel is not static: $kind"
+    fi
+done
+rm -rf "$arm_dest"
+
 # The config: every line a comment, and a valid config that selects nothing.
 checks=$((checks + 1))
 if grep -Ev '^(#.*)?$' "$destdir/etc/vfio-early.toml"; then

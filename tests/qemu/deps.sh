@@ -18,5 +18,7 @@ if ((${#missing[@]})) || ! apt-cache show linux-image-amd64 >/dev/null 2>&1; the
     fi
 fi
 command -v cargo >/dev/null || { echo "deps.sh: cargo is needed" >&2; exit 2; }
-rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl ||
-    rustup target add x86_64-unknown-linux-musl
+installed=$(rustup target list --installed 2>/dev/null)
+for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+    grep -qx "$t" <<<"$installed" || rustup target add "$t"
+done
