@@ -266,6 +266,9 @@ pub(crate) fn judge(c: &Cmdline, ctx: &Context<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
     let sw = iommu_switches(c);
     judge_iommu(&sw, ctx, &mut out);
+    if ctx.vendor == Some(Vendor::Arm) {
+        out.extend(judge_arm(c));
+    }
     judge_ids(c, ctx, &mut out);
 
     let bl = blacklisted(c);
@@ -381,7 +384,8 @@ fn judge_iommu(sw: &Switches, ctx: &Context<'_>, out: &mut Vec<Finding>) {
             .hint("drop it; iommu= takes pt, off, force, soft, ..."),
         );
     }
-    if ctx.iommu_on || sw.passthrough {
+    // arm64 has its own words for it (iommu.passthrough): iommu::arm::cmdline_findings.
+    if (ctx.iommu_on || sw.passthrough) && ctx.vendor != Some(Vendor::Arm) {
         out.push(if sw.passthrough {
             Finding::new(
                 "cmdline iommu=pt",
@@ -393,6 +397,45 @@ fn judge_iommu(sw: &Switches, ctx: &Context<'_>, out: &mut Vec<Finding>) {
                 .hint("iommu=pt can speed up host I/O; it does not change isolation for vfio devices")
         });
     }
+}
+
+/// Command-line findings that only concern an Arm SMMU: `iommu.passthrough=1` (host DMA
+/// untranslated; vfio's groups still isolate) and `arm-smmu-v3.disable_bypass=0` (streams
+/// with no domain bypass the SMMU).
+fn judge_arm(cmdline: &Cmdline) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let passthrough = matches!(
+        cmdline.last("iommu.passthrough"),
+        Some(Some("1" | "y" | "Y" | "on"))
+    );
+    out.push(if passthrough {
+        Finding::new(
+            "cmdline iommu.passthrough",
+            Status::Info,
+            "iommu.passthrough=1: host devices bypass the SMMU (identity mapping); devices given to \
+             vfio still get their own translated domain",
+        )
+        .hint("drop it to have host DMA translated too (iommu.passthrough=0 is the default)")
+    } else {
+        Finding::new(
+            "cmdline iommu.passthrough",
+            Status::Info,
+            "host devices use translated DMA through the SMMU (the safe default)",
+        )
+        .hint("iommu.passthrough=1 can speed up host I/O; it does not change isolation for vfio devices")
+    });
+    if let Some(Some("0" | "n" | "N" | "off")) = cmdline.last("arm-smmu-v3.disable_bypass") {
+        out.push(
+            Finding::new(
+                "cmdline arm-smmu-v3.disable_bypass",
+                Status::Warn,
+                "arm-smmu-v3.disable_bypass=0: streams the SMMU has no domain for bypass it, so a device no \
+                 driver holds can DMA anywhere",
+            )
+            .hint("remove arm-smmu-v3.disable_bypass=0 (the default blocks unknown streams)"),
+        );
+    }
+    out
 }
 
 fn judge_ids(c: &Cmdline, ctx: &Context<'_>, out: &mut Vec<Finding>) {
@@ -652,5 +695,34 @@ mod tests {
             "a trap: reported by crate::traps"
         );
         assert_eq!(status(&f, "cmdline vfio_early"), Some(Status::Warn));
+    }
+
+    #[test]
+    fn smmu_switches_on_the_command_line() {
+        let c = Cmdline::parse("console=ttyAMA0 iommu.passthrough=1 arm-smmu-v3.disable_bypass=0");
+        let f = judge_arm(&c);
+        let st: Vec<(&str, Status)> = f.iter().map(|f| (f.check.as_str(), f.status)).collect();
+        assert_eq!(
+            st,
+            [
+                ("cmdline iommu.passthrough", Status::Info),
+                ("cmdline arm-smmu-v3.disable_bypass", Status::Warn)
+            ]
+        );
+        assert!(
+            f[0].detail.starts_with("iommu.passthrough=1"),
+            "{}",
+            f[0].detail
+        );
+        let f = judge_arm(&Cmdline::parse(
+            "iommu.passthrough=0 arm_smmu_v3.disable_bypass=1",
+        ));
+        assert_eq!(f.len(), 1);
+        assert!(f[0].detail.contains("the safe default"), "{}", f[0].detail);
+        // - and _ are one in parameter names.
+        assert_eq!(
+            judge_arm(&Cmdline::parse("arm_smmu_v3.disable_bypass=0")).len(),
+            2
+        );
     }
 }

@@ -12,10 +12,15 @@
 //! - **Interrupt remapping**: `DMAR-IR: Enabled IRQ remapping in ... mode`, `AMD-Vi:
 //!   Interrupt remapping enabled`, or the `IR-` interrupt chips in `/proc/interrupts`.
 //!
-//! Known failure lines of the log become findings with hints.
+//! Known failure lines of the log become findings with hints. The arm64 facts (the
+//! device tree's `iommu-map`, the SMMU's lines, MSI isolation by the GICv3 ITS) live
+//! in [`arm`].
 
 pub use crate::acpi::Vendor;
 use crate::acpi::ACPI_TABLES;
+
+pub mod arm;
+
 use crate::cmdline::Cmdline;
 use crate::cmdline_check;
 use crate::host::Host;
@@ -48,6 +53,10 @@ pub struct LogEvidence {
     pub platform_opt_in: bool,
     /// Known failure lines, as findings.
     pub failures: Vec<Finding>,
+    /// A line that shows the GICv3 ITS serving MSIs (arm64 MSI isolation).
+    pub its: Option<String>,
+    /// A line that shows a GICv2m frame serving MSIs (no isolation).
+    pub gicv2m: Option<String>,
 }
 
 /// All the evidence gathered on one host.
@@ -73,6 +82,8 @@ pub struct Evidence {
     /// The CPU flag `hypervisor`: this is a virtual machine, whose IOMMU (if any) the
     /// hypervisor provides.
     pub hypervisor: bool,
+    /// The arm64 facts: device tree, ITS chips.
+    pub arm: arm::Facts,
 }
 
 /// The CPU vendor and the `hypervisor` flag of `/proc/cpuinfo` (its first CPU).
@@ -99,6 +110,12 @@ pub(crate) fn parse_cpuinfo(text: &str) -> (Option<Vendor>, bool) {
         }
     }
     (vendor, hypervisor)
+}
+
+/// Whether this host gives PCI devices their IOMMU group only when a driver probes
+/// them (an Arm SMMU unit is registered): see [`arm::groups_at_probe`].
+pub(crate) fn groups_at_probe(host: &Host) -> bool {
+    arm::groups_at_probe(&host.list(CLASS_IOMMU))
 }
 
 /// Classifies kernel log records.
@@ -132,6 +149,17 @@ fn classify(t: &str, e: &mut LogEvidence) {
         e.cmdline_echo = true;
     } else if t.contains("force enabled due to platform opt in") {
         e.platform_opt_in = true;
+    } else {
+        match arm::classify(t) {
+            Some(arm::LogLine::SmmuProbed) => prove(e, Vendor::Arm),
+            Some(arm::LogLine::Its) => {
+                e.its.get_or_insert_with(|| t.to_owned());
+            }
+            Some(arm::LogLine::Gicv2m) => {
+                e.gicv2m.get_or_insert_with(|| t.to_owned());
+            }
+            None => {}
+        }
     }
     if t.contains("DMAR-IR: Enabled IRQ remapping")
         || t.contains("AMD-Vi: Interrupt remapping enabled")
@@ -237,6 +265,7 @@ impl Evidence {
             },
             ir_chips: interrupts.as_deref().map(ir_chips).unwrap_or_default(),
             interrupts_readable: interrupts.is_ok(),
+            arm: arm::Facts::gather(host, interrupts.as_deref().ok()),
         }
     }
 
@@ -262,7 +291,7 @@ impl Evidence {
                 Some(Vendor::Intel)
             } else if u.starts_with("ivhd") {
                 Some(Vendor::Amd)
-            } else if u.contains("smmu") {
+            } else if arm::is_smmu_unit(u) {
                 Some(Vendor::Arm)
             } else {
                 None
@@ -306,6 +335,10 @@ impl Evidence {
     /// Interrupt remapping: `Some(true)` with the proof, `Some(false)` with the line
     /// that says it is off, `None` when nothing tells.
     pub(crate) fn irq_remapping(&self) -> (Option<bool>, String) {
+        if self.is_arm() {
+            let (on, f) = self.msi_isolation();
+            return (on, f.detail);
+        }
         if !self.ir_chips.is_empty() {
             return (
                 Some(true),
@@ -344,6 +377,32 @@ impl Evidence {
         }
     }
 
+    /// arm64's interrupt remapping: MSI isolation by the GICv3 ITS.
+    pub(crate) fn msi_isolation(&self) -> (Option<bool>, Finding) {
+        arm::msi_isolation(
+            &self.arm,
+            self.log.its.as_deref(),
+            self.log.gicv2m.as_deref(),
+            self.interrupts_readable,
+            self.is_on(),
+        )
+    }
+
+    /// Whether the firmware describes an Arm SMMU without ACPI: a device-tree boot
+    /// whose PCIe host has an `iommu-map`, or no ACPI and a device tree at all.
+    fn arm_firmware(&self) -> bool {
+        self.arm.dt_describes_iommu() || (!self.acpi_visible && self.arm.dt_visible)
+    }
+
+    /// Whether this is an Arm host: an Arm SMMU, or no IOMMU at all on an Arm
+    /// firmware (a device tree). Its advice and MSI isolation are arm64's.
+    pub(crate) fn is_arm(&self) -> bool {
+        match self.vendor() {
+            Some(v) => v == Vendor::Arm,
+            None => self.arm_firmware(),
+        }
+    }
+
     /// Why the IOMMU is off, and the fix, for a host where [`Evidence::is_on`] is false.
     pub(crate) fn why_off(&self, cmdline: &Cmdline) -> (String, String) {
         let off = cmdline_check::iommu_switches(cmdline);
@@ -352,6 +411,9 @@ impl Evidence {
                 format!("{p} on the kernel command line turns the IOMMU off"),
                 format!("remove {p}"),
             );
+        }
+        if self.is_arm() {
+            return arm::why_off(&self.arm, self.acpi.contains(&Vendor::Arm));
         }
         match self.vendor() {
             Some(Vendor::Intel) if off.intel != Some(true) => (
@@ -415,6 +477,15 @@ impl Evidence {
             Some(v) if !self.acpi.is_empty() => {
                 Finding::new("iommu vendor", Status::Pass, format!("{v}, from the ACPI {} table", v.acpi_table()))
             }
+            Some(Vendor::Arm) if self.arm.dt_describes_iommu() => Finding::new(
+                "iommu vendor",
+                Status::Pass,
+                format!(
+                    "Arm SMMU, from the device tree ({} iommu-map) and the {}",
+                    self.arm.dt_iommu_map.join(", "),
+                    self.vendor_source()
+                ),
+            ),
             Some(v) => Finding::new(
                 "iommu vendor",
                 Status::Info,
@@ -426,6 +497,11 @@ impl Evidence {
                 "no DMAR, IVRS or IORT table in /sys/firmware/acpi/tables: the firmware offers no IOMMU",
             )
 ,
+            None if self.arm.dt_visible => Finding::new(
+                "iommu vendor",
+                Status::Info,
+                "unknown: no ACPI tables, and the device tree puts no IOMMU in front of PCI (no iommu-map)",
+            ),
             None => Finding::new("iommu vendor", Status::Info, "unknown: no ACPI tables visible"),
         });
 
@@ -452,6 +528,7 @@ impl Evidence {
 
         let (ir, source) = self.irq_remapping();
         out.push(match ir {
+            _ if self.is_arm() => self.msi_isolation().1,
             Some(true) => Finding::new("interrupt remapping", Status::Pass, format!("on, per {source}")),
             Some(false) if self.is_on() => Finding::new("interrupt remapping", Status::Warn, format!("off: {source}"))
                 .hint(
@@ -532,16 +609,21 @@ pub fn verdict(
             None => format!("IOMMU off: {why}; fix: {fix}"),
         }
     };
+    let irq = if ev.is_arm() {
+        "MSI isolation (GICv3 ITS)"
+    } else {
+        "interrupt remapping"
+    };
     match ev.irq_remapping().0 {
-        Some(true) => line.push_str(", interrupt remapping on"),
+        Some(true) => line.push_str(&format!(", {irq} on")),
         Some(false) if ev.is_on() => {
-            line.push_str(", interrupt remapping OFF");
+            line.push_str(&format!(", {irq} OFF"));
             if level > log::Level::Warn {
                 level = log::Level::Warn;
             }
         }
         Some(false) => {}
-        None => line.push_str(", interrupt remapping unknown"),
+        None => line.push_str(&format!(", {irq} unknown")),
     }
     let mut problems: Vec<String> = cmdline_check::judge(cmdline, ctx)
         .into_iter()
@@ -637,6 +719,103 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("allow_unsafe_interrupts"));
+    }
+
+    /// The QEMU virt machine (gic-version=3, iommu=smmuv3, direct -kernel boot):
+    /// device tree, SMMUv3 unit, ITS chips. Every finding speaks arm64, none VT-d.
+    #[test]
+    fn arm_smmu_and_its_on_a_device_tree_host() {
+        let t = testing::TestSysfs::new();
+        t.file("sys/firmware/devicetree/base/pcie@10000000/iommu-map", "\0");
+        t.file("sys/class/iommu/smmu3.0x0000000009050000/uevent", "");
+        t.file("sys/kernel/iommu_groups/0/type", "DMA");
+        t.file(
+            "proc/interrupts",
+            "           CPU0\n 21:          0   ITS-MSI 8192 Edge      PCIe PME, aerdrv\n",
+        );
+        let records = kmsg::parse(
+            "6,0,0,-;ITS@0x0000000008080000: allocated 8192 Devices @42590000 (indirect, esz 8, psz 64K, shr 1)\n\
+             6,1,1,-;arm-smmu-v3 9050000.smmuv3: ias 44-bit, oas 44-bit (features 0x00088705)\n",
+        );
+        let host = Host::new(t.root());
+        let ev = Evidence::gather(&host, Ok(&records));
+        assert_eq!(ev.vendor(), Some(Vendor::Arm));
+        assert!(ev.is_on());
+        assert_eq!(ev.log.vendor, Some(Vendor::Arm));
+        assert!(ev.log.its.is_some());
+        assert!(groups_at_probe(&host));
+        let cmdline = Cmdline::parse("console=ttyAMA0");
+        let f = ev.findings(&cmdline);
+        let by = |c: &str| {
+            f.iter()
+                .find(|x| x.check == c)
+                .unwrap_or_else(|| panic!("{c}: {f:?}"))
+        };
+        assert_eq!(by("iommu vendor").status, Status::Pass);
+        assert!(by("iommu vendor")
+            .detail
+            .contains("device tree (pcie@10000000 iommu-map)"));
+        assert_eq!(by("iommu").status, Status::Pass);
+        assert!(by("iommu").detail.contains("smmu3.0x0000000009050000"));
+        assert_eq!(by("msi isolation").status, Status::Pass);
+        assert!(by("msi isolation").detail.contains("ITS-MSI"));
+        assert!(f.iter().all(|x| x.check != "interrupt remapping"), "{f:?}");
+        for x in &f {
+            let words = format!("{} {}", x.detail, x.hint.as_deref().unwrap_or(""));
+            assert!(
+                !words.contains("VT-d") && !words.contains("AMD-Vi"),
+                "{words}"
+            );
+        }
+        let ctx = cmdline_check::Context {
+            vendor: ev.vendor(),
+            iommu_on: true,
+            intel_default_on: None,
+            platform_opt_in: false,
+            devices: &[],
+            configured: &[],
+        };
+        let (level, line) = verdict(&ev, &cmdline, &ctx);
+        assert_eq!(level, log::Level::Info, "{line}");
+        assert!(
+            line.starts_with("IOMMU Arm SMMU on (proof: sysfs + kernel log"),
+            "{line}"
+        );
+        assert!(line.contains("MSI isolation (GICv3 ITS) on"), "{line}");
+    }
+
+    /// A GICv2 machine (QEMU virt's default): the SMMU is on, MSIs are not isolated.
+    /// An SMMU the kernel never shows: arm64 advice, no VT-d words.
+    #[test]
+    fn arm_without_its_and_without_smmu() {
+        let t = testing::TestSysfs::new();
+        t.file("sys/firmware/devicetree/base/pcie@10000000/iommu-map", "\0");
+        t.file("sys/class/iommu/smmu3.0x0000000009050000/uevent", "");
+        t.file("proc/interrupts", "  40:  0  GICv2m-MSI 0 Edge aerdrv\n");
+        let records =
+            kmsg::parse("6,0,0,-;GICv2m: range[mem 0x08020000-0x08020fff], SPI[80:143]\n");
+        let ev = Evidence::gather(&Host::new(t.root()), Ok(&records));
+        let f = ev.findings(&Cmdline::parse(""));
+        let msi = f.iter().find(|x| x.check == "msi isolation").unwrap();
+        assert_eq!(msi.status, Status::Warn, "{msi:?}");
+        assert!(msi.detail.contains("GICv2m"), "{}", msi.detail);
+
+        let off = testing::TestSysfs::new();
+        off.file(
+            "sys/firmware/devicetree/base/pcie@10000000/compatible",
+            "pci-host-ecam-generic",
+        );
+        let ev = Evidence::gather(&Host::new(off.root()), Ok(&[]));
+        assert!(!ev.is_on());
+        let f = ev.findings(&Cmdline::parse(""));
+        let iommu = f.iter().find(|x| x.check == "iommu").unwrap();
+        assert_eq!(iommu.status, Status::Fail);
+        assert!(iommu.detail.contains("no iommu-map"), "{}", iommu.detail);
+        let words = format!("{} {}", iommu.detail, iommu.hint.as_deref().unwrap_or(""));
+        assert!(
+            !words.contains("VT-d") && !words.contains("AMD-Vi") && !words.contains("intel_iommu"),
+            "{words}"
+        );
     }
 
     #[test]
