@@ -85,6 +85,7 @@ fn topology() -> (Topology, String) {
             claimants,
             alias_tables: true,
             no_iommu: None,
+            groups_at_probe: false,
         },
         config,
     )

@@ -11,6 +11,10 @@
 //!
 //! If any device of the group fails, the whole group is rolled back: overrides cleared,
 //! vfio-pci unbound, the original drivers probed again.
+//!
+//! Where the IOMMU makes a device's group when a driver probes it (an Arm SMMU,
+//! [`GroupKey::AtProbe`]), step 4 also reads the group the kernel made: it must hold
+//! the devices just bound and nothing on a host driver, or the group is rolled back.
 
 use std::time::{Duration, Instant};
 
@@ -19,8 +23,8 @@ use log::{debug, error, info, trace, warn};
 use crate::cmdline::Cmdline;
 use crate::host::Host;
 use crate::modules::{self, Availability};
-use crate::pci::{PciAddress, VFIO_DRIVER};
-use crate::plan::{Action, DevicePlan, Plan};
+use crate::pci::{self, PciAddress, VFIO_DRIVER};
+use crate::plan::{Action, DevicePlan, GroupKey, Plan};
 use crate::record::DeviceRecord;
 
 /// What the binder did.
@@ -93,7 +97,7 @@ pub(crate) fn execute(host: &Host, plan: &Plan, cmdline: &Cmdline, timeout: Dura
         }
     }
     for (group, devices) in groups {
-        let result = bind_group(host, &devices, timeout);
+        let result = bind_group(host, group, &devices, timeout);
         for (addr, driver_after, outcome, err) in result.per_device {
             if let Some(r) = out
                 .devices
@@ -113,15 +117,21 @@ pub(crate) fn execute(host: &Host, plan: &Plan, cmdline: &Cmdline, timeout: Dura
                         .as_deref()
                         .map(|w| format!(" (was {w})"))
                         .unwrap_or_default();
-                    info!(
-                        "{} [{}] bound to vfio-pci{was}, IOMMU group {group}",
-                        d.address, d.id
-                    );
+                    let made = match group {
+                        GroupKey::Iommu(_) => group.to_string(),
+                        GroupKey::AtProbe(_) => {
+                            host.link_name(d.address.attr("iommu_group")).map_or_else(
+                                || group.to_string(),
+                                |g| format!("IOMMU group {g} (made at probe)"),
+                            )
+                        }
+                    };
+                    info!("{} [{}] bound to vfio-pci{was}, {made}", d.address, d.id);
                 }
             }
             Some(why) => {
                 let msg = format!(
-                    "IOMMU group {group}: {why}; the group was rolled back{}",
+                    "{group}: {why}; the group was rolled back{}",
                     result.rollback_note
                 );
                 error!("{msg}");
@@ -142,7 +152,12 @@ fn current_driver(host: &Host, addr: PciAddress) -> Option<String> {
     host.link_name(addr.attr("driver"))
 }
 
-fn bind_group(host: &Host, devices: &[&DevicePlan], timeout: Duration) -> GroupResult {
+fn bind_group(
+    host: &Host,
+    group: GroupKey,
+    devices: &[&DevicePlan],
+    timeout: Duration,
+) -> GroupResult {
     let mut overridden: Vec<PciAddress> = Vec::new();
     let failure = (|| -> Result<(), String> {
         for d in devices {
@@ -182,7 +197,10 @@ fn bind_group(host: &Host, devices: &[&DevicePlan], timeout: Duration) -> GroupR
         let pending = wait_for(host, &addrs, Some(VFIO_DRIVER), verify_window(timeout));
         debug!("verified: {} device(s) not on vfio-pci", pending.len());
         if pending.is_empty() {
-            Ok(())
+            match group {
+                GroupKey::Iommu(_) => Ok(()),
+                GroupKey::AtProbe(_) => check_made_group(host, &addrs),
+            }
         } else {
             let names: Vec<String> = pending
                 .iter()
@@ -214,6 +232,33 @@ fn bind_group(host: &Host, devices: &[&DevicePlan], timeout: Duration) -> GroupR
             }
         }
     }
+}
+
+/// Where groups are made at probe: every device just bound has a group now, and each
+/// such group holds nothing else but devices that leave DMA to vfio.
+fn check_made_group(host: &Host, ours: &[PciAddress]) -> Result<(), String> {
+    for a in ours {
+        let Some(g) = host.link_name(a.attr("iommu_group")) else {
+            return Err(format!("{a} has no IOMMU group even on vfio-pci"));
+        };
+        for m in host.list(format!("{}/{g}/devices", pci::IOMMU_GROUPS)) {
+            let Ok(other) = m.parse::<PciAddress>() else {
+                continue;
+            };
+            if ours.contains(&other) {
+                continue;
+            }
+            match current_driver(host, other).as_deref() {
+                None | Some(VFIO_DRIVER | "pci-stub" | "pcieport") => {}
+                Some(drv) => {
+                    return Err(format!(
+                        "the IOMMU group {g} the kernel made for {a} also holds {other} on {drv}"
+                    ))
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn verify_window(timeout: Duration) -> Duration {
@@ -535,6 +580,52 @@ mod tests {
             .iter()
             .filter(|r| r.action == "bind")
             .all(|r| r.outcome == "failed"));
+    }
+
+    /// Groups made at probe (Arm SMMU): the group the kernel made for the bound card
+    /// must hold it and nothing on a host driver.
+    #[test]
+    fn a_group_made_at_probe_is_checked_after_the_bind() {
+        let t = TestSysfs::new();
+        t.add(
+            &testing::Dev::new("0000:01:00.0", (0x1234, 0x1111), 0x038000)
+                .driver("vfio-pci")
+                .group(3),
+        );
+        t.add(
+            &testing::Dev::new("0000:01:00.1", (0x8086, 0x293e), 0x040300)
+                .driver("vfio-pci")
+                .group(3),
+        );
+        t.add(
+            &testing::Dev::new("0000:00:01.0", (0x1b36, 0x000c), 0x060400)
+                .driver("pcieport")
+                .group(0),
+        );
+        let host = Host::new(t.root());
+        let card: Vec<PciAddress> = ["0000:01:00.0", "0000:01:00.1"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(check_made_group(&host, &card), Ok(()));
+        // Only the display bound: its group also holds the audio function, still on
+        // vfio-pci here, which leaves DMA to vfio.
+        assert_eq!(check_made_group(&host, &card[..1]), Ok(()));
+        // A member on a host driver: refused, naming it.
+        t.add(
+            &testing::Dev::new("0000:01:00.2", (0x8086, 0x10d3), 0x020000)
+                .driver("e1000e")
+                .group(3),
+        );
+        let err = check_made_group(&host, &card).unwrap_err();
+        assert!(
+            err.contains("IOMMU group 3") && err.contains("0000:01:00.2 on e1000e"),
+            "{err}"
+        );
+        // No group even on vfio-pci: refused.
+        t.add(&testing::Dev::new("0000:02:00.0", (0x8086, 0x10d3), 0x020000).driver("vfio-pci"));
+        let err = check_made_group(&host, &["0000:02:00.0".parse().unwrap()]).unwrap_err();
+        assert!(err.contains("no IOMMU group"), "{err}");
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub fn read_topology(host: &Host) -> Topology {
     });
     Topology {
         iommu_groups,
+        groups_at_probe: crate::iommu::groups_at_probe(host),
         alias_tables: !table.is_empty(),
         claimants,
         devices,

@@ -20,6 +20,13 @@
 //! [`group_verdict`] asks the same planner what any config could do with one group
 //! (`ready`, `possible` with what to select, `impossible` with why): `groups` and
 //! `config suggest` show its answer and never judge on their own.
+//!
+//! An Arm SMMU (Linux 6.1 on arm64) gives a PCI device its IOMMU group only when a
+//! driver probes it ([`Topology::groups_at_probe`]): at boot, before coldplug, a
+//! driverless endpoint has no group yet. Its group is then planned as its slot (the
+//! functions of one card share a group at the least, [`GroupKey::AtProbe`]), under the
+//! same member rules; the binder checks the group the kernel really made once vfio-pci
+//! took the devices, and rolls back when it holds anything else.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -43,6 +50,46 @@ pub struct Topology {
     /// Without IOMMU groups: why, and what fixes it on this machine (fitted to its
     /// IOMMU vendor, or to a virtual machine), as one sentence.
     pub no_iommu: Option<String>,
+    /// Whether the IOMMU gives a device its group when a driver probes it (an Arm
+    /// SMMU): a device without a group is then not refused for it.
+    pub groups_at_probe: bool,
+}
+
+/// The unit a plan hands over whole: a kernel IOMMU group, or, where groups are made
+/// at probe, the slot whose functions will share one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GroupKey {
+    /// The kernel's IOMMU group number.
+    Iommu(u32),
+    /// The group vfio-pci's probe will make, for the slot of this function 0.
+    AtProbe(PciAddress),
+}
+
+impl GroupKey {
+    /// The key of a device: its group, or its slot where groups are made at probe.
+    pub fn of(address: PciAddress, group: Option<u32>, at_probe: bool) -> Option<Self> {
+        match group {
+            Some(g) => Some(Self::Iommu(g)),
+            None if at_probe => Some(Self::AtProbe(PciAddress {
+                function: 0,
+                ..address
+            })),
+            None => None,
+        }
+    }
+}
+
+impl std::fmt::Display for GroupKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Iommu(g) => write!(f, "IOMMU group {g}"),
+            Self::AtProbe(a) => write!(
+                f,
+                "the IOMMU group of slot {:04x}:{:02x}:{:02x} (made when vfio-pci probes it)",
+                a.domain, a.bus, a.device
+            ),
+        }
+    }
 }
 
 /// What happens to one device.
@@ -83,6 +130,9 @@ pub struct DevicePlan {
     pub class: u32,
     /// Its IOMMU group.
     pub iommu_group: Option<u32>,
+    /// No group yet: the IOMMU makes it when vfio-pci probes the device.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub group_at_probe: bool,
     /// Its driver now.
     pub driver: Option<String>,
     /// Whether the config selects it.
@@ -132,10 +182,10 @@ impl Plan {
     }
 
     /// Groups that have devices to bind, each with those devices in address order.
-    pub fn bind_groups(&self) -> BTreeMap<u32, Vec<&DevicePlan>> {
-        let mut groups: BTreeMap<u32, Vec<&DevicePlan>> = BTreeMap::new();
+    pub fn bind_groups(&self) -> BTreeMap<GroupKey, Vec<&DevicePlan>> {
+        let mut groups: BTreeMap<GroupKey, Vec<&DevicePlan>> = BTreeMap::new();
         for d in self.with_action(Action::Bind) {
-            if let Some(g) = d.iommu_group {
+            if let Some(g) = GroupKey::of(d.address, d.iommu_group, d.group_at_probe) {
                 groups.entry(g).or_default().push(d);
             }
         }
@@ -308,6 +358,7 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
         id: d.id(),
         class: d.class,
         iommu_group: d.iommu_group,
+        group_at_probe: d.iommu_group.is_none() && topo.groups_at_probe,
         driver: d.driver.clone(),
         selected: sel.is_some(),
         selected_by: sel
@@ -331,7 +382,9 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
     for (addr, sel) in &selected {
         let d = by_addr[addr];
         let mut why = Vec::new();
-        if !topo.iommu_groups {
+        if topo.groups_at_probe {
+            // No group before a driver probes: planned by slot, checked after the bind.
+        } else if !topo.iommu_groups {
             why.push(format!(
                 "the kernel shows no IOMMU groups: {}",
                 topo.no_iommu
@@ -356,15 +409,16 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
     }
 
     // Group by group.
-    let mut groups: BTreeMap<u32, Vec<&Device>> = BTreeMap::new();
+    let key = |d: &Device| GroupKey::of(d.address, d.iommu_group, topo.groups_at_probe);
+    let mut groups: BTreeMap<GroupKey, Vec<&Device>> = BTreeMap::new();
     for d in &topo.devices {
-        if let Some(g) = d.iommu_group {
+        if let Some(g) = key(d) {
             groups.entry(g).or_default().push(d);
         }
     }
     for (addr, sel) in &selected {
         let d = by_addr[addr];
-        if d.iommu_group.is_none() {
+        if key(d).is_none() {
             let why = own_refusal.remove(addr).unwrap_or_default();
             plans.insert(*addr, new_plan(d, Some(sel), Action::Refuse, why));
         }
@@ -405,10 +459,13 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
                     )],
                 ),
                 (Some(_), true) => {
-                    let why = match &d.driver {
+                    let mut why = match &d.driver {
                         Some(drv) => format!("selected; on {drv} now, which will be unbound"),
                         None => "selected".to_owned(),
                     };
+                    if let GroupKey::AtProbe(_) = g {
+                        why.push_str("; no IOMMU group yet: the SMMU makes it when vfio-pci probes the device, and the bind checks it");
+                    }
                     new_plan(d, sel, Action::Bind, vec![why])
                 }
                 (Some(_), false) => {
@@ -418,7 +475,7 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
                     if !others.is_empty() {
                         let list: Vec<&str> = others.iter().map(|b| b.reason.as_str()).collect();
                         why.push(format!(
-                            "IOMMU group {g} cannot be handed over as a whole: {}{}",
+                            "{g} cannot be handed over as a whole: {}{}",
                             list.join("; "),
                             advice(d, &others)
                         ));
@@ -439,15 +496,17 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
                         d,
                         None,
                         Action::Refuse,
-                        vec![format!("not selected, and blocks IOMMU group {g}: {why}")],
+                        vec![format!("not selected, and blocks {g}: {why}")],
                     ),
                     Err(why) => new_plan(d, None, Action::Skip, vec![why]),
                 },
             };
             plans.insert(d.address, plan);
         }
-        if !blockers.is_empty() {
-            out.blockers.insert(*g, blockers);
+        // Keyed by kernel group (`groups`, `config suggest`); a group still to be made
+        // at probe has its blockers in the devices' reasons only.
+        if let (GroupKey::Iommu(n), false) = (g, blockers.is_empty()) {
+            out.blockers.insert(*n, blockers);
         }
     }
     out.devices = plans.into_values().collect();
@@ -698,6 +757,7 @@ mod tests {
             claimants,
             alias_tables: true,
             no_iommu: None,
+            groups_at_probe: false,
         }
     }
 
@@ -746,7 +806,10 @@ mod tests {
                 p.devices
             );
             assert!(!p.has_problems());
-            assert_eq!(p.bind_groups().keys().copied().collect::<Vec<_>>(), [1]);
+            assert_eq!(
+                p.bind_groups().keys().copied().collect::<Vec<_>>(),
+                [GroupKey::Iommu(1)]
+            );
         }
     }
 
@@ -869,6 +932,77 @@ mod tests {
         assert!(reasons(&p, "0000:00:02.0").contains("bridge"), "{p:?}");
         // The card behind it is refused too: its port is refused itself.
         assert_eq!(action(&p, "0000:01:00.0"), Some(Action::Refuse));
+    }
+
+    /// An Arm SMMU on 6.1 (the QEMU virt machine, before coldplug): only the bridges,
+    /// probed by pcieport, have groups; the card's functions get theirs at probe. The
+    /// card is planned as its slot, under the member rules; without groups_at_probe
+    /// the same view refuses it.
+    #[test]
+    fn arm_smmu_groups_made_at_probe_plan_the_slot() {
+        let mut t = Topology {
+            devices: vec![
+                dev(
+                    "0000:00:01.0",
+                    (0x1b36, 0x000c),
+                    0x060400,
+                    Some(0),
+                    Some("pcieport"),
+                ),
+                dev(
+                    "0000:00:02.0",
+                    (0x1b36, 0x000c),
+                    0x060400,
+                    Some(1),
+                    Some("pcieport"),
+                ),
+                dev("0000:01:00.0", (0x1234, 0x1111), 0x038000, None, None),
+                dev("0000:01:00.1", (0x8086, 0x293e), 0x040300, None, None),
+                dev("0000:02:00.0", (0x8086, 0x10d3), 0x020000, None, None),
+            ],
+            iommu_groups: true,
+            claimants: [
+                ("0000:01:00.0", "bochs"),
+                ("0000:01:00.1", "snd_hda_intel"),
+                ("0000:02:00.0", "e1000e"),
+            ]
+            .into_iter()
+            .map(|(a, m)| (a.parse().unwrap(), m.to_owned()))
+            .collect(),
+            alias_tables: true,
+            groups_at_probe: true,
+            no_iommu: None,
+        };
+        let card = "[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"slot\"\n";
+        let p = plan(&selectors(card), &t);
+        for a in ["0000:01:00.0", "0000:01:00.1"] {
+            assert_eq!(action(&p, a), Some(Action::Bind), "{a}: {p:?}");
+            assert!(reasons(&p, a).contains("when vfio-pci probes"), "{a}");
+        }
+        let slot = GroupKey::AtProbe("0000:01:00.0".parse().unwrap());
+        assert_eq!(p.bind_groups().keys().copied().collect::<Vec<_>>(), [slot]);
+        assert_eq!(
+            action(&p, "0000:02:00.0"),
+            None,
+            "another slot is not touched"
+        );
+        // The display alone: its audio function, which snd_hda_intel would claim,
+        // shares the slot, so the slot is refused.
+        let p = plan(&selectors("[[device]]\naddress = \"0000:01:00.0\"\n"), &t);
+        assert_eq!(action(&p, "0000:01:00.0"), Some(Action::Refuse));
+        assert!(
+            reasons(&p, "0000:01:00.0").contains("snd_hda_intel would claim it"),
+            "{p:?}"
+        );
+        assert!(
+            reasons(&p, "0000:01:00.0").contains("slot 0000:01:00"),
+            "{p:?}"
+        );
+        // The same view on a host that makes groups up front: no group, refused.
+        t.groups_at_probe = false;
+        let p = plan(&selectors(card), &t);
+        assert_eq!(action(&p, "0000:01:00.0"), Some(Action::Refuse));
+        assert!(reasons(&p, "0000:01:00.0").contains("not in any IOMMU group"));
     }
 
     #[test]

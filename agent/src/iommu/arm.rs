@@ -80,12 +80,6 @@ pub(crate) fn groups_at_probe(units: &[String]) -> bool {
     units.iter().any(|u| is_smmu_unit(u))
 }
 
-/// Whether the host booted from a device tree without ACPI (arm64 `-kernel` boots,
-/// SoCs): its firmware advice is the SMMU's.
-pub(crate) fn device_tree_boot(host: &Host) -> bool {
-    host.exists(DEVICE_TREE) && !host.exists(crate::acpi::ACPI_TABLES)
-}
-
 fn is_pci_host(node: &str) -> bool {
     node.starts_with("pcie@") || node.starts_with("pci@") || node == "pcie" || node == "pci"
 }
