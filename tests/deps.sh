@@ -23,6 +23,10 @@ packages=(
   # mkfs.ext4 -d the disk image, debugfs reads files back out of it.
   mmdebstrap e2fsprogs
 )
+# From bookworm-backports (QEMU 10; Debian 12's is 7.2): the arm64 boots (-M
+# virt,iommu=smmuv3 with a GICv3 ITS). It upgrades qemu-system-x86 with it (they share
+# qemu-system-common). Add a package here to take it from backports too.
+backports=(qemu-system-arm)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -36,6 +40,20 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# shellcheck source=tests/apt-private.sh
+. "$(dirname "$0")/apt-private.sh"
+missing=()
+for p in "${backports[@]}"; do
+  backports_installed "$p" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "deps: missing from $BACKPORTS_SUITE (run as root to install): ${missing[*]}" >&2
+    exit 1
+  fi
+  backports_install "${missing[@]}"
 fi
 
 # The static binaries: x86_64, and aarch64 (linked with rust-lld, see .cargo/config.toml).

@@ -17,6 +17,13 @@ if ((${#missing[@]})) || ! apt-cache show linux-image-amd64 >/dev/null 2>&1; the
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
 fi
+# qemu-system-arm (the arm64 boots) from bookworm-backports, as tests/deps.sh does.
+# shellcheck source=tests/apt-private.sh
+. "$(dirname "$0")/../apt-private.sh"
+if ! backports_installed qemu-system-arm; then
+    echo "deps.sh: installing qemu-system-arm from $BACKPORTS_SUITE" >&2
+    backports_install qemu-system-arm
+fi
 command -v cargo >/dev/null || { echo "deps.sh: cargo is needed" >&2; exit 2; }
 installed=$(rustup target list --installed 2>/dev/null)
 for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do

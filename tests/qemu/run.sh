@@ -2,8 +2,9 @@
 # shellcheck disable=SC2016 # assertions are eval'd single-quoted on purpose
 # End-to-end tests: real initramfs images (dracut shell and systemd, initramfs-tools,
 # mkinitcpio's hooks) booting Debian's generic kernel under QEMU (TCG) with an
-# emulated Intel or AMD IOMMU. Usage: tests/qemu/run.sh [intel|amd|detach|all]
-# (detach: only the runtime handover scenarios, one boot).
+# emulated Intel or AMD IOMMU, and Debian's arm64 kernel on qemu-system-aarch64 (virt,
+# GICv3 ITS, SMMUv3; tests/qemu/arm64.sh). Usage: tests/qemu/run.sh [intel|amd|detach|arm64|all]
+# (detach: only the runtime handover scenarios, one boot; arm64: only the arm64 boots).
 # Exit 0 only when every assertion held; the last line is "N passed, M failed".
 # Environment: VFIO_EARLY_BIN (use this binary instead of building it),
 # VFIO_EARLY_BOOT_TIMEOUT (seconds per boot, default 240), VE_SKIP_DEPS=1.
@@ -14,8 +15,8 @@ QEMU_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$QEMU_DIR/lib.sh"
 
 which=${1:-all}
-case $which in intel | amd | detach | all) ;; *)
-    echo "usage: $0 [intel|amd|detach|all]" >&2
+case $which in intel | amd | detach | arm64 | all) ;; *)
+    echo "usage: $0 [intel|amd|detach|arm64|all]" >&2
     exit 2
     ;;
 esac
@@ -240,6 +241,20 @@ boot_scenarios() { # VENDOR
     fi
 }
 
+# shellcheck source=tests/qemu/arm64.sh
+. "$QEMU_DIR/arm64.sh"
+export VE_QEMU_DIR=$QEMU_DIR
+if [[ $which == arm64 ]]; then
+    if [[ -z ${VE_SKIP_DEPS:-} ]]; then
+        "$QEMU_DIR/deps.sh" || die "deps.sh failed"
+    fi
+    arm64_scenarios
+    log "total $(elapsed "$T0") s"
+    echo "$passed passed, $failed failed"
+    ((failed == 0))
+    exit
+fi
+
 # --- setup -------------------------------------------------------------------------
 if [[ -z ${VE_SKIP_DEPS:-} ]]; then
     "$QEMU_DIR/deps.sh" || die "deps.sh failed"
@@ -374,7 +389,9 @@ if [[ $which == all ]]; then
     detach_scenarios
     log "detach scenarios: $(elapsed "$t2") s"
 fi
-log "boots: $(elapsed "$t") s; total $(elapsed "$T0") s"
+log "boots: $(elapsed "$t") s"
+[[ $which == all ]] && arm64_scenarios
+log "total $(elapsed "$T0") s"
 
 echo "$passed passed, $failed failed"
 ((failed == 0))

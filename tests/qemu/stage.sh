@@ -7,7 +7,9 @@
 stage_guest_tools() { # $1 = root of the image being built
     local root=$1 a
     mkdir -p "$root/ve/bin" "$root/ve/configs"
-    cp /bin/busybox "$root/ve/bin/busybox"
+    # VE_BUSYBOX: another architecture's busybox-static (the arm64 image); its applet
+    # list is the host's, the same Debian package built for both.
+    cp "${VE_BUSYBOX:-/bin/busybox}" "$root/ve/bin/busybox"
     for a in $(/bin/busybox --list); do
         [ "$a" = busybox ] && continue
         ln -sf busybox "$root/ve/bin/$a"

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs inside the VM (busybox sh) once coldplug has settled: prints what the harness
 # asserts on to the console, captures the "after" fixture when asked, powers off.
-# Lines: VE-DEV <addr> <driver|none> <driver_override> <boot_vga|->
+# Lines: VE-DEV <addr> <driver|none> <driver_override> <boot_vga|-> <iommu group|->
 #        VE-KMSG <kernel log line about vfio>   VE-RUN <line of the agent's record>
 #        VE-CONF <line of the image's modprobe.d backstop>   VE-HUGE <size> <nr_hugepages>
 #        VE-CHECK <line of `vfio-early check`> (ve.check=1)   VE-CHECK-EXIT <status>
@@ -14,7 +14,9 @@ for d in /sys/bus/pci/devices/*; do
     [ -L "$d/driver" ] && drv=$(basename "$(readlink "$d/driver")")
     ovr=$(cat "$d/driver_override" 2>/dev/null)
     vga=$(cat "$d/boot_vga" 2>/dev/null)
-    echo "VE-DEV $a $drv ${ovr:-none} ${vga:--}"
+    grp=-
+    [ -L "$d/iommu_group" ] && grp=$(basename "$(readlink "$d/iommu_group")")
+    echo "VE-DEV $a $drv ${ovr:-none} ${vga:--} $grp"
 done
 dmesg | grep -i -E 'vfio|ve-bench' | sed 's/^/VE-KMSG /'
 dmesg | grep -E 'DMAR|AMD-Vi|IOMMU' | head -20 | sed 's/^/VE-IOMMU /'
