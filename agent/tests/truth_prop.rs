@@ -112,6 +112,7 @@ fn topology(groups: &[(u8, Vec<Gen>)], alias_tables: bool, iommu: bool) -> Topol
         claimants,
         alias_tables,
         no_iommu: (!iommu).then(|| "the IOMMU is off; fix: turn it on".to_owned()),
+        groups_at_probe: false,
     }
 }
 
