@@ -85,6 +85,10 @@ pub fn main() -> ExitCode {
         }
     };
     let host = Host::new(&cli.root);
+    if let Err(e) = host.check_root() {
+        eprintln!("vfio-early: error: --root {}: {e}", cli.root.display());
+        return ExitCode::from(2);
+    }
     match &cli.command {
         Command::Bind(a) => exit::finish("bind", cmd::bind::run(a, &host)),
         #[cfg(feature = "tools")]

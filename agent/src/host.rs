@@ -5,19 +5,46 @@
 //! through a [`Host`]. The live host has the root `/`; tests point a `Host` at a
 //! directory tree shaped like the real one. With any root other than `/`,
 //! [`Host::is_live`] is false and nothing reaches the running kernel: module loads are
-//! refused, and sysfs "writes" are plain file writes inside the fixture.
+//! refused, and sysfs "writes" are plain file writes inside the fixture. A root other
+//! than `/` whose `sys` or `proc` is the running kernel's ([`Host::check_root`]) is
+//! refused outright.
+//!
+//! Hostile files are met at the seam:
+//! - **Reads** ([`read_file`] and every `Host::read*`) look at the file before opening
+//!   it: a FIFO, socket, device or directory is refused by name without being opened
+//!   (opening a FIFO blocks, opening a device can have effects), the file is then
+//!   opened `O_NONBLOCK`, checked again with `fstat`, and read up to a limit enforced
+//!   while reading.
+//! - **Writes** stay inside their target. A sysfs write ([`Host::write`],
+//!   [`Host::write_bounded`]) resolves the file's directory beneath the root's `sys/`
+//!   with `openat2(RESOLVE_BENEATH)` (Linux 5.6+; a checked walk of the same rule where
+//!   the kernel lacks it): the relative in-tree links sysfs is made of
+//!   (`bus/pci/devices/X`, `driver`) are followed, a link that leads out (absolute, or
+//!   `..` past `sys/`) is refused; the file itself is opened `O_NOFOLLOW`. The agent's
+//!   own files live in `run/vfio-early/` (never a link), written through temp files
+//!   with unique names (`O_CREAT | O_EXCL | O_NOFOLLOW`) renamed into place; a failed
+//!   write leaves no temp file. [`Host::lock`] serialises runs with `flock` there.
 //!
 //! Kernel writes can block forever (an `unbind` waiting on a wedged driver). A thread
 //! stuck in such a write cannot be killed, so [`Host::write_bounded`] performs the
-//! write in a forked child and abandons it when the time is up.
+//! write in a forked child and abandons it when the time is up. Everything the child
+//! needs (the resolved directory, the file name) is prepared before the fork: the
+//! child only opens, writes and leaves.
 
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fs;
-use std::io::{self, Write};
-use std::os::fd::FromRawFd;
-use std::path::{Path, PathBuf};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::fcntl::{openat, OFlag};
 use nix::sys::signal::{kill, Signal};
+use nix::sys::stat::{fstatat, Mode, SFlag};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
@@ -25,15 +52,19 @@ use nix::unistd::{fork, ForkResult, Pid};
 pub(crate) const LOCK_PATH: &str = "run/vfio-early/lock";
 
 /// Held while a run changes devices; dropping it releases the lock.
-#[derive(Debug)]
-pub struct LockGuard {
-    _lock: nix::fcntl::Flock<fs::File>,
-}
+pub type LockGuard = RunLock;
 
 /// Most a sysfs attribute can hold (one page).
 const ATTR_MAX: u64 = 4096;
+/// The default bound of [`Host::read`] and [`Host::read_bytes`]; callers that know
+/// their file pass a tighter one to [`Host::read_limited`].
+pub const READ_MAX: u64 = 64 << 20;
+/// The agent's own directory (record, full log, lock), relative to the root.
+pub const RUN_DIR: &str = "run/vfio-early";
+/// Symbolic links followed in one path before giving up (the kernel's own limit).
+const MAX_LINKS: usize = 40;
 
-/// An I/O failure, with the path it concerns.
+/// An I/O failure or a refusal, with the path it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
     /// A read, write or listing failed.
@@ -61,6 +92,50 @@ pub enum HostError {
         /// The root in use.
         root: PathBuf,
     },
+    /// Not a regular file where one is expected (a FIFO, socket, device, directory):
+    /// refused without reading or writing it.
+    #[error("{}: is {kind}, not a regular file; not opened", path.display())]
+    Special {
+        /// The full path.
+        path: PathBuf,
+        /// What it is ("a FIFO", "a socket", ...).
+        kind: &'static str,
+    },
+    /// Larger than the reader's limit (seen from its size, or while reading).
+    #[error("{}: {}more than the {limit} bytes allowed; not read", path.display(), size.map(|s| format!("{s} bytes, ")).unwrap_or_default())]
+    TooLarge {
+        /// The full path.
+        path: PathBuf,
+        /// Its size, when the file said.
+        size: Option<u64>,
+        /// The limit.
+        limit: u64,
+    },
+    /// A link that leads out of the tree a write must stay in, or a link where the
+    /// file itself was expected: nothing was written.
+    #[error("{}: {why}; refused", path.display())]
+    Escapes {
+        /// The full path asked for.
+        path: PathBuf,
+        /// Which rule it broke.
+        why: String,
+    },
+    /// The root's `sys` or `proc` is the running kernel's, but the root is not `/`.
+    #[error("{}: is the running kernel's {what}, but the root is not /; refusing to treat it as a fixture", path.display())]
+    LiveTree {
+        /// The directory.
+        path: PathBuf,
+        /// `sysfs` or `procfs`.
+        what: &'static str,
+    },
+    /// Another run holds the lock.
+    #[error("{}: another vfio-early run still holds the lock after {} ms", path.display(), wait.as_millis())]
+    Busy {
+        /// The lock file.
+        path: PathBuf,
+        /// How long this run waited.
+        wait: Duration,
+    },
 }
 
 impl HostError {
@@ -72,13 +147,308 @@ impl HostError {
         }
     }
 
+    /// True when the file (or a directory on its way) does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+
+    /// The message without the path in front (for errors that show the path
+    /// themselves).
+    pub fn reason(&self) -> String {
+        let full = self.to_string();
+        match self {
+            Self::Io { path, .. }
+            | Self::Timeout { path, .. }
+            | Self::Special { path, .. }
+            | Self::TooLarge { path, .. }
+            | Self::Escapes { path, .. }
+            | Self::LiveTree { path, .. }
+            | Self::Busy { path, .. } => full
+                .strip_prefix(&format!("{}: ", path.display()))
+                .map_or_else(|| full.clone(), str::to_owned),
+            Self::NotLive { .. } => full,
+        }
+    }
+
     fn io(path: PathBuf, source: io::Error) -> Self {
         Self::Io { path, source }
+    }
+
+    fn errno_at(path: &Path, e: Errno) -> Self {
+        Self::io(path.to_path_buf(), io::Error::from(e))
+    }
+
+    fn escapes(path: &Path, why: impl Into<String>) -> Self {
+        Self::Escapes {
+            path: path.to_path_buf(),
+            why: why.into(),
+        }
     }
 }
 
 /// Result of host operations.
 pub(crate) type HostResult<T> = Result<T, HostError>;
+
+/// What a file type is, in words, when it is not a regular file.
+fn special_kind(ft: fs::FileType) -> Option<&'static str> {
+    if ft.is_file() {
+        None
+    } else if ft.is_fifo() {
+        Some("a FIFO")
+    } else if ft.is_socket() {
+        Some("a socket")
+    } else if ft.is_char_device() {
+        Some("a character device")
+    } else if ft.is_block_device() {
+        Some("a block device")
+    } else if ft.is_dir() {
+        Some("a directory")
+    } else if ft.is_symlink() {
+        Some("a symbolic link")
+    } else {
+        Some("something else")
+    }
+}
+
+fn special_mode(mode: u32) -> Option<&'static str> {
+    match SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits()) {
+        SFlag::S_IFREG => None,
+        SFlag::S_IFIFO => Some("a FIFO"),
+        SFlag::S_IFSOCK => Some("a socket"),
+        SFlag::S_IFCHR => Some("a character device"),
+        SFlag::S_IFBLK => Some("a block device"),
+        SFlag::S_IFDIR => Some("a directory"),
+        SFlag::S_IFLNK => Some("a symbolic link"),
+        _ => Some("something else"),
+    }
+}
+
+/// Reads a whole regular file, at most `limit` bytes, without ever blocking in `open`.
+///
+/// The file (links followed) is looked at first: anything but a regular file is
+/// refused by name and never opened. It is then opened `O_NONBLOCK | O_NOCTTY`, checked
+/// again (it may have been swapped), and read with the limit enforced while reading: a
+/// file that grows past it, or lies about its size (`/proc`, `/sys` say 0 or 4096), is
+/// refused when the limit is crossed, not after reading it all.
+pub fn read_file(path: &Path, limit: u64) -> HostResult<Vec<u8>> {
+    let file = open_regular(path, limit)?;
+    let size = file.metadata().map_or(0, |m| m.len());
+    let cap = usize::try_from(size.min(limit)).unwrap_or(0);
+    let mut buf = Vec::with_capacity(cap.saturating_add(1));
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut buf)
+        .map_err(|e| HostError::io(path.to_path_buf(), e))?;
+    if buf.len() as u64 > limit {
+        return Err(HostError::TooLarge {
+            path: path.to_path_buf(),
+            size: None,
+            limit,
+        });
+    }
+    Ok(buf)
+}
+
+/// Opens a regular file for reading as [`read_file`] does (looked at before it is
+/// opened, `O_NONBLOCK`, checked again, at most `limit` bytes by its size), for a
+/// reader that streams it and bounds what it reads itself.
+pub fn open_regular(path: &Path, limit: u64) -> HostResult<fs::File> {
+    let io = |e| HostError::io(path.to_path_buf(), e);
+    let check = |meta: &fs::Metadata| -> HostResult<()> {
+        if let Some(kind) = special_kind(meta.file_type()) {
+            return Err(HostError::Special {
+                path: path.to_path_buf(),
+                kind,
+            });
+        }
+        if meta.len() > limit {
+            return Err(HostError::TooLarge {
+                path: path.to_path_buf(),
+                size: Some(meta.len()),
+                limit,
+            });
+        }
+        Ok(())
+    };
+    check(&fs::metadata(path).map_err(io)?)?;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)
+        .map_err(io)?;
+    check(&file.metadata().map_err(io)?)?;
+    Ok(file)
+}
+
+/// [`read_file`] as UTF-8 text.
+pub fn read_text(path: &Path, limit: u64) -> HostResult<String> {
+    String::from_utf8(read_file(path, limit)?).map_err(|e| {
+        HostError::io(
+            path.to_path_buf(),
+            io::Error::new(io::ErrorKind::InvalidData, e.utf8_error()),
+        )
+    })
+}
+
+fn owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: every caller passes a descriptor it has just received from the kernel
+    // (a successful open) and hands ownership over here, once.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Opens a directory as an `O_PATH` descriptor; with `nofollow`, a link is refused.
+fn open_dir_at(dir: Option<&OwnedFd>, name: &OsStr, nofollow: bool) -> nix::Result<OwnedFd> {
+    let mut flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    if nofollow {
+        flags |= OFlag::O_NOFOLLOW;
+    }
+    openat(dir.map(AsRawFd::as_raw_fd), name, flags, Mode::empty()).map(owned)
+}
+
+/// How a path was resolved beneath a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolver {
+    /// `openat2` with `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS` (Linux 5.6+).
+    Openat2,
+    /// The same rule walked component by component, for kernels without `openat2`.
+    Walk,
+}
+
+/// Why a resolution failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ResolveError {
+    /// A link leads out of the base (absolute, or `..` past it).
+    Escapes,
+    /// The kernel said no.
+    Os(Errno),
+}
+
+/// Resolves the directory `rel` beneath `base`: relative links are followed as long as
+/// they stay beneath it; an absolute link, or `..` past `base`, is [`ResolveError::Escapes`].
+/// Tries `openat2` first and walks the path itself where the kernel has no `openat2`
+/// (`ENOSYS`, or `EPERM` from a seccomp filter); returns which was used.
+pub fn resolve_beneath(base: &OwnedFd, rel: &Path) -> Result<(OwnedFd, Resolver), ResolveError> {
+    match resolve_with(base, rel, Resolver::Openat2) {
+        Err(ResolveError::Os(Errno::ENOSYS | Errno::EPERM)) => {
+            resolve_with(base, rel, Resolver::Walk).map(|fd| (fd, Resolver::Walk))
+        }
+        r => r.map(|fd| (fd, Resolver::Openat2)),
+    }
+}
+
+/// [`resolve_beneath`] with a chosen resolver (tests run both on the same trees).
+pub fn resolve_with(base: &OwnedFd, rel: &Path, how: Resolver) -> Result<OwnedFd, ResolveError> {
+    match how {
+        Resolver::Openat2 => {
+            use nix::fcntl::{openat2, OpenHow, ResolveFlag};
+            let how = OpenHow::new()
+                .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+                .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+            match openat2(base.as_raw_fd(), rel, how) {
+                Ok(fd) => Ok(owned(fd)),
+                Err(Errno::EXDEV) => Err(ResolveError::Escapes),
+                Err(e) => Err(ResolveError::Os(e)),
+            }
+        }
+        Resolver::Walk => walk_beneath(base, rel),
+    }
+}
+
+/// The checked walk: one component at a time from `base`, never opening `..` (a stack
+/// of the directories entered is popped instead, so the walk cannot climb above
+/// `base`), links read and spliced into the rest of the path.
+fn walk_beneath(base: &OwnedFd, rel: &Path) -> Result<OwnedFd, ResolveError> {
+    let os = |e: Errno| ResolveError::Os(e);
+    let mut stack = vec![base.try_clone().map_err(|e| {
+        os(Errno::from_raw(
+            e.raw_os_error().unwrap_or(nix::libc::EBADF),
+        ))
+    })?];
+    let mut todo: std::collections::VecDeque<OsString> = std::collections::VecDeque::new();
+    let push_components = |todo: &mut std::collections::VecDeque<OsString>,
+                           p: &Path,
+                           front: bool|
+     -> Result<(), ResolveError> {
+        let mut parts = Vec::new();
+        for c in p.components() {
+            match c {
+                Component::Normal(n) => parts.push(n.to_os_string()),
+                Component::ParentDir => parts.push(OsString::from("..")),
+                Component::CurDir => {}
+                Component::RootDir | Component::Prefix(_) => return Err(ResolveError::Escapes),
+            }
+        }
+        if front {
+            for p in parts.into_iter().rev() {
+                todo.push_front(p);
+            }
+        } else {
+            todo.extend(parts);
+        }
+        Ok(())
+    };
+    push_components(&mut todo, rel, false)?;
+    let mut links = 0;
+    while let Some(name) = todo.pop_front() {
+        if name == ".." {
+            if stack.len() == 1 {
+                return Err(ResolveError::Escapes);
+            }
+            stack.pop();
+            continue;
+        }
+        let cur = stack.last().ok_or(ResolveError::Escapes)?;
+        let st = fstatat(
+            Some(cur.as_raw_fd()),
+            name.as_os_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(os)?;
+        if special_mode(st.st_mode) == Some("a symbolic link") {
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(os(Errno::ELOOP));
+            }
+            let target =
+                nix::fcntl::readlinkat(Some(cur.as_raw_fd()), name.as_os_str()).map_err(os)?;
+            push_components(&mut todo, Path::new(&target), true)?;
+            continue;
+        }
+        // O_NOFOLLOW: a directory swapped for a link since the look is refused.
+        let fd = open_dir_at(Some(cur), &name, true).map_err(os)?;
+        stack.push(fd);
+    }
+    stack.pop().ok_or(ResolveError::Escapes)
+}
+
+/// A file to write, resolved before anything is written (and before any fork).
+#[derive(Debug)]
+struct Target {
+    /// The file's directory, resolved beneath the base.
+    dir: OwnedFd,
+    /// The last component, opened `O_NOFOLLOW`.
+    name: CString,
+    /// The full path, for messages.
+    shown: PathBuf,
+}
+
+/// The descriptor of the held run lock, closed by every forked writer so that a child
+/// abandoned in the kernel does not keep the lock after the run ends.
+static LOCK_FD: AtomicI32 = AtomicI32::new(-1);
+/// Makes temp file names unique within a process.
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// The run lock (`run/vfio-early/lock`); released when dropped.
+#[derive(Debug)]
+pub struct RunLock {
+    fd: OwnedFd,
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ =
+            LOCK_FD.compare_exchange(self.fd.as_raw_fd(), -1, Ordering::SeqCst, Ordering::SeqCst);
+    }
+}
 
 /// A view of a machine through a root directory.
 #[derive(Debug, Clone)]
@@ -110,13 +480,31 @@ impl Host {
         self.live
     }
 
+    /// Refuses a root other than `/` whose `sys` or `proc` resolves into the running
+    /// kernel's sysfs or procfs (a link to `/sys`, a bind mount): such a "fixture" would
+    /// let a run that is not live read, and write, the real machine.
+    pub fn check_root(&self) -> HostResult<()> {
+        if self.live {
+            return Ok(());
+        }
+        use nix::sys::statfs::{statfs, PROC_SUPER_MAGIC, SYSFS_MAGIC};
+        for (dir, magic, what) in [
+            ("sys", SYSFS_MAGIC, "sysfs"),
+            ("proc", PROC_SUPER_MAGIC, "procfs"),
+        ] {
+            let path = self.path(dir);
+            if statfs(&path).is_ok_and(|s| s.filesystem_type() == magic) {
+                return Err(HostError::LiveTree { path, what });
+            }
+        }
+        Ok(())
+    }
+
     /// The full path of `rel` (a path relative to the root, such as `sys/bus/pci`).
     ///
     /// A leading `/` in `rel` is ignored, so `/etc/x` and `etc/x` name the same file.
     pub fn path(&self, rel: impl AsRef<Path>) -> PathBuf {
-        let rel = rel.as_ref();
-        let rel = rel.strip_prefix("/").unwrap_or(rel);
-        self.root.join(rel)
+        self.root.join(strip_root(rel.as_ref()))
     }
 
     /// Whether `rel` exists (following symlinks).
@@ -124,29 +512,27 @@ impl Host {
         self.path(rel).exists()
     }
 
-    /// Reads a whole file as text.
+    /// Reads a whole regular file as text, at most [`READ_MAX`] bytes (see
+    /// [`read_file`]: special files are refused without being opened).
     pub fn read(&self, rel: impl AsRef<Path>) -> HostResult<String> {
-        let path = self.path(rel);
-        fs::read_to_string(&path).map_err(|e| HostError::io(path, e))
+        read_text(&self.path(rel), READ_MAX)
     }
 
-    /// Reads a whole file as bytes.
+    /// Reads a whole regular file as bytes, at most [`READ_MAX`].
     pub(crate) fn read_bytes(&self, rel: impl AsRef<Path>) -> HostResult<Vec<u8>> {
-        let path = self.path(rel);
-        fs::read(&path).map_err(|e| HostError::io(path, e))
+        read_file(&self.path(rel), READ_MAX)
     }
 
-    /// Reads a one-value sysfs attribute, trimmed; `None` when it does not exist or is
-    /// not text. Reads at most one page, as sysfs gives: a wrong file (a link to
-    /// `/dev/zero` in a hostile tree) cannot make the agent read forever.
+    /// Reads a whole regular file as text, at most `limit` bytes.
+    pub fn read_limited(&self, rel: impl AsRef<Path>, limit: u64) -> HostResult<String> {
+        read_text(&self.path(rel), limit)
+    }
+
+    /// Reads a one-value sysfs attribute, trimmed; `None` when it does not exist, is not
+    /// a regular file (a link to `/dev/zero` in a hostile tree), is larger than a page
+    /// (what sysfs gives at most) or is not text.
     pub(crate) fn read_attr(&self, rel: impl AsRef<Path>) -> Option<String> {
-        use std::io::Read;
-        let mut buf = Vec::new();
-        fs::File::open(self.path(rel))
-            .ok()?
-            .take(ATTR_MAX)
-            .read_to_end(&mut buf)
-            .ok()?;
+        let buf = read_file(&self.path(rel), ATTR_MAX).ok()?;
         String::from_utf8(buf).ok().map(|s| s.trim().to_owned())
     }
 
@@ -176,34 +562,306 @@ impl Host {
         names
     }
 
-    /// Writes a value to an existing file (a sysfs attribute): never creates one. The
-    /// file is opened with `O_TRUNC` (ignored by sysfs, and what keeps a fixture file
-    /// holding exactly the last value written, as an attribute reads back).
+    fn open_root(&self) -> HostResult<OwnedFd> {
+        open_dir_at(None, self.root.as_os_str(), false)
+            .map_err(|e| HostError::errno_at(&self.root, e))
+    }
+
+    /// Opens a top-level directory of the root (`sys`, `dev`, `run`) that must not be
+    /// a link.
+    fn open_top(&self, root: &OwnedFd, name: &str) -> HostResult<OwnedFd> {
+        let shown = self.path(name);
+        match open_dir_at(Some(root), OsStr::new(name), true) {
+            Ok(fd) => Ok(fd),
+            Err(Errno::ENOTDIR | Errno::ELOOP)
+                if fs::symlink_metadata(&shown).is_ok_and(|m| m.file_type().is_symlink()) =>
+            {
+                Err(HostError::escapes(&shown, "is a symbolic link"))
+            }
+            Err(e) => Err(HostError::errno_at(&shown, e)),
+        }
+    }
+
+    /// Resolves a sysfs file for writing: `rel` must lie under `sys/`; its directory is
+    /// resolved beneath the root's `sys/` ([`resolve_beneath`]), its name is checked to
+    /// be a plain name (opened `O_NOFOLLOW` later).
+    fn sys_target(&self, rel: &Path) -> HostResult<Target> {
+        let rel = strip_root(rel);
+        let shown = self.path(rel);
+        let under = rel
+            .strip_prefix("sys")
+            .map_err(|_| HostError::escapes(&shown, "is not under sys/, where writes go"))?;
+        let name = match under.file_name() {
+            Some(n) if under.components().next_back() == Some(Component::Normal(n)) => n,
+            _ => return Err(HostError::escapes(&shown, "names no file")),
+        };
+        let root = self.open_root()?;
+        let base = self.open_top(&root, "sys")?;
+        if !self.live {
+            use nix::sys::statfs::{fstatfs, SYSFS_MAGIC};
+            if fstatfs(&base).is_ok_and(|s| s.filesystem_type() == SYSFS_MAGIC) {
+                return Err(HostError::LiveTree {
+                    path: self.path("sys"),
+                    what: "sysfs",
+                });
+            }
+        }
+        let parent = under.parent().unwrap_or(Path::new(""));
+        let dir = if parent.as_os_str().is_empty() {
+            base
+        } else {
+            match resolve_beneath(&base, parent) {
+                Ok((fd, _)) => fd,
+                Err(ResolveError::Escapes) => {
+                    return Err(HostError::escapes(
+                        &shown,
+                        format!(
+                            "a link on the way leads out of {}",
+                            self.path("sys").display()
+                        ),
+                    ))
+                }
+                Err(ResolveError::Os(e)) => return Err(HostError::errno_at(&shown, e)),
+            }
+        };
+        let name = CString::new(name.as_bytes())
+            .map_err(|e| HostError::io(shown.clone(), io::Error::other(e)))?;
+        Ok(Target { dir, name, shown })
+    }
+
+    /// Writes a value to an existing sysfs file (never creates one), confined beneath
+    /// the root's `sys/` (see [`Host::sys_target`]). Opened `O_NONBLOCK`, so a FIFO
+    /// without a reader fails at once instead of hanging; a FIFO with one is refused.
+    /// The file is opened with `O_TRUNC` (ignored by sysfs, and what keeps a fixture
+    /// file holding exactly the last value written, as an attribute reads back).
     pub fn write(&self, rel: impl AsRef<Path>, value: &str) -> HostResult<()> {
-        let path = self.path(rel);
-        write_existing(&path, value.as_bytes()).map_err(|e| HostError::io(path, e))
+        let t = self.sys_target(rel.as_ref())?;
+        let fd = openat(
+            Some(t.dir.as_raw_fd()),
+            t.name.as_c_str(),
+            OFlag::O_WRONLY
+                | OFlag::O_TRUNC
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_NONBLOCK
+                | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map(owned)
+        .map_err(|e| open_error(&t.shown, e))?;
+        let st =
+            nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| HostError::errno_at(&t.shown, e))?;
+        if let Some(kind) = special_mode(st.st_mode) {
+            return Err(HostError::Special {
+                path: t.shown,
+                kind,
+            });
+        }
+        fs::File::from(fd)
+            .write_all(value.as_bytes())
+            .map_err(|e| HostError::io(t.shown, e))
     }
 
     /// Like [`Host::write`], but performed by a forked child that is abandoned (and
-    /// sent SIGKILL) when it has not finished within `timeout`.
+    /// sent SIGKILL) when it has not finished within `timeout`. The file is resolved,
+    /// confined, before the fork.
     pub(crate) fn write_bounded(
         &self,
         rel: impl AsRef<Path>,
         value: &str,
         timeout: Duration,
     ) -> HostResult<()> {
-        let path = self.path(rel);
-        bounded_write(&path, value.as_bytes(), timeout)
+        let t = self.sys_target(rel.as_ref())?;
+        bounded_write(&t, value.as_bytes(), timeout)
     }
 
-    /// Creates or replaces a file the agent owns (under `run/`), atomically.
+    /// The agent's own directory, `run/vfio-early`, created when missing; neither it nor
+    /// `run` may be a link.
+    fn run_dir(&self) -> HostResult<OwnedFd> {
+        let root = self.open_root()?;
+        let run = match self.open_top(&root, "run") {
+            Err(e) if e.is_not_found() => {
+                nix::sys::stat::mkdirat(
+                    Some(root.as_raw_fd()),
+                    "run",
+                    Mode::from_bits_truncate(0o755),
+                )
+                .map_err(|e| HostError::errno_at(&self.path("run"), e))?;
+                self.open_top(&root, "run")?
+            }
+            r => r?,
+        };
+        let shown = self.path(RUN_DIR);
+        match nix::sys::stat::mkdirat(
+            Some(run.as_raw_fd()),
+            "vfio-early",
+            Mode::from_bits_truncate(0o755),
+        ) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(HostError::errno_at(&shown, e)),
+        }
+        match open_dir_at(Some(&run), OsStr::new("vfio-early"), true) {
+            Ok(fd) => Ok(fd),
+            Err(Errno::ENOTDIR | Errno::ELOOP) => Err(HostError::escapes(
+                &shown,
+                "is not a directory (a link?); the agent writes only into its own directory",
+            )),
+            Err(e) => Err(HostError::errno_at(&shown, e)),
+        }
+    }
+
+    /// Creates or replaces a file the agent owns, `run/vfio-early/NAME`, atomically:
+    /// written to a temp file with a unique name (`O_CREAT | O_EXCL | O_NOFOLLOW`), then
+    /// renamed over `NAME`. A failed write (a full `/run`) removes the temp file.
     pub(crate) fn write_owned(&self, rel: impl AsRef<Path>, contents: &[u8]) -> HostResult<()> {
-        let path = self.path(rel);
-        let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-        fs::create_dir_all(&dir).map_err(|e| HostError::io(dir, e))?;
-        let tmp = path.with_extension("tmp");
-        fs::write(&tmp, contents).map_err(|e| HostError::io(tmp.clone(), e))?;
-        fs::rename(&tmp, &path).map_err(|e| HostError::io(path, e))
+        let rel = strip_root(rel.as_ref());
+        let shown = self.path(rel);
+        let name = rel
+            .strip_prefix(RUN_DIR)
+            .ok()
+            .and_then(|n| {
+                let mut c = n.components();
+                match (c.next(), c.next()) {
+                    (Some(Component::Normal(n)), None) => Some(n.to_os_string()),
+                    _ => None,
+                }
+            })
+            .ok_or_else(|| HostError::escapes(&shown, format!("is not a file of {RUN_DIR}/")))?;
+        let dir = self.run_dir()?;
+        let dfd = Some(dir.as_raw_fd());
+        let tmp = {
+            let mut t = OsString::from(".");
+            t.push(&name);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            t.push(format!(
+                ".{}.{}.{nanos:x}.tmp",
+                std::process::id(),
+                TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+            ));
+            t
+        };
+        let tmp_shown = self.path(Path::new(RUN_DIR).join(&tmp));
+        let fd = openat(
+            dfd,
+            tmp.as_os_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        )
+        .map(owned)
+        .map_err(|e| HostError::errno_at(&tmp_shown, e))?;
+        let mut file = fs::File::from(fd);
+        let written = file
+            .write_all(contents)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| HostError::io(tmp_shown.clone(), e));
+        drop(file);
+        let renamed = written.and_then(|()| {
+            nix::fcntl::renameat(dfd, tmp.as_os_str(), dfd, name.as_os_str())
+                .map_err(|e| HostError::errno_at(&shown, e))
+        });
+        if renamed.is_err() {
+            let _ = nix::unistd::unlinkat(
+                dfd,
+                tmp.as_os_str(),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
+        }
+        renamed
+    }
+
+    /// Takes the run lock (`flock` on `run/vfio-early/lock`), waiting at most `wait`
+    /// for another run to release it.
+    pub fn lock(&self, wait: Duration) -> HostResult<RunLock> {
+        let dir = self.run_dir()?;
+        let shown = self.path(Path::new(RUN_DIR).join("lock"));
+        let fd = openat(
+            Some(dir.as_raw_fd()),
+            "lock",
+            OFlag::O_RDWR
+                | OFlag::O_CREAT
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_NONBLOCK
+                | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map(owned)
+        .map_err(|e| open_error(&shown, e))?;
+        let start = Instant::now();
+        loop {
+            // SAFETY: `fd` is a valid descriptor owned by this function.
+            let rc = unsafe {
+                nix::libc::flock(fd.as_raw_fd(), nix::libc::LOCK_EX | nix::libc::LOCK_NB)
+            };
+            match Errno::result(rc) {
+                Ok(_) => break,
+                Err(Errno::EWOULDBLOCK | Errno::EINTR) => {}
+                Err(e) => return Err(HostError::errno_at(&shown, e)),
+            }
+            if start.elapsed() >= wait {
+                return Err(HostError::Busy { path: shown, wait });
+            }
+            std::thread::sleep(Duration::from_millis(10).min(wait));
+        }
+        LOCK_FD.store(fd.as_raw_fd(), Ordering::SeqCst);
+        Ok(RunLock { fd })
+    }
+
+    /// Opens the kernel log for appending records: `dev/kmsg` under the root, never
+    /// through a link, without blocking; it must be the kernel's log device (character
+    /// device 1:11) on the live system, a regular file in a fixture. `Ok(None)` when
+    /// there is none.
+    pub fn open_kmsg(&self) -> HostResult<Option<fs::File>> {
+        let shown = self.path("dev/kmsg");
+        let root = self.open_root()?;
+        let dev = match self.open_top(&root, "dev") {
+            Err(e) if e.is_not_found() => return Ok(None),
+            r => r?,
+        };
+        let is_kmsg = |st: &nix::sys::stat::FileStat| -> Result<(), &'static str> {
+            match special_mode(st.st_mode) {
+                None if !self.live => Ok(()),
+                Some("a character device")
+                    if self.live
+                        && nix::sys::stat::major(st.st_rdev) == 1
+                        && nix::sys::stat::minor(st.st_rdev) == 11 =>
+                {
+                    Ok(())
+                }
+                None => Err("a regular file"),
+                Some(kind) => Err(kind),
+            }
+        };
+        let st = match fstatat(
+            Some(dev.as_raw_fd()),
+            "kmsg",
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(HostError::errno_at(&shown, e)),
+            Ok(st) => st,
+        };
+        is_kmsg(&st).map_err(|kind| HostError::Special {
+            path: shown.clone(),
+            kind,
+        })?;
+        let fd = openat(
+            Some(dev.as_raw_fd()),
+            "kmsg",
+            OFlag::O_WRONLY
+                | OFlag::O_APPEND
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_NONBLOCK
+                | OFlag::O_NOCTTY
+                | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map(owned)
+        .map_err(|e| open_error(&shown, e))?;
+        let st =
+            nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| HostError::errno_at(&shown, e))?;
+        is_kmsg(&st).map_err(|kind| HostError::Special { path: shown, kind })?;
+        Ok(Some(fs::File::from(fd)))
     }
 
     /// Refuses, with a clear error, anything that would change the running kernel
@@ -219,66 +877,49 @@ impl Host {
         }
     }
 
-    /// Takes the agent's lock (`flock` on [`LOCK_PATH`] under the root), waiting at most
-    /// `timeout` for another run (`bind`, `detach`, `reattach`) to finish. The lock is
-    /// held until the guard is dropped; a process that dies releases it with its file.
-    pub fn lock(&self, timeout: Duration) -> HostResult<LockGuard> {
-        use nix::fcntl::{Flock, FlockArg};
-        let path = self.path(LOCK_PATH);
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(|e| HostError::io(dir.to_path_buf(), e))?;
-        }
-        let start = Instant::now();
-        loop {
-            let file = fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .map_err(|e| HostError::io(path.clone(), e))?;
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => return Ok(LockGuard { _lock: lock }),
-                Err((_, nix::errno::Errno::EWOULDBLOCK)) if start.elapsed() < timeout => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-                    return Err(HostError::Timeout { path, timeout })
-                }
-                Err((_, e)) => return Err(HostError::io(path, e.into())),
-            }
-        }
-    }
-
     /// The release of the running kernel (`proc/sys/kernel/osrelease`).
     pub(crate) fn kernel_release(&self) -> Option<String> {
         self.read_attr("proc/sys/kernel/osrelease")
     }
 }
 
-fn write_existing(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(path)?;
-    f.write_all(bytes)
+fn strip_root(rel: &Path) -> &Path {
+    rel.strip_prefix("/").unwrap_or(rel)
 }
 
-/// Writes `bytes` to `path` in a forked child and waits at most `timeout` for it.
+/// An `open` failure in words: a link as the last component (`O_NOFOLLOW`) is refused
+/// by name.
+fn open_error(path: &Path, e: Errno) -> HostError {
+    match e {
+        Errno::ELOOP => HostError::escapes(path, "is a symbolic link; not written through"),
+        Errno::ENXIO => HostError::Special {
+            path: path.to_path_buf(),
+            kind: "a FIFO or socket",
+        },
+        e => HostError::errno_at(path, e),
+    }
+}
+
+/// Writes `bytes` to a resolved target in a forked child and waits at most `timeout`.
 ///
-/// Everything the child needs (the C path) is prepared before the fork, so the child
-/// allocates nothing: it opens, writes once, and leaves with `_exit`, passing the
-/// errno back as its exit status.
-fn bounded_write(path: &Path, bytes: &[u8], timeout: Duration) -> HostResult<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let cpath = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| HostError::io(path.to_path_buf(), io::Error::other(e)))?;
-    // SAFETY: the child only calls async-signal-safe functions (open, write, _exit)
-    // on data prepared before the fork, and never returns into the caller's stack.
+/// The child allocates nothing: it closes the run lock (so an abandoned child does not
+/// hold it), opens the prepared name in the prepared directory with `O_NOFOLLOW`,
+/// writes once, and leaves with `_exit`, passing the errno back as its exit status.
+fn bounded_write(t: &Target, bytes: &[u8], timeout: Duration) -> HostResult<()> {
+    let lock_fd = LOCK_FD.load(Ordering::SeqCst);
+    // SAFETY: the child only calls async-signal-safe functions (close, openat, write,
+    // _exit) on data prepared before the fork, and never returns into the caller's
+    // stack.
     let forked = unsafe { fork() };
     match forked {
-        Err(e) => Err(HostError::io(path.to_path_buf(), e.into())),
+        Err(e) => Err(HostError::errno_at(&t.shown, e)),
         Ok(ForkResult::Child) => {
-            let code = match child_write(&cpath, bytes) {
+            if lock_fd >= 0 {
+                // SAFETY: closing the child's copy of a descriptor; nothing else in the
+                // child uses it.
+                unsafe { nix::libc::close(lock_fd) };
+            }
+            let code = match child_write(t.dir.as_raw_fd(), &t.name, bytes) {
                 Ok(()) => 0,
                 Err(errno) => (errno as i32).clamp(1, 254),
             };
@@ -286,24 +927,23 @@ fn bounded_write(path: &Path, bytes: &[u8], timeout: Duration) -> HostResult<()>
             // or destructors that belong to the parent's state.
             unsafe { nix::libc::_exit(code) }
         }
-        Ok(ForkResult::Parent { child }) => wait_bounded(path, child, timeout),
+        Ok(ForkResult::Parent { child }) => wait_bounded(&t.shown, child, timeout),
     }
 }
 
-fn child_write(cpath: &std::ffi::CStr, bytes: &[u8]) -> nix::Result<()> {
-    use nix::fcntl::{open, OFlag};
-    let fd = open(
-        cpath,
-        OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
+fn child_write(dir: RawFd, name: &CStr, bytes: &[u8]) -> nix::Result<()> {
+    let fd = openat(
+        Some(dir),
+        name,
+        OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
     )?;
-    // SAFETY: `fd` was just opened by this process and is owned here alone.
-    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let fd = owned(fd);
     let n = nix::unistd::write(&fd, bytes)?;
     if n == bytes.len() {
         Ok(())
     } else {
-        Err(nix::errno::Errno::EIO)
+        Err(Errno::EIO)
     }
 }
 
@@ -314,10 +954,7 @@ fn wait_bounded(path: &Path, child: Pid, timeout: Duration) -> HostResult<()> {
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, 0)) => return Ok(()),
             Ok(WaitStatus::Exited(_, code)) => {
-                return Err(HostError::io(
-                    path.to_path_buf(),
-                    io::Error::from_raw_os_error(code),
-                ))
+                return Err(open_error(path, Errno::from_raw(code)));
             }
             Ok(WaitStatus::Signaled(_, sig, _)) => {
                 return Err(HostError::io(
@@ -326,7 +963,7 @@ fn wait_bounded(path: &Path, child: Pid, timeout: Duration) -> HostResult<()> {
                 ))
             }
             Ok(_) => {}
-            Err(e) => return Err(HostError::io(path.to_path_buf(), e.into())),
+            Err(e) => return Err(HostError::errno_at(path, e)),
         }
         if start.elapsed() >= timeout {
             // The child may sit in an uninterruptible kernel wait; SIGKILL takes effect
@@ -345,6 +982,7 @@ fn wait_bounded(path: &Path, child: Pid, timeout: Duration) -> HostResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::symlink;
 
     #[test]
     fn paths_stay_under_root() {
@@ -362,12 +1000,284 @@ mod tests {
     }
 
     #[test]
-    fn attributes_are_read_one_page_at_most() {
+    fn attributes_are_regular_files_of_one_page_at_most() {
         let dir = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink("/dev/zero", dir.path().join("class")).unwrap();
+        symlink("/dev/zero", dir.path().join("class")).unwrap();
+        fs::write(dir.path().join("big"), "x".repeat(5000)).unwrap();
+        fs::write(dir.path().join("vendor"), "0x1002\n").unwrap();
         let h = Host::new(dir.path());
-        assert_eq!(h.read_attr("class").map(|s| s.len()), Some(4096));
+        assert_eq!(h.read_attr("class"), None, "a device is never read");
+        assert_eq!(h.read_attr("big"), None);
+        assert_eq!(h.read_attr("vendor").as_deref(), Some("0x1002"));
         assert_eq!(h.read_attr("missing"), None);
+    }
+
+    #[test]
+    fn special_files_are_refused_by_name_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        nix::unistd::mkfifo(&d.join("fifo"), Mode::S_IRWXU).unwrap();
+        let _sock = std::os::unix::net::UnixListener::bind(d.join("sock")).unwrap();
+        symlink("/dev/zero", d.join("zero")).unwrap();
+        symlink("loop", d.join("loop")).unwrap();
+        for (name, kind) in [
+            ("fifo", "a FIFO"),
+            ("sock", "a socket"),
+            ("zero", "a character device"),
+            ("", "a directory"),
+        ] {
+            let err = read_file(&d.join(name), 1024).unwrap_err();
+            assert!(
+                matches!(&err, HostError::Special { kind: k, .. } if *k == kind),
+                "{name}: {err}"
+            );
+            assert!(err.to_string().contains(kind), "{err}");
+        }
+        let err = read_file(&d.join("loop"), 1024).unwrap_err();
+        assert_eq!(err.errno(), Some(nix::libc::ELOOP), "{err}");
+        assert!(!err.is_not_found());
+        assert!(read_file(&d.join("nope"), 1024).unwrap_err().is_not_found());
+    }
+
+    #[test]
+    fn the_size_bound_holds_before_and_while_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        fs::write(&f, "0123456789").unwrap();
+        assert_eq!(read_file(&f, 10).unwrap().len(), 10);
+        let err = read_file(&f, 9).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                HostError::TooLarge {
+                    size: Some(10),
+                    limit: 9,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // /proc files say size 0: the bound is enforced while reading.
+        let err = read_file(Path::new("/proc/self/status"), 16).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                HostError::TooLarge {
+                    size: None,
+                    limit: 16,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    /// A sysfs-like tree: `sys/bus/pci/devices/X` -> `../../../devices/X`, whose
+    /// `driver` -> `../../bus/pci/drivers/d`; plus links that lead out.
+    fn tree() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        for d in [
+            "root/sys/devices/X",
+            "root/sys/bus/pci/devices",
+            "root/sys/bus/pci/drivers/d",
+            "outside",
+        ] {
+            fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        fs::write(outside.join("unbind"), "").unwrap();
+        fs::write(outside.join("driver_override"), "").unwrap();
+        let sys = root.join("sys");
+        fs::write(sys.join("devices/X/driver_override"), "").unwrap();
+        fs::write(sys.join("bus/pci/drivers/d/unbind"), "").unwrap();
+        symlink("../../../devices/X", sys.join("bus/pci/devices/X")).unwrap();
+        symlink("../../bus/pci/drivers/d", sys.join("devices/X/driver")).unwrap();
+        // Out: absolute, and relative past sys/.
+        symlink(&outside, sys.join("devices/X/abs")).unwrap();
+        symlink("../../../outside", sys.join("devices/X/rel")).unwrap();
+        symlink(
+            outside.join("driver_override"),
+            sys.join("devices/X/linked"),
+        )
+        .unwrap();
+        (dir, root)
+    }
+
+    #[test]
+    fn both_resolvers_follow_in_tree_links_and_refuse_links_out() {
+        let (_dir, root) = tree();
+        let base = open_dir_at(None, root.join("sys").as_os_str(), true).unwrap();
+        for how in [Resolver::Openat2, Resolver::Walk] {
+            assert!(
+                resolve_with(&base, Path::new("bus/pci/devices/X/driver"), how).is_ok(),
+                "{how:?}"
+            );
+            assert!(resolve_with(&base, Path::new("bus/pci/devices/X/../X"), how).is_ok());
+            for out in [
+                "bus/pci/devices/X/abs",
+                "bus/pci/devices/X/rel",
+                "devices/X/rel",
+                "..",
+                "devices/../..",
+            ] {
+                assert_eq!(
+                    resolve_with(&base, Path::new(out), how).err(),
+                    Some(ResolveError::Escapes),
+                    "{how:?} {out}"
+                );
+            }
+            assert_eq!(
+                resolve_with(&base, Path::new("devices/X/driver_override"), how).err(),
+                Some(ResolveError::Os(Errno::ENOTDIR)),
+                "{how:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn writes_stay_beneath_sys() {
+        let (dir, root) = tree();
+        let h = Host::new(&root);
+        h.write("sys/bus/pci/devices/X/driver_override", "vfio-pci")
+            .unwrap();
+        h.write_bounded(
+            "sys/bus/pci/devices/X/driver/unbind",
+            "X",
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(
+            fs::read_to_string(root.join("sys/devices/X/driver_override")).unwrap(),
+            "vfio-pci"
+        );
+        assert_eq!(
+            fs::read_to_string(root.join("sys/bus/pci/drivers/d/unbind")).unwrap(),
+            "X"
+        );
+        for rel in [
+            "sys/bus/pci/devices/X/abs/unbind",
+            "sys/bus/pci/devices/X/rel/unbind",
+            "sys/bus/pci/devices/X/linked",
+            "etc/passwd",
+            "sys/../outside/unbind",
+        ] {
+            let e = h.write(rel, "x").unwrap_err();
+            assert!(matches!(e, HostError::Escapes { .. }), "{rel}: {e}");
+            let e = h
+                .write_bounded(rel, "x", Duration::from_secs(5))
+                .unwrap_err();
+            assert!(matches!(e, HostError::Escapes { .. }), "{rel}: {e}");
+        }
+        let outside = dir.path().join("outside");
+        assert_eq!(fs::read_to_string(outside.join("unbind")).unwrap(), "");
+        assert_eq!(
+            fs::read_to_string(outside.join("driver_override")).unwrap(),
+            ""
+        );
+    }
+
+    #[test]
+    fn a_linked_sys_or_run_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir_all(elsewhere.join("vfio-early")).unwrap();
+        fs::write(elsewhere.join("drivers_probe"), "").unwrap();
+        fs::create_dir_all(root.join("run")).unwrap();
+        symlink(&elsewhere, root.join("sys")).unwrap();
+        symlink(elsewhere.join("vfio-early"), root.join("run/vfio-early")).unwrap();
+        let h = Host::new(&root);
+        let e = h.write("sys/drivers_probe", "x").unwrap_err();
+        assert!(e.to_string().contains("is a symbolic link"), "{e}");
+        let e = h
+            .write_owned("run/vfio-early/record.json", b"{}")
+            .unwrap_err();
+        assert!(matches!(e, HostError::Escapes { .. }), "{e}");
+        assert!(h.lock(Duration::ZERO).is_err());
+        assert_eq!(
+            fs::read_dir(elsewhere.join("vfio-early")).unwrap().count(),
+            0
+        );
+        assert_eq!(
+            fs::read_to_string(elsewhere.join("drivers_probe")).unwrap(),
+            ""
+        );
+    }
+
+    #[test]
+    fn a_root_whose_sys_is_the_live_sysfs_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        symlink("/sys", dir.path().join("sys")).unwrap();
+        let e = Host::new(dir.path()).check_root().unwrap_err();
+        assert!(e.to_string().contains("running kernel's sysfs"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        symlink("/proc", dir.path().join("proc")).unwrap();
+        assert!(Host::new(dir.path()).check_root().is_err());
+        assert!(Host::new(tempfile::tempdir().unwrap().path())
+            .check_root()
+            .is_ok());
+        assert!(Host::live().check_root().is_ok());
+    }
+
+    #[test]
+    fn owned_files_use_unique_temp_names_and_leave_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("victim");
+        fs::write(&outside, "keep").unwrap();
+        let h = Host::new(dir.path());
+        fs::create_dir_all(dir.path().join(RUN_DIR)).unwrap();
+        // The old fixed temp name, planted as a link: never written through.
+        symlink(&outside, dir.path().join(RUN_DIR).join("record.tmp")).unwrap();
+        h.write_owned("run/vfio-early/record.json", b"{\"a\":1}")
+            .unwrap();
+        h.write_owned("run/vfio-early/record.json", b"{\"a\":2}")
+            .unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.path().join(RUN_DIR).join("record.json")).unwrap(),
+            "{\"a\":2}"
+        );
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "keep");
+        let names: Vec<String> = fs::read_dir(dir.path().join(RUN_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        let e = h.write_owned("run/other/x", b"").unwrap_err();
+        assert!(matches!(e, HostError::Escapes { .. }), "{e}");
+    }
+
+    #[test]
+    fn the_run_lock_is_exclusive_and_the_wait_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Host::new(dir.path());
+        let held = h.lock(Duration::ZERO).unwrap();
+        // A second open file description: flock conflicts even within one process.
+        let start = Instant::now();
+        let e = h.lock(Duration::from_millis(100)).unwrap_err();
+        assert!(matches!(e, HostError::Busy { .. }), "{e}");
+        assert!(start.elapsed() >= Duration::from_millis(100));
+        drop(held);
+        h.lock(Duration::ZERO).unwrap();
+    }
+
+    #[test]
+    fn kmsg_is_opened_only_when_it_is_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Host::new(dir.path());
+        assert!(h.open_kmsg().unwrap().is_none(), "no dev/");
+        fs::create_dir_all(dir.path().join("dev")).unwrap();
+        assert!(h.open_kmsg().unwrap().is_none(), "no dev/kmsg");
+        nix::unistd::mkfifo(&dir.path().join("dev/kmsg"), Mode::S_IRWXU).unwrap();
+        let e = h.open_kmsg().unwrap_err();
+        assert!(e.to_string().contains("a FIFO"), "{e}");
+        fs::remove_file(dir.path().join("dev/kmsg")).unwrap();
+        symlink("/dev/kmsg", dir.path().join("dev/kmsg")).unwrap();
+        let e = h.open_kmsg().unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        fs::remove_file(dir.path().join("dev/kmsg")).unwrap();
+        fs::write(dir.path().join("dev/kmsg"), "").unwrap();
+        assert!(h.open_kmsg().unwrap().is_some());
     }
 
     #[test]
@@ -382,32 +1292,36 @@ mod tests {
     fn bounded_write_reports_errno_and_success() {
         let dir = tempfile::tempdir().unwrap();
         let h = Host::new(dir.path());
-        fs::write(dir.path().join("attr"), "").unwrap();
-        h.write_bounded("attr", "vfio-pci", Duration::from_secs(5))
+        fs::create_dir_all(dir.path().join("sys")).unwrap();
+        fs::write(dir.path().join("sys/attr"), "").unwrap();
+        h.write_bounded("sys/attr", "vfio-pci", Duration::from_secs(5))
             .unwrap();
         assert_eq!(
-            fs::read_to_string(dir.path().join("attr")).unwrap(),
+            fs::read_to_string(dir.path().join("sys/attr")).unwrap(),
             "vfio-pci"
         );
         // A directory where a file should be: EISDIR, reported with the path.
-        fs::create_dir(dir.path().join("d")).unwrap();
+        fs::create_dir(dir.path().join("sys/d")).unwrap();
         let err = h
-            .write_bounded("d", "x", Duration::from_secs(5))
+            .write_bounded("sys/d", "x", Duration::from_secs(5))
             .unwrap_err();
-        assert_eq!(err.errno(), Some(libc_eisdir()));
+        assert_eq!(err.errno(), Some(nix::libc::EISDIR));
         assert!(err.to_string().contains("/d"), "{err}");
     }
 
     #[test]
     fn bounded_write_gives_up_on_a_fifo_without_reader() {
         let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("unbind");
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        fs::create_dir_all(dir.path().join("sys")).unwrap();
+        nix::unistd::mkfifo(&dir.path().join("sys/unbind"), Mode::S_IRWXU).unwrap();
         let h = Host::new(dir.path());
         let err = h
-            .write_bounded("unbind", "0000:01:00.0", Duration::from_millis(200))
+            .write_bounded("sys/unbind", "0000:01:00.0", Duration::from_millis(200))
             .unwrap_err();
         assert!(matches!(err, HostError::Timeout { .. }), "{err}");
+        // The unbounded write never blocks on it.
+        let err = h.write("sys/unbind", "x").unwrap_err();
+        assert!(matches!(err, HostError::Special { .. }), "{err}");
     }
 
     #[test]
@@ -416,13 +1330,9 @@ mod tests {
         let h = Host::new(dir.path());
         let held = h.lock(Duration::from_millis(100)).unwrap();
         let err = h.lock(Duration::from_millis(50)).unwrap_err();
-        assert!(matches!(err, HostError::Timeout { .. }), "{err}");
-        assert!(err.to_string().contains("run/vfio-early/lock"), "{err}");
+        assert!(matches!(err, HostError::Busy { .. }), "{err}");
+        assert!(err.to_string().contains(LOCK_PATH), "{err}");
         drop(held);
         h.lock(Duration::from_millis(50)).unwrap();
-    }
-
-    fn libc_eisdir() -> i32 {
-        nix::errno::Errno::EISDIR as i32
     }
 }

@@ -12,7 +12,7 @@
 //! back, and [`KmsgLogger::finish`] writes one summary record naming the full log file.
 //! stderr and the full log under `run/vfio-early/` always get every line.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::sync::Mutex;
 
@@ -54,12 +54,25 @@ fn kmsg_priority(level: Level) -> u8 {
 }
 
 impl KmsgLogger {
-    /// Opens `ROOT/dev/kmsg` for appending (a missing one only disables that output).
+    /// Opens `ROOT/dev/kmsg` for appending, unless `kmsg_level` is `Off` (a dry run
+    /// does not open it at all). A missing one only disables that output; one that is
+    /// not the kernel log (a FIFO, a link, another device: [`Host::open_kmsg`]) does
+    /// too, with one line on stderr.
     pub fn new(host: &Host, stderr_level: LevelFilter, kmsg_level: LevelFilter) -> Self {
-        let kmsg = OpenOptions::new()
-            .append(true)
-            .open(host.path("dev/kmsg"))
-            .ok();
+        let kmsg = if kmsg_level == LevelFilter::Off {
+            None
+        } else {
+            match host.open_kmsg() {
+                Ok(k) => k,
+                Err(e) => {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "vfio-early: warning: {e}; nothing goes to the kernel log"
+                    );
+                    None
+                }
+            }
+        };
         // `printk.devkmsg=on` (or the sysctl) lifts the limit.
         let unlimited = host.read_attr("proc/sys/kernel/printk_devkmsg").as_deref() == Some("on");
         Self {
@@ -86,7 +99,8 @@ impl KmsgLogger {
     }
 
     /// Writes the summary record when lines were held back, and the full log to
-    /// `run/vfio-early/log`; returns every line logged.
+    /// `run/vfio-early/log`; returns every line logged. A log that cannot be written (a
+    /// full `/run`) is reported on stderr and in the kernel log, and leaves no temp file.
     pub fn finish(&self, host: &Host) -> Vec<String> {
         let Ok(mut st) = self.state.lock() else {
             return Vec::new();
@@ -104,7 +118,14 @@ impl KmsgLogger {
         }
         let mut text = st.lines.join("\n");
         text.push('\n');
-        let _ = host.write_owned(crate::record::LOG_PATH, text.as_bytes());
+        if let Err(e) = host.write_owned(crate::record::LOG_PATH, text.as_bytes()) {
+            let msg = format!("could not write the full log: {e}");
+            let _ = writeln!(std::io::stderr(), "vfio-early: warning: {msg}");
+            let record = format!("<{}>vfio-early: {msg}\n", kmsg_priority(Level::Warn));
+            if let Some(k) = st.kmsg.as_mut() {
+                let _ = k.write_all(record.as_bytes());
+            }
+        }
         st.lines.clone()
     }
 }

@@ -12,6 +12,9 @@ use crate::host::{Host, HostResult};
 pub const PATH: &str = "run/vfio-early/record.json";
 /// The full log of the run (the kernel log gets a summary when over budget).
 pub(crate) const LOG_PATH: &str = "run/vfio-early/log";
+/// The largest record [`Record::load`] reads (a record is a few KiB; the config text
+/// in it is at most 256 KiB).
+pub const MAX_SIZE: u64 = 4 << 20;
 /// Format version.
 pub(crate) const VERSION: u32 = 1;
 
@@ -109,7 +112,7 @@ impl Record {
 
     /// Reads the record a boot run left, if any.
     pub fn load(host: &Host) -> Option<Self> {
-        serde_json::from_str(&host.read(PATH).ok()?).ok()
+        serde_json::from_str(&host.read_limited(PATH, MAX_SIZE).ok()?).ok()
     }
 }
 

@@ -138,6 +138,7 @@ fn bind_writes_only_the_selected_devices_hugepages_and_its_record() {
         "run/vfio-early/record.json",
         "run/vfio-early/lock",
         "run/vfio-early/log",
+        "run/vfio-early/lock",
         "dev/kmsg",
     ]);
     assert_eq!(
@@ -196,6 +197,7 @@ fn a_refused_device_and_a_config_error_write_only_the_record_and_the_log() {
             "run/vfio-early/lock",
             "run/vfio-early/lock",
             "run/vfio-early/log",
+            "run/vfio-early/lock",
             "dev/kmsg",
         ]);
         assert_eq!(got, want, "{config}");
@@ -404,6 +406,7 @@ fn a_bind_that_succeeds_writes_the_expected_files_in_order() {
         "run/vfio-early/record.json",
         "run/vfio-early/lock",
         "run/vfio-early/log",
+        "run/vfio-early/lock",
         "dev/kmsg",
     ]);
     assert_eq!(

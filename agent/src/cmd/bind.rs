@@ -19,6 +19,12 @@ use crate::machine::{self, read_topology};
 use crate::plan::{self, Action, Plan};
 use crate::record::{HugepageRecord, Record};
 
+/// The longest a command line can be, with room to spare (the kernel's
+/// `COMMAND_LINE_SIZE` is at most 4 KiB on x86 and 2 KiB on arm64).
+const CMDLINE_MAX: u64 = 64 * 1024;
+/// How long a run waits for another run's lock.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Arguments of `bind`.
 ///
 /// The full tool parses them with clap; the boot agent (built without `tools`) with
@@ -117,7 +123,15 @@ fn bind(args: &Args, host: &Host) -> Exit {
     }
     let strict = |failed: bool| Exit::problem_if(args.strict && failed);
     let mut record = Record::new(host);
-    let cmdline = Cmdline::parse(&host.read("proc/cmdline").unwrap_or_default());
+    let cmdline = match host.read_limited("proc/cmdline", CMDLINE_MAX) {
+        Ok(text) => Cmdline::parse(&text),
+        Err(e) => {
+            if !e.is_not_found() {
+                warn!("{e}; the kernel command line is taken as empty");
+            }
+            Cmdline::default()
+        }
+    };
     let path = config_path(args, host);
     record.config_path = path.display().to_string();
 
@@ -129,23 +143,23 @@ fn bind(args: &Args, host: &Host) -> Exit {
         record.disabled_by = Some(param);
         return nothing(&record, Exit::Ok);
     }
-    // One run at a time changes devices (`bind` from two hooks, `detach`, `reattach`).
+    // One run at a time (the hook and the modprobe backstop may both start one): the
+    // second waits for the first, then finds its devices already bound.
     let _lock = if args.dry_run {
         None
     } else {
-        match host.lock(config::BindSettings::default().timeout()) {
+        match host.lock(LOCK_WAIT) {
             Ok(l) => Some(l),
             Err(e) => {
-                let msg = format!("another vfio-early run is changing devices ({e}); nothing done");
-                error!("{msg}");
-                record.errors.push(msg);
+                error!("{e}; this run changed nothing");
+                record.errors.push(e.to_string());
                 return nothing(&record, strict(true));
             }
         }
     };
     let config = match Config::load(&path) {
         Ok(c) => c,
-        Err(e) if e.at.is_none() && !path.exists() && args.config.is_none() => {
+        Err(e) if e.missing && args.config.is_none() => {
             info!("no config at {}; nothing to do", path.display());
             record.config_error = Some(e.to_string());
             // Testing a config (`--dry-run --strict`) without one is an error; the

@@ -176,7 +176,10 @@ pub(crate) fn default_candidates(release: Option<&str>, running: bool) -> Vec<St
 fn find_source(args: &Args, host: &Host) -> Result<Source, String> {
     if let Some(path) = &args.path {
         // A path the user typed: relative to the working directory, not the root.
-        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // Through the bounded opener: a FIFO or device is refused without being opened,
+        // a file over 64 MiB from its size (the parser bounds what it reads, too).
+        let file =
+            crate::host::open_regular(path, crate::host::READ_MAX).map_err(|e| e.to_string())?;
         return Ok(Source {
             shown: path.display().to_string(),
             file,
