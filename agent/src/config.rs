@@ -58,6 +58,9 @@ pub struct ConfigError {
     pub at: Option<(usize, usize)>,
     /// What is wrong, as a sentence fragment.
     pub message: String,
+    /// True when there is no file at the path at all (`ENOENT`, and no dangling link
+    /// either): the only case a missing config is not an error.
+    pub missing: bool,
 }
 
 impl fmt::Display for ConfigError {
@@ -335,7 +338,34 @@ pub struct Config {
     pub handover: HandoverSettings,
 }
 
-/// 1-based line and column of a byte offset.
+/// The start of every line of a text, built once, so finding the line of an offset is
+/// a binary search rather than a scan from the start (one scan per `[[device]]` entry
+/// made parsing quadratic in the number of entries).
+#[derive(Debug)]
+struct Lines {
+    starts: Vec<usize>,
+}
+
+impl Lines {
+    fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        Self { starts }
+    }
+
+    /// 1-based line of a byte offset.
+    fn line(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&s| s <= offset)
+    }
+}
+
+/// 1-based line and column of a byte offset (for the one error a parse reports; the
+/// column scan is linear in the line's length).
 pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text.as_bytes()[..offset];
@@ -358,6 +388,7 @@ impl Config {
             path: path.to_path_buf(),
             at,
             message,
+            missing: false,
         };
         if bytes.len() > MAX_SIZE {
             return Err(err(
@@ -395,6 +426,7 @@ impl Config {
             err(at, msg)
         })?;
         let at = |span: std::ops::Range<usize>| Some(line_col(text, span.start));
+        let lines = Lines::new(text);
 
         let mut devices = Vec::with_capacity(raw.device.len());
         for (i, entry) in raw.device.iter().enumerate() {
@@ -424,7 +456,7 @@ impl Config {
             }
             devices.push(Selector {
                 index: i + 1,
-                line: line_col(text, span.start).0,
+                line: lines.line(span.start),
                 address,
                 id,
                 functions: dev.functions,
@@ -444,7 +476,7 @@ impl Config {
         raw.handover.validate().map_err(|m| err(None, m))?;
         let mut hugepages = Vec::with_capacity(raw.hugepages.len());
         for h in raw.hugepages {
-            let line = line_col(text, h.span().start).0;
+            let line = lines.line(h.span().start);
             let span = h.span();
             let h = h.into_inner();
             let size_kb = parse_size_kb(h.size.get_ref())
@@ -502,30 +534,24 @@ impl Config {
         })
     }
 
-    /// Reads and parses a config file.
+    /// Reads and parses a config file, through the host seam's bounded reader: a FIFO,
+    /// socket, device or directory is refused without being opened, a file over
+    /// [`MAX_SIZE`] without being read whole.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let bytes = read_limited(path).map_err(|e| ConfigError {
+        let bytes = crate::host::read_file(path, MAX_SIZE as u64).map_err(|e| ConfigError {
             path: path.to_path_buf(),
             at: None,
-            message: e,
+            message: match &e {
+                crate::host::HostError::TooLarge { size, .. } => format!(
+                    "{}too large for a config (limit {MAX_SIZE})",
+                    size.map(|s| format!("{s} bytes is ")).unwrap_or_default()
+                ),
+                _ => e.reason(),
+            },
+            missing: e.is_not_found() && std::fs::symlink_metadata(path).is_err(),
         })?;
         Self::parse(path, &bytes)
     }
-}
-
-fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if meta.is_dir() {
-        return Err("is a directory, not a config file".to_owned());
-    }
-    let mut buf = Vec::new();
-    // One byte over the limit is enough to refuse a huge file without reading it all.
-    file.take(MAX_SIZE as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| e.to_string())?;
-    Ok(buf)
 }
 
 #[cfg(test)]
