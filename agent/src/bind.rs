@@ -9,19 +9,26 @@
 //! 3. `drivers_probe` each; vfio-pci matches through the override;
 //! 4. re-read each `driver` link: a probe never reports failure, only the link tells.
 //!
-//! If any device of the group fails, the whole group is rolled back: overrides cleared,
-//! vfio-pci unbound, the original drivers probed again.
+//! If any device of the group fails, the whole group is rolled back to exactly what was
+//! found: each `driver_override` written back as it was (cleared, or a pre-set one such
+//! as `pci-stub`), vfio-pci unbound, the original drivers probed again.
+//!
+//! Time: one `timeout_ms` bounds every write of a group together, however many devices
+//! it has, and the verify window (at most 250 ms) comes on top; the rollback shares the
+//! same budget. A file that stalled once (a wedged `unbind`, `drivers_probe`) is not
+//! written again in this run. So a stalled group costs at most `timeout_ms` + 250 ms.
 //!
 //! Where the IOMMU makes a device's group when a driver probes it (an Arm SMMU,
 //! [`GroupKey::AtProbe`]), step 4 also reads the group the kernel made: it must hold
 //! the devices just bound and nothing on a host driver, or the group is rolled back.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, trace, warn};
 
 use crate::cmdline::Cmdline;
-use crate::host::Host;
+use crate::host::{Host, HostError};
 use crate::modules::{self, Availability};
 use crate::pci::{self, PciAddress, VFIO_DRIVER};
 use crate::plan::{Action, DevicePlan, GroupKey, Plan};
@@ -96,8 +103,9 @@ pub(crate) fn execute(host: &Host, plan: &Plan, cmdline: &Cmdline, timeout: Dura
             return out;
         }
     }
+    let mut stalled = BTreeSet::new();
     for (group, devices) in groups {
-        let result = bind_group(host, group, &devices, timeout);
+        let result = bind_group(host, group, &devices, timeout, &mut stalled);
         for (addr, driver_after, outcome, err) in result.per_device {
             if let Some(r) = out
                 .devices
@@ -152,17 +160,80 @@ fn current_driver(host: &Host, addr: PciAddress) -> Option<String> {
     host.link_name(addr.attr("driver"))
 }
 
+/// The bounded writes of one group: they share one deadline, and skip files seen
+/// stalling earlier in the run.
+struct Writer<'a> {
+    host: &'a Host,
+    stalled: &'a mut BTreeSet<String>,
+    /// The group's bound, as configured (for messages).
+    timeout: Duration,
+    /// No write starts or lasts past this.
+    end: Instant,
+}
+
+impl Writer<'_> {
+    fn write(&mut self, rel: &str, value: &str) -> Result<(), String> {
+        if self.stalled.contains(rel) {
+            return Err(format!(
+                "{}: not written, it stalled earlier in this run",
+                self.host.path(rel).display()
+            ));
+        }
+        let left = self.end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "{}: not written, the group's {} ms are spent",
+                self.host.path(rel).display(),
+                self.timeout.as_millis()
+            ));
+        }
+        match self.host.write_bounded(rel, value, left) {
+            Ok(()) => Ok(()),
+            Err(HostError::Timeout { path, .. }) => {
+                self.stalled.insert(rel.to_owned());
+                Err(HostError::Timeout {
+                    path,
+                    timeout: self.timeout,
+                }
+                .to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// The `driver_override` a device has now (`None` when unset: the kernel shows
+/// `(null)`).
+fn current_override(host: &Host, addr: PciAddress) -> Option<String> {
+    host.read_attr(addr.attr("driver_override"))
+        .filter(|v| !v.is_empty() && v != "(null)")
+}
+
 fn bind_group(
     host: &Host,
     group: GroupKey,
     devices: &[&DevicePlan],
     timeout: Duration,
+    stalled: &mut BTreeSet<String>,
 ) -> GroupResult {
+    let start = Instant::now();
+    let window = verify_window(timeout);
+    let mut w = Writer {
+        host,
+        stalled,
+        timeout,
+        end: start + timeout,
+    };
+    // What was there before, restored exactly on rollback.
+    let found: Vec<(PciAddress, Option<String>)> = devices
+        .iter()
+        .map(|d| (d.address, current_override(host, d.address)))
+        .collect();
     let mut overridden: Vec<PciAddress> = Vec::new();
     let failure = (|| -> Result<(), String> {
         for d in devices {
             debug!("{}: driver_override <- vfio-pci", d.address);
-            host.write_bounded(d.address.attr("driver_override"), VFIO_DRIVER, timeout)
+            w.write(&d.address.attr("driver_override"), VFIO_DRIVER)
                 .map_err(|e| format!("{}: setting driver_override failed: {e}", d.address))?;
             overridden.push(d.address);
         }
@@ -170,12 +241,8 @@ fn bind_group(
             match current_driver(host, d.address) {
                 Some(drv) if drv != VFIO_DRIVER => {
                     debug!("{}: unbinding from {drv}", d.address);
-                    host.write_bounded(
-                        d.address.attr("driver/unbind"),
-                        &d.address.to_string(),
-                        timeout,
-                    )
-                    .map_err(|e| format!("{}: unbinding from {drv} failed: {e}", d.address))?;
+                    w.write(&d.address.attr("driver/unbind"), &d.address.to_string())
+                        .map_err(|e| format!("{}: unbinding from {drv} failed: {e}", d.address))?;
                 }
                 _ => {}
             }
@@ -185,16 +252,19 @@ fn bind_group(
                 // A probe that finds no driver is not an error to the kernel; the
                 // driver link below is the only verdict.
                 debug!("{}: drivers_probe", d.address);
-                if let Err(e) =
-                    host.write_bounded("sys/bus/pci/drivers_probe", &d.address.to_string(), timeout)
-                {
+                if let Err(e) = w.write("sys/bus/pci/drivers_probe", &d.address.to_string()) {
+                    if w.stalled.contains("sys/bus/pci/drivers_probe") {
+                        // A stalled probe is a failed group: the verify window goes to
+                        // the rollback instead.
+                        return Err(format!("{}: drivers_probe failed: {e}", d.address));
+                    }
                     warn!("{}: drivers_probe: {e}", d.address);
                 }
             }
         }
         let addrs: Vec<PciAddress> = devices.iter().map(|d| d.address).collect();
         debug!("verifying the driver links of {} device(s)", addrs.len());
-        let pending = wait_for(host, &addrs, Some(VFIO_DRIVER), verify_window(timeout));
+        let pending = wait_for(host, &addrs, Some(VFIO_DRIVER), window);
         debug!("verified: {} device(s) not on vfio-pci", pending.len());
         if pending.is_empty() {
             match group {
@@ -224,7 +294,10 @@ fn bind_group(
             rollback_note: String::new(),
         },
         Some(why) => {
-            let (per_device, note) = rollback(host, devices, &overridden, timeout, &why);
+            // The rollback shares the group's budget: what the writes left, plus the
+            // verify window.
+            w.end = start + timeout + window;
+            let (per_device, note) = rollback(&mut w, devices, &found, &overridden, &why);
             GroupResult {
                 per_device,
                 failure: Some(why),
@@ -290,21 +363,32 @@ fn wait_for(
 
 type DeviceResult = (PciAddress, Option<String>, &'static str, Option<String>);
 
-/// Undoes a group: clear the overrides set, release vfio-pci, re-probe the original
-/// drivers; reports where each device ended.
+/// Undoes a group: write back the overrides found (cleared, or the value that was
+/// there), release vfio-pci, re-probe the original drivers; reports where each device
+/// ended.
 fn rollback(
-    host: &Host,
+    w: &mut Writer<'_>,
     devices: &[&DevicePlan],
+    found: &[(PciAddress, Option<String>)],
     overridden: &[PciAddress],
-    timeout: Duration,
     why: &str,
 ) -> (Vec<DeviceResult>, String) {
     debug!("rolling back {} device(s): {why}", devices.len());
+    let host = w.host;
     let mut problems = Vec::new();
     for a in overridden {
-        debug!("{a}: clearing driver_override");
-        if let Err(e) = host.write_bounded(a.attr("driver_override"), "\n", timeout) {
-            problems.push(format!("{a}: clearing driver_override failed: {e}"));
+        let before = found
+            .iter()
+            .find(|(f, _)| f == a)
+            .and_then(|(_, o)| o.clone());
+        // "\n" clears an override; anything else sets it again.
+        let value = before.clone().unwrap_or_else(|| "\n".to_owned());
+        if let Err(e) = w.write(&a.attr("driver_override"), &value) {
+            let what = before.map_or_else(
+                || "clearing driver_override".to_owned(),
+                |b| format!("restoring driver_override {b}"),
+            );
+            problems.push(format!("{a}: {what} failed: {e}"));
         }
     }
     for d in devices {
@@ -312,24 +396,16 @@ fn rollback(
             && d.driver.as_deref() != Some(VFIO_DRIVER)
         {
             debug!("{}: releasing vfio-pci", d.address);
-            if let Err(e) = host.write_bounded(
-                d.address.attr("driver/unbind"),
-                &d.address.to_string(),
-                timeout,
-            ) {
+            if let Err(e) = w.write(&d.address.attr("driver/unbind"), &d.address.to_string()) {
                 problems.push(format!("{}: releasing vfio-pci failed: {e}", d.address));
             }
         }
     }
     for d in devices {
         if d.driver.is_some() && current_driver(host, d.address).is_none() {
-            debug!(
-                "{}: drivers_probe for {}",
-                d.address,
-                d.driver.as_deref().unwrap_or_default()
-            );
-            let _ =
-                host.write_bounded("sys/bus/pci/drivers_probe", &d.address.to_string(), timeout);
+            if let Err(e) = w.write("sys/bus/pci/drivers_probe", &d.address.to_string()) {
+                problems.push(format!("{}: re-probing failed: {e}", d.address));
+            }
         }
     }
     let mut per_device = Vec::new();
