@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use vfio_early::config::{Config, MAX_SIZE};
-use vfio_early::pci::PciAddress;
+use vfio_early::pci::{Device, PciAddress};
 use vfio_early::plan::{plan, Topology};
 
 /// `device = [{id = "8086:1000"}, ...]` filling `size` bytes at most.
@@ -39,7 +39,7 @@ fn topology() -> Topology {
                 device: 0,
                 function: 0,
             };
-            vfio_early::testing::device(
+            Device::new(
                 addr,
                 (0x8086, u16::from(n)),
                 0x020000,
