@@ -86,6 +86,7 @@ fn topology() -> (Topology, String) {
             alias_tables: true,
             no_iommu: None,
             groups_at_probe: false,
+            ..Topology::default()
         },
         config,
     )

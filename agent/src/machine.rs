@@ -53,6 +53,7 @@ pub fn read_topology(host: &Host) -> Topology {
         groups_at_probe: crate::iommu::groups_at_probe(host),
         alias_tables: !table.is_empty(),
         claimants,
+        group_problems: pci::group_problems(host, &devices),
         devices,
         no_iommu,
     }

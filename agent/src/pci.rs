@@ -336,6 +336,12 @@ impl Device {
         matches!(self.class >> 8, 0x0600 | 0x0604 | 0x0609)
     }
 
+    /// Any bridge (base class 0x06: host, ISA, PCI-to-PCI, ...): never handed to
+    /// vfio-pci.
+    pub fn is_any_bridge(&self) -> bool {
+        self.base_class() == 0x06
+    }
+
     /// A mass-storage controller (class 0x01): possibly the root disk.
     pub(crate) fn is_storage(&self) -> bool {
         self.base_class() == 0x01
@@ -358,6 +364,59 @@ pub fn scan(host: &Host) -> Vec<Device> {
         .collect();
     devices.sort_by_key(|d| d.address);
     devices
+}
+
+/// Where the kernel's own group directories (`sys/kernel/iommu_groups/N/devices`)
+/// disagree with the devices' `iommu_group` links, or hold a member that is not a PCI
+/// function (a platform device): per group, the reasons. Such a group is refused whole
+/// by the planner, since what it really holds is not known.
+pub fn group_problems(
+    host: &Host,
+    devices: &[Device],
+) -> std::collections::BTreeMap<u32, Vec<String>> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut problems: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    let by_addr: BTreeMap<PciAddress, &Device> = devices.iter().map(|d| (d.address, d)).collect();
+    let mut listed: BTreeSet<(u32, PciAddress)> = BTreeSet::new();
+    for name in host.list(IOMMU_GROUPS) {
+        let Ok(g) = name.parse::<u32>() else { continue };
+        for member in host.list(format!("{IOMMU_GROUPS}/{g}/devices")) {
+            let why = match member.parse::<PciAddress>() {
+                Err(_) => Some(format!(
+                    "it holds {member:?}, which is not a PCI function (a platform device?): \
+                     the kernel counts it, and vfio-pci cannot take it"
+                )),
+                Ok(a) => {
+                    listed.insert((g, a));
+                    match by_addr.get(&a) {
+                        None => Some(format!(
+                            "it lists {a}, which sys/bus/pci/devices does not show"
+                        )),
+                        Some(d) if d.iommu_group != Some(g) => Some(format!(
+                            "it lists {a}, whose own iommu_group link says {}",
+                            d.iommu_group
+                                .map_or_else(|| "no group".to_owned(), |o| format!("group {o}"))
+                        )),
+                        Some(_) => None,
+                    }
+                }
+            };
+            if let Some(why) = why {
+                problems.entry(g).or_default().push(why);
+            }
+        }
+    }
+    for d in devices {
+        if let Some(g) = d.iommu_group {
+            if !listed.contains(&(g, d.address)) {
+                problems.entry(g).or_default().push(format!(
+                    "{}'s iommu_group link names group {g}, but the group's devices do not list it",
+                    d.address
+                ));
+            }
+        }
+    }
+    problems
 }
 
 /// Whether the kernel shows any IOMMU group at all.

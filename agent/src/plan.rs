@@ -53,6 +53,10 @@ pub struct Topology {
     /// Whether the IOMMU gives a device its group when a driver probes it (an Arm
     /// SMMU): a device without a group is then not refused for it.
     pub groups_at_probe: bool,
+    /// Groups whose membership is in doubt ([`crate::pci::group_problems`]: the
+    /// kernel's group directory and the devices' links disagree, or a member is not a
+    /// PCI function), with the reasons. Such a group is refused whole.
+    pub group_problems: BTreeMap<u32, Vec<String>>,
 }
 
 /// The unit a plan hands over whole: a kernel IOMMU group, or, where groups are made
@@ -135,6 +139,9 @@ pub struct DevicePlan {
     pub group_at_probe: bool,
     /// Its driver now.
     pub driver: Option<String>,
+    /// Its `driver_override` now, when one is set (a binding restores it on rollback).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver_override: Option<String>,
     /// Whether the config selects it.
     pub selected: bool,
     /// The config entries (1-based) that select it.
@@ -360,6 +367,7 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
         iommu_group: d.iommu_group,
         group_at_probe: d.iommu_group.is_none() && topo.groups_at_probe,
         driver: d.driver.clone(),
+        driver_override: d.driver_override.clone(),
         selected: sel.is_some(),
         selected_by: sel
             .map(|s| s.by.iter().copied().collect())
@@ -397,8 +405,8 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
         if d.boot_vga && !sel.allow_boot_vga {
             why.push("the boot display (boot_vga = 1): taking it can leave the host without a screen; set allow_boot_vga = true to mean it".to_owned());
         }
-        if d.is_bridge() {
-            why.push("a bridge (host or PCI-to-PCI): it carries other devices, and vfio-pci does not take bridges".to_owned());
+        if d.is_any_bridge() {
+            why.push("a bridge (class 0x06xx: host, ISA, PCI-to-PCI...): it carries other devices or the platform, and vfio-pci does not take bridges".to_owned());
         }
         if d.is_storage() && !sel.allow_storage {
             why.push("a storage controller, possibly holding the root disk; set allow_storage = true to mean it".to_owned());
@@ -428,6 +436,27 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
             continue;
         }
         let mut blockers: Vec<Blocker> = Vec::new();
+        // A group whose membership is in doubt: the reason stands for the whole group,
+        // under no member's own address, so every selected member carries it.
+        let problems = match g {
+            GroupKey::Iommu(n) => topo.group_problems.get(n),
+            GroupKey::AtProbe(_) => None,
+        };
+        if let Some(why) = problems {
+            blockers.push(Blocker {
+                address: PciAddress {
+                    domain: u32::MAX,
+                    bus: 0,
+                    device: 0,
+                    function: 0,
+                },
+                reason: format!(
+                    "the kernel's group directory and the devices disagree on its members ({})",
+                    why.join("; ")
+                ),
+                selectable: false,
+            });
+        }
         for d in members {
             if let Some(why) = own_refusal.get(&d.address) {
                 blockers.push(Blocker {
@@ -758,6 +787,7 @@ mod tests {
             alias_tables: true,
             no_iommu: None,
             groups_at_probe: false,
+            group_problems: BTreeMap::new(),
         }
     }
 
@@ -972,6 +1002,7 @@ mod tests {
             alias_tables: true,
             groups_at_probe: true,
             no_iommu: None,
+            group_problems: BTreeMap::new(),
         };
         let card = "[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"slot\"\n";
         let p = plan(&selectors(card), &t);

@@ -342,6 +342,12 @@ pub(crate) fn render_plan(
             d.action.as_str(),
             d.reasons.join("; ")
         );
+        if let Some(o) = &d.driver_override {
+            let _ = writeln!(
+                s,
+                "      driver_override is {o} now (restored if the group is rolled back)"
+            );
+        }
     }
     for w in warnings {
         let _ = writeln!(s, "warning: {w}");
