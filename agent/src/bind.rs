@@ -14,9 +14,12 @@
 //! as `pci-stub`), vfio-pci unbound, the original drivers probed again.
 //!
 //! Time: one `timeout_ms` bounds every write of a group together, however many devices
-//! it has, and the verify window (at most 250 ms) comes on top; the rollback shares the
-//! same budget. A file that stalled once (a wedged `unbind`, `drivers_probe`) is not
-//! written again in this run. So a stalled group costs at most `timeout_ms` + 250 ms.
+//! it has, and the verify window (`timeout_ms`, at most 250 ms) comes on top; the
+//! rollback's writes share that budget, each still given at least the verify window so
+//! that a slow machine restores what it found. A file that stalled once (a wedged
+//! `unbind`, `drivers_probe`) is not written again in this run. So a group with one
+//! stalled file costs at most `timeout_ms` + 250 ms; each further file that stalls
+//! during its rollback adds at most 250 ms.
 //!
 //! Where the IOMMU makes a device's group when a driver probes it (an Arm SMMU,
 //! [`GroupKey::AtProbe`]), step 4 also reads the group the kernel made: it must hold
@@ -167,8 +170,12 @@ struct Writer<'a> {
     stalled: &'a mut BTreeSet<String>,
     /// The group's bound, as configured (for messages).
     timeout: Duration,
-    /// No write starts or lasts past this.
+    /// No write starts or lasts past this...
     end: Instant,
+    /// ...except that each write gets at least this much (zero while binding; the
+    /// verify window during a rollback, so that a loaded machine still restores what
+    /// it found rather than leaving an override behind).
+    floor: Duration,
 }
 
 impl Writer<'_> {
@@ -179,7 +186,10 @@ impl Writer<'_> {
                 self.host.path(rel).display()
             ));
         }
-        let left = self.end.saturating_duration_since(Instant::now());
+        let left = self
+            .end
+            .saturating_duration_since(Instant::now())
+            .max(self.floor);
         if left.is_zero() {
             return Err(format!(
                 "{}: not written, the group's {} ms are spent",
@@ -223,6 +233,7 @@ fn bind_group(
         stalled,
         timeout,
         end: start + timeout,
+        floor: Duration::ZERO,
     };
     // What was there before, restored exactly on rollback.
     let found: Vec<(PciAddress, Option<String>)> = devices
@@ -297,6 +308,7 @@ fn bind_group(
             // The rollback shares the group's budget: what the writes left, plus the
             // verify window.
             w.end = start + timeout + window;
+            w.floor = window;
             let (per_device, note) = rollback(&mut w, devices, &found, &overridden, &why);
             GroupResult {
                 per_device,
