@@ -312,6 +312,20 @@ fn special_cmdline_kmsg_kconfig_pciids_and_record_are_refused_without_a_hang() {
         );
         assert!(changed.is_empty());
     }
+    // A 480 MB .config (sparse): refused from its size, never read.
+    let big = w.t.path("big.config");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(480 << 20)
+        .unwrap();
+    let (o, _) = w.run(&["check-kconfig", big.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("503316480 bytes, more than the 67108864 bytes allowed"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_file(&big).unwrap();
     // pci.ids and record.json linked to /dev/zero: names fall back to numbers, the
     // record counts as absent.
     symlink("/dev/zero", w.t.path("usr/share/misc/pci.ids")).unwrap_or_else(|_| {
