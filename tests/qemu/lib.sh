@@ -249,7 +249,11 @@ mkinitcpio_image() {
 
 # lsinitrd_hook IMAGE: the dracut image carries our hook at pre-udev priority 00.
 lsinitrd_hook() {
-    cpio -it --quiet <"$1" 2>/dev/null | grep 'dracut/hooks/pre-udev/00-vfio-early\.sh$' >/dev/null
+    # The listing is captured first: grep stopping at its first match must not cut
+    # cpio off (SIGPIPE under pipefail).
+    local list
+    list=$(cpio -it --quiet <"$1" 2>/dev/null)
+    grep 'dracut/hooks/pre-udev/00-vfio-early\.sh$' <<<"$list" >/dev/null
 }
 
 # dracut_module_run KMODDIR CONFIG RECORD INITDIR: sources our module-setup.sh against

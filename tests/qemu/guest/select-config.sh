@@ -2,7 +2,8 @@
 # Runs inside the VM before the agent (dracut pre-udev 00-a*, or first in init):
 # ve.config=NAME on the kernel command line puts /ve/configs/NAME.toml in place of
 # /etc/vfio-early.toml, so one image serves several scenarios. Then captures the
-# "before" fixture when ve.capture=1, and with ve.rollback=1 makes 01:00.1 unbindable.
+# "before" fixture when ve.capture=1, and with ve.rollback=1 makes 01:00.1 unbindable,
+# pre-sets 01:00.0's driver_override and prints the dry-run plan (VE-PLAN lines).
 PATH=/ve/bin:$PATH
 read -r cmdline </proc/cmdline
 for w in $cmdline; do
@@ -24,6 +25,12 @@ case " $cmdline " in
     : >/tmp/ve-fake-override
     mount --bind /tmp/ve-fake-override /sys/bus/pci/devices/0000:01:00.1/driver_override &&
         echo "VE-STAGE rollback armed" >/dev/console
+    # A driver_override set before the agent, on the real attribute of the group's other
+    # function: the rollback must write it back, not clear it. (bochs-drm is the driver
+    # that takes the device anyway, so the rest of the boot is unchanged.)
+    echo bochs-drm >/sys/bus/pci/devices/0000:01:00.0/driver_override &&
+        echo "VE-STAGE override pre-set" >/dev/console
+    /usr/bin/vfio-early bind --dry-run 2>&1 | sed 's/^/VE-PLAN /' >/dev/console
     ;;
 esac
 if grep -q 've.capture=1' /proc/cmdline; then
