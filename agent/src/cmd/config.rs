@@ -161,8 +161,9 @@ fn run_suggest(args: &SuggestArgs, host: &Host) -> Outcome {
 
 /// `--write` over an existing file: the proposal merged into it, everything else kept.
 fn merge_into(path: &Path, proposal: &str) -> Outcome {
-    let merged = fs::read_to_string(path)
-        .map_err(|e| format!("{}: {e}", path.display()))
+    // The bounded reader: a FIFO or device at the path is refused, never opened.
+    let merged = crate::host::read_text(path, crate::config::MAX_SIZE as u64)
+        .map_err(|e| e.to_string())
         .and_then(|old| {
             config_edit::merge(&old, proposal).map_err(|e| format!("{}: {e}", path.display()))
         })
