@@ -469,7 +469,7 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
                     blockers.push(Blocker {
                         address: d.address,
                         reason: why,
-                        selectable: !d.is_bridge(),
+                        selectable: !d.is_any_bridge(),
                     });
                 }
             }
@@ -649,7 +649,12 @@ pub fn group_verdict(topo: &Topology, group: u32) -> GroupVerdict {
         .iter()
         .filter(|d| d.iommu_group == Some(group))
         .collect();
-    let endpoints: Vec<&Device> = members.iter().copied().filter(|d| !d.is_bridge()).collect();
+    // Never a bridge of any kind (an ISA bridge is no endpoint to hand over either).
+    let endpoints: Vec<&Device> = members
+        .iter()
+        .copied()
+        .filter(|d| !d.is_any_bridge())
+        .collect();
     if endpoints.is_empty() {
         let list: Vec<String> = members.iter().map(|d| describe(d)).collect();
         return GroupVerdict {
