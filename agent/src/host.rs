@@ -774,7 +774,7 @@ impl Host {
     /// for another run to release it.
     pub fn lock(&self, wait: Duration) -> HostResult<RunLock> {
         let dir = self.run_dir()?;
-        let shown = self.path(Path::new(RUN_DIR).join("lock"));
+        let shown = self.path(LOCK_PATH);
         let fd = openat(
             Some(dir.as_raw_fd()),
             "lock",
