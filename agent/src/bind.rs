@@ -395,6 +395,10 @@ fn rollback(
             .and_then(|(_, o)| o.clone());
         // "\n" clears an override; anything else sets it again.
         let value = before.clone().unwrap_or_else(|| "\n".to_owned());
+        match &before {
+            Some(b) => debug!("{a}: restoring driver_override {b}"),
+            None => debug!("{a}: clearing driver_override"),
+        }
         if let Err(e) = w.write(&a.attr("driver_override"), &value) {
             let what = before.map_or_else(
                 || "clearing driver_override".to_owned(),
