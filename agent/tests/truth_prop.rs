@@ -113,6 +113,7 @@ fn topology(groups: &[(u8, Vec<Gen>)], alias_tables: bool, iommu: bool) -> Topol
         alias_tables,
         no_iommu: (!iommu).then(|| "the IOMMU is off; fix: turn it on".to_owned()),
         groups_at_probe: false,
+        group_problems: Default::default(),
     }
 }
 
