@@ -548,6 +548,36 @@ pub(crate) fn load_config(
     }
 }
 
+/// What a detach or reattach needs before it acts: every address names a device, and
+/// the lock (none on a dry run). `Err` carries the exit status (2 no such device, 1 the
+/// lock is held elsewhere) and the lines that say why.
+fn preflight(
+    host: &Host,
+    config: &Config,
+    req: &Request<'_>,
+) -> Result<Option<crate::host::RunLock>, (u8, Vec<String>)> {
+    let devices = crate::pci::scan(host);
+    let missing = missing(req.addresses, &devices);
+    if !missing.is_empty() {
+        return Err((
+            2,
+            missing
+                .iter()
+                .map(|a| format!("no device at {a}"))
+                .collect(),
+        ));
+    }
+    if req.dry_run {
+        return Ok(None);
+    }
+    host.lock(lock_timeout(config)).map(Some).map_err(|e| {
+        (
+            1,
+            vec![format!("another vfio-early run holds the lock: {e}")],
+        )
+    })
+}
+
 /// Detaches under the lock (none on a dry run); the outcome and the exit status (0, 1
 /// refused or failed, 2 no such device). Shared by `detach` and the libvirt hook.
 pub(crate) fn detach_locked(
@@ -555,35 +585,27 @@ pub(crate) fn detach_locked(
     config: &Config,
     req: &Request<'_>,
 ) -> (DetachOutcome, u8) {
-    let devices = crate::pci::scan(host);
-    let missing = missing(req.addresses, &devices);
-    if !missing.is_empty() {
-        let out = DetachOutcome {
-            refusals: missing
-                .iter()
-                .map(|a| format!("no device at {a}"))
-                .collect(),
-            ..DetachOutcome::default()
-        };
-        return (out, 2);
-    }
-    let _lock = if req.dry_run {
-        None
-    } else {
-        match host.lock(lock_timeout(config)) {
-            Ok(l) => Some(l),
-            Err(e) => {
-                let out = DetachOutcome {
-                    errors: vec![format!("another vfio-early run holds the lock: {e}")],
-                    ..DetachOutcome::default()
-                };
-                return (out, 1);
-            }
+    match preflight(host, config, req) {
+        Err((2, refusals)) => (
+            DetachOutcome {
+                refusals,
+                ..DetachOutcome::default()
+            },
+            2,
+        ),
+        Err((code, errors)) => (
+            DetachOutcome {
+                errors,
+                ..DetachOutcome::default()
+            },
+            code,
+        ),
+        Ok(_lock) => {
+            let out = detach(host, config, req);
+            let code = u8::from(out.failed());
+            (out, code)
         }
-    };
-    let out = detach(host, config, req);
-    let code = u8::from(out.failed());
-    (out, code)
+    }
 }
 
 /// Reattaches under the lock; the exit code.
@@ -592,35 +614,20 @@ pub(crate) fn reattach_locked(
     config: &Config,
     req: &Request<'_>,
 ) -> (ReattachOutcome, u8) {
-    let devices = crate::pci::scan(host);
-    let missing = missing(req.addresses, &devices);
-    if !missing.is_empty() {
-        let out = ReattachOutcome {
-            errors: missing
-                .iter()
-                .map(|a| format!("no device at {a}"))
-                .collect(),
-            ..ReattachOutcome::default()
-        };
-        return (out, 2);
-    }
-    let _lock = if req.dry_run {
-        None
-    } else {
-        match host.lock(lock_timeout(config)) {
-            Ok(l) => Some(l),
-            Err(e) => {
-                let out = ReattachOutcome {
-                    errors: vec![format!("another vfio-early run holds the lock: {e}")],
-                    ..ReattachOutcome::default()
-                };
-                return (out, 1);
-            }
+    match preflight(host, config, req) {
+        Err((code, errors)) => (
+            ReattachOutcome {
+                errors,
+                ..ReattachOutcome::default()
+            },
+            code,
+        ),
+        Ok(_lock) => {
+            let out = reattach(host, config, req);
+            let code = u8::from(!out.errors.is_empty());
+            (out, code)
         }
-    };
-    let out = reattach(host, config, req);
-    let code = u8::from(!out.errors.is_empty());
-    (out, code)
+    }
 }
 
 /// The bound on a whole run: the lock wait.

@@ -70,15 +70,25 @@ fn install_logger(host: &Host, dry_run: bool) {
     KmsgLogger::new(host, LevelFilter::Warn, kmsg).install();
 }
 
+/// The logger and the config, as both commands start; `Err` is the exit status of a
+/// config error (nothing was changed).
+fn prepare(
+    host: &Host,
+    config: Option<&PathBuf>,
+    dry_run: bool,
+) -> Result<crate::config::Config, ExitCode> {
+    install_logger(host, dry_run);
+    detach::load_config(host, config).map_err(|e| {
+        eprintln!("vfio-early: {e}; nothing was changed");
+        ExitCode::from(2)
+    })
+}
+
 /// Runs `detach`.
 pub(crate) fn run_detach(args: &DetachArgs, host: &Host) -> ExitCode {
-    install_logger(host, args.dry_run);
-    let config = match detach::load_config(host, args.config.as_ref()) {
+    let config = match prepare(host, args.config.as_ref(), args.dry_run) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("vfio-early: {e}; nothing was changed");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let req = Request {
         addresses: &args.addresses,
@@ -93,13 +103,9 @@ pub(crate) fn run_detach(args: &DetachArgs, host: &Host) -> ExitCode {
 
 /// Runs `reattach`.
 pub(crate) fn run_reattach(args: &ReattachArgs, host: &Host) -> ExitCode {
-    install_logger(host, args.dry_run);
-    let config = match detach::load_config(host, args.config.as_ref()) {
+    let config = match prepare(host, args.config.as_ref(), args.dry_run) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("vfio-early: {e}; nothing was changed");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let req = Request {
         addresses: &args.addresses,
