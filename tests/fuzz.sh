@@ -113,7 +113,7 @@ for t in "${targets[@]}"; do
   if [[ -n $new ]]; then
     crashes=$(wc -l <<<"$new")
     artifact=$(head -n1 <<<"$new")
-  elif ((status != 0 && status != 77)) || grep -q 'ERROR: libFuzzer' "$log"; then
+  elif ((status != 0 && status != 77)) || [[ $(grep -c 'ERROR: libFuzzer' "$log") != 0 ]]; then
     crashes=1
   fi
   # Distinct bugs: crashing inputs (the first 50) replayed, grouped by panic site.

@@ -98,7 +98,7 @@ version=$("$bin" --version || true)
 grep -q '^vfio-early ' <<<"$version" || fail "installed binary does not run"
 if command -v file >/dev/null; then
     checks=$((checks + 1))
-    file -L "$bin" | grep -Eq 'statically linked|static-pie linked' || fail "binary is not static: $(file -L "$bin")"
+    [[ $(file -L "$bin") =~ statically\ linked|static-pie\ linked ]] || fail "binary is not static: $(file -L "$bin")"
 fi
 
 # The boot build: static, runs `bind`, and has none of the host-only subcommands.

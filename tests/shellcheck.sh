@@ -9,7 +9,7 @@ mapfile -t scripts < <(
       *.sh | dracut/* | mkinitcpio/* | initramfs-tools/* | libvirt/* | packaging/* | tests/system/guest/* | .ci/run) ;;
       *) continue ;;
     esac
-    head -n1 "$f" | grep -Eq '^#!.*(ba|da|a)?sh' || [[ $f == *.sh || $f == packaging/arch/* ]] || continue
+    [[ $(head -n1 "$f") =~ ^\#!.*(ba|da|a)?sh ]] || [[ $f == *.sh || $f == packaging/arch/* ]] || continue
     echo "$f"
   done
 )

@@ -6,7 +6,7 @@ pkgs=(qemu-system-x86 qemu-system-arm busybox-static kmod cpio dracut-core initr
     shellcheck ovmf pciutils hwdata xz-utils zstd util-linux)
 missing=()
 for p in "${pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == 'install ok installed' ]] || missing+=("$p")
 done
 # The kernel is fetched with apt-get download: the package lists must be there.
 if ((${#missing[@]})) || ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then

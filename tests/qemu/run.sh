@@ -36,7 +36,7 @@ ok() { # ok DESCRIPTION COMMAND...: one assertion
 }
 
 # Readers of a boot log (the guest's report lines). Every reader captures the text
-# first and matches in the captured copy: a `producer | grep -q` (or `grep >/dev/null`,
+# first and matches in the captured copy: a producer piped into a quiet grep (or one to /dev/null,
 # which GNU grep also ends at the first match) can kill the producer with SIGPIPE, and
 # pipefail then fails an assertion that held.
 report() { tr -d '\r' <"$WORK_DIR/$1.log" | grep -a '^VE-'; }
