@@ -9,19 +9,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 repo=$PWD
 
-passed=0
-failed=0
-ok() { # ok DESCRIPTION COMMAND...: one assertion
-    local desc=$1
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-        printf 'ok     %s\n' "$desc"
-    else
-        failed=$((failed + 1))
-        printf 'FAILED %s\n' "$desc"
-    fi
-}
+# shellcheck source=tests/assert.sh
+. "$repo/tests/assert.sh"
 same() { # same FILE_A FILE_B: equal, else the diff
     diff -u "$1" "$2" >&2
 }
@@ -132,5 +121,4 @@ if [[ -n $rpmf ]]; then
 fi
 ok "spec version = Cargo.toml's ($version)" grep -Eq "^Version: +$version\$" packaging/rpm/vfio-early.spec
 
-echo "$passed passed, $failed failed"
-((failed == 0))
+assert_summary

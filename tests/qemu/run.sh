@@ -21,19 +21,8 @@ case $which in intel | amd | detach | arm64 | all) ;; *)
     ;;
 esac
 
-passed=0
-failed=0
-ok() { # ok DESCRIPTION COMMAND...: one assertion
-    local desc=$1
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-        printf 'ok     %s\n' "$desc"
-    else
-        failed=$((failed + 1))
-        printf 'FAILED %s\n' "$desc"
-    fi
-}
+# shellcheck source=tests/assert.sh
+. "$QEMU_DIR/../assert.sh"
 
 # Readers of a boot log (the guest's report lines). Every reader captures the text
 # first and matches in the captured copy: a producer piped into a quiet grep (or one to /dev/null,
@@ -411,5 +400,4 @@ log "boots: $(elapsed "$t") s"
 [[ $which == all ]] && arm64_scenarios
 log "total $(elapsed "$T0") s"
 
-echo "$passed passed, $failed failed"
-((failed == 0))
+assert_summary

@@ -18,19 +18,8 @@ SYSTEM_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$SYSTEM_DIR/lib.sh"
 cd "$REPO_DIR" || exit 2
 
-passed=0
-failed=0
-ok() { # ok DESCRIPTION COMMAND...: one assertion
-    local desc=$1
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-        printf 'ok     %s\n' "$desc"
-    else
-        failed=$((failed + 1))
-        printf 'FAILED %s\n' "$desc"
-    fi
-}
+# shellcheck source=tests/assert.sh
+. "$REPO_DIR/tests/assert.sh"
 
 for tool in mmdebstrap mkfs.ext4 debugfs qemu-system-x86_64 lsinitramfs unmkinitramfs dpkg-deb; do
     command -v "$tool" >/dev/null || { slog "$tool is missing (tests/deps.sh installs it)"; exit 2; }
@@ -246,5 +235,4 @@ for g in "${gens[@]}"; do
 done
 [[ -f $SYS_WORK/boots ]] && awk '{ printf "boot %-20s exit %s, %s s\n", $1, $2, $3 }' "$SYS_WORK/boots"
 echo "total: $(elapsed "$t_all") s; logs in $SYS_WORK; the package: $deb"
-echo "$passed passed, $failed failed"
-((failed == 0))
+assert_summary
