@@ -25,11 +25,11 @@ impl Cmdline {
     /// Parses `/proc/cmdline` text.
     pub fn parse(text: &str) -> Self {
         let mut out = Self::default();
-        let mut rest = text.trim_start();
+        let mut rest = text.trim_start_matches(is_space);
         let mut after_dashes = false;
         while !rest.is_empty() {
             let (word, tail) = next_arg(rest);
-            rest = tail.trim_start();
+            rest = tail.trim_start_matches(is_space);
             let (name, value) = split_param(&word);
             if after_dashes {
                 out.init_args.push(word);
@@ -77,12 +77,19 @@ impl Cmdline {
     }
 }
 
+/// A space between parameters, as the kernel's `isspace` has it: space, `\t`, `\n`,
+/// `\v`, `\f`, `\r` (Rust's `is_ascii_whitespace` leaves out `\v`, `str::trim` adds
+/// Unicode spaces: neither is the kernel's rule).
+fn is_space(c: char) -> bool {
+    matches!(c, ' ' | '\t'..='\r')
+}
+
 /// One parameter and the rest, as the kernel's `next_arg` splits them.
 fn next_arg(s: &str) -> (String, &str) {
     let mut in_quote = false;
     let mut end = s.len();
     for (i, c) in s.char_indices() {
-        if c.is_ascii_whitespace() && !in_quote {
+        if is_space(c) && !in_quote {
             end = i;
             break;
         }
@@ -138,6 +145,16 @@ mod tests {
         assert_eq!(c.last("acpi_osi"), Some(Some("Windows 2020")));
         assert_eq!(c.init_args, ["single", "x=1"]);
         assert_eq!(c.last("x"), None, "after -- belongs to init");
+    }
+
+    #[test]
+    fn spaces_are_the_kernels_isspace() {
+        // \v and \f separate parameters as \t does; a no-break space (not ASCII) does not.
+        let c = Cmdline::parse("\x0bquiet\x0bvfio_early=off\x0cro\tx=\u{a0}y");
+        let names: Vec<&str> = c.params().map(|(k, _)| k).collect();
+        assert_eq!(names, ["quiet", "vfio_early", "ro", "x"]);
+        assert_eq!(c.last("x"), Some(Some("\u{a0}y")));
+        assert!(c.kill_switch().is_some());
     }
 
     #[test]

@@ -140,6 +140,21 @@ fn address_seeds_round_trip() {
     assert!("../../0000:01:00.0".parse::<PciAddress>().is_err());
 }
 
+/// Found by the fuzz smoke run (target `cmdline`, its re-join invariant): a quoted
+/// parameter whose name holds vertical tabs. As in the kernel's `next_arg`, quotes keep
+/// `\v` inside the parameter, and outside quotes `\v` separates parameters like a space;
+/// the target's "needs no quotes" test had used Rust's `is_ascii_whitespace`, which
+/// leaves out `\v`.
+#[test]
+fn cmdline_vertical_tab_is_a_space_outside_quotes_only() {
+    let c = cmdline::Cmdline::parse(&text(b"\"\x0b\x0b\x0bc\0\x0e\xef="));
+    let params: Vec<(&str, Option<&str>)> = c.params().collect();
+    assert_eq!(params, [("\x0b\x0b\x0bc\0\x0e\u{fffd}", Some(""))]);
+    let c = cmdline::Cmdline::parse("\x0b\x0b\x0bc\0\x0e\u{fffd}=");
+    let params: Vec<(&str, Option<&str>)> = c.params().collect();
+    assert_eq!(params, [("c\0\x0e\u{fffd}", Some(""))]);
+}
+
 #[test]
 fn cmdline_seeds() {
     let all: Vec<cmdline::Cmdline> = seeds("cmdline")

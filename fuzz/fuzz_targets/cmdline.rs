@@ -27,10 +27,12 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     // Parsing is stable: the parameters re-joined (when none needs quotes) parse back.
+    // The kernel's `isspace`: space and \t, \n, \v, \f, \r.
+    let space = |ch: char| matches!(ch, ' ' | '\t'..='\r');
     let simple = c.params().all(|(k, v)| {
         !k.is_empty()
-            && !(k.contains(['"', '=']) || k.chars().any(|ch| ch.is_ascii_whitespace()))
-            && v.is_none_or(|v| !v.contains('"') && !v.chars().any(|ch| ch.is_ascii_whitespace()))
+            && !(k.contains(['"', '=']) || k.chars().any(space))
+            && v.is_none_or(|v| !v.contains('"') && !v.chars().any(space))
     });
     if simple && c.init_args.is_empty() {
         let joined: Vec<String> = c
