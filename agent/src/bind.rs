@@ -35,7 +35,7 @@ use crate::host::{Host, HostError};
 use crate::modules::{self, Availability};
 use crate::pci::{self, PciAddress, VFIO_DRIVER};
 use crate::plan::{Action, DevicePlan, GroupKey, Plan};
-use crate::record::DeviceRecord;
+use crate::record::{DeviceOutcome, DeviceRecord};
 
 /// What the binder did.
 #[derive(Debug, Default)]
@@ -51,7 +51,10 @@ pub struct Outcome {
 impl Outcome {
     /// Devices bound by this run.
     pub fn bound(&self) -> usize {
-        self.devices.iter().filter(|d| d.outcome == "bound").count()
+        self.devices
+            .iter()
+            .filter(|d| d.outcome == DeviceOutcome::Bound)
+            .count()
     }
 }
 
@@ -62,20 +65,12 @@ pub(crate) fn execute(host: &Host, plan: &Plan, cmdline: &Cmdline, timeout: Dura
             .devices
             .iter()
             .map(|d| DeviceRecord {
-                address: d.address.to_string(),
                 iommu_group: d.iommu_group,
-                action: d.action.as_str().to_owned(),
                 reasons: d.reasons.clone(),
                 driver_before: d.driver.clone(),
                 driver_after: d.driver.clone(),
-                // Bound devices get theirs below.
-                outcome: match d.action {
-                    Action::Bind => String::new(),
-                    Action::Refuse => "refused".to_owned(),
-                    Action::Skip => "skipped".to_owned(),
-                    Action::AlreadyBound => "already-bound".to_owned(),
-                },
-                ..DeviceRecord::default()
+                // Bound devices get their outcome below.
+                ..DeviceRecord::planned(d.address, d.action)
             })
             .collect(),
         ..Outcome::default()
@@ -98,8 +93,8 @@ pub(crate) fn execute(host: &Host, plan: &Plan, cmdline: &Cmdline, timeout: Dura
         Err(e) => {
             let msg = format!("vfio-pci is not available, nothing was bound: {e}");
             error!("{msg}");
-            for r in out.devices.iter_mut().filter(|r| r.action == "bind") {
-                r.outcome = "failed".to_owned();
+            for r in out.devices.iter_mut().filter(|r| r.action == Action::Bind) {
+                r.outcome = DeviceOutcome::Failed;
                 r.error = Some(msg.clone());
             }
             out.errors.push(msg);
@@ -110,13 +105,9 @@ pub(crate) fn execute(host: &Host, plan: &Plan, cmdline: &Cmdline, timeout: Dura
     for (group, devices) in groups {
         let result = bind_group(host, group, &devices, timeout, &mut stalled);
         for (addr, driver_after, outcome, err) in result.per_device {
-            if let Some(r) = out
-                .devices
-                .iter_mut()
-                .find(|r| r.address == addr.to_string())
-            {
+            if let Some(r) = out.devices.iter_mut().find(|r| r.address == addr) {
                 r.driver_after = driver_after;
-                r.outcome = outcome.to_owned();
+                r.outcome = outcome;
                 r.error = err;
             }
         }
@@ -154,7 +145,7 @@ pub(crate) fn execute(host: &Host, plan: &Plan, cmdline: &Cmdline, timeout: Dura
 }
 
 struct GroupResult {
-    per_device: Vec<(PciAddress, Option<String>, &'static str, Option<String>)>,
+    per_device: Vec<(PciAddress, Option<String>, DeviceOutcome, Option<String>)>,
     failure: Option<String>,
     rollback_note: String,
 }
@@ -299,7 +290,14 @@ fn bind_group(
         None => GroupResult {
             per_device: devices
                 .iter()
-                .map(|d| (d.address, Some(VFIO_DRIVER.to_owned()), "bound", None))
+                .map(|d| {
+                    (
+                        d.address,
+                        Some(VFIO_DRIVER.to_owned()),
+                        DeviceOutcome::Bound,
+                        None,
+                    )
+                })
                 .collect(),
             failure: None,
             rollback_note: String::new(),
@@ -373,7 +371,7 @@ fn wait_for(
     }
 }
 
-type DeviceResult = (PciAddress, Option<String>, &'static str, Option<String>);
+type DeviceResult = (PciAddress, Option<String>, DeviceOutcome, Option<String>);
 
 /// Undoes a group: write back the overrides found (cleared, or the value that was
 /// there), release vfio-pci, re-probe the original drivers; reports where each device
@@ -435,7 +433,12 @@ fn rollback(
                 now.as_deref().unwrap_or("no driver")
             ));
         }
-        per_device.push((d.address, now, "rolled-back", Some(why.to_owned())));
+        per_device.push((
+            d.address,
+            now,
+            DeviceOutcome::RolledBack,
+            Some(why.to_owned()),
+        ));
     }
     let note = if problems.is_empty() {
         String::new()
@@ -635,8 +638,12 @@ mod tests {
         assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
         assert!(out.errors[0].contains("rolled back"), "{:?}", out.errors);
         for a in ["0000:01:00.0", "0000:01:00.1"] {
-            let r = out.devices.iter().find(|r| r.address == a).unwrap();
-            assert_eq!(r.outcome, "rolled-back");
+            let r = out
+                .devices
+                .iter()
+                .find(|r| r.address.to_string() == a)
+                .unwrap();
+            assert_eq!(r.outcome, DeviceOutcome::RolledBack);
             let ov = t.read(&format!("sys/bus/pci/devices/{a}/driver_override"));
             assert_eq!(ov.trim(), "", "override of {a} not cleared: {ov:?}");
         }
@@ -670,8 +677,8 @@ mod tests {
         assert!(out
             .devices
             .iter()
-            .filter(|r| r.action == "bind")
-            .all(|r| r.outcome == "failed"));
+            .filter(|r| r.action == Action::Bind)
+            .all(|r| r.outcome == DeviceOutcome::Failed));
     }
 
     /// Groups made at probe (Arm SMMU): the group the kernel made for the bound card

@@ -25,8 +25,9 @@ use crate::cmdline::Cmdline;
 use crate::config::{Config, Functions, Selector};
 use crate::handover::{self, Step};
 use crate::host::{Host, HostResult};
-use crate::pci::{self, Device, PciAddress, VFIO_DRIVER};
+use crate::pci::{self, Device, PciAddress, PciId, VFIO_DRIVER};
 use crate::plan::{self, Action, Plan};
+use crate::record::DeviceOutcome;
 use crate::vfio::{self, GroupVerdict};
 
 /// Where the detach record lives, relative to the host root.
@@ -39,7 +40,7 @@ pub(crate) const RECORD_VERSION: u32 = 1;
 pub(crate) struct Detached {
     pub address: PciAddress,
     /// `vendor:device`, to notice another card in the slot after a hot swap.
-    pub id: String,
+    pub id: PciId,
     /// Its IOMMU group then.
     pub iommu_group: Option<u32>,
     /// The driver it was on, which `reattach` gives it back to.
@@ -256,20 +257,16 @@ pub fn detach(host: &Host, config: &Config, req: &Request<'_>) -> DetachOutcome 
     let cmdline = Cmdline::parse(&host.read("proc/cmdline").unwrap_or_default());
     let bound = bind::execute(host, &plan, &cmdline, config.bind.timeout());
     for r in &bound.devices {
-        if r.outcome != "bound" {
+        if r.outcome != DeviceOutcome::Bound {
             continue;
         }
-        let Some(d) = plan
-            .devices
-            .iter()
-            .find(|d| d.address.to_string() == r.address)
-        else {
+        let Some(d) = plan.devices.iter().find(|d| d.address == r.address) else {
             continue;
         };
         record.devices.retain(|x| x.address != d.address);
         record.devices.push(Detached {
             address: d.address,
-            id: d.id.to_string(),
+            id: d.id,
             iommu_group: d.iommu_group,
             driver: d.driver.clone(),
         });
@@ -336,7 +333,7 @@ pub struct ReattachDevice {
     /// The device given back.
     pub address: PciAddress,
     /// `vendor:device`.
-    pub id: String,
+    pub id: PciId,
     /// Its IOMMU group.
     pub iommu_group: Option<u32>,
     /// Its driver now (before the reattach).
@@ -426,7 +423,7 @@ pub fn reattach(host: &Host, config: &Config, req: &Request<'_>) -> ReattachOutc
         };
         out.devices.push(ReattachDevice {
             address: d.address,
-            id: d.id().to_string(),
+            id: d.id(),
             iommu_group: d.iommu_group,
             driver: d.driver.clone(),
             recorded_driver: rec.and_then(|r| r.driver.clone()),
@@ -667,7 +664,7 @@ mod tests {
             version: RECORD_VERSION,
             devices: vec![Detached {
                 address: "0000:01:00.0".parse().unwrap(),
-                id: "1002:6779".into(),
+                id: "1002:6779".parse().unwrap(),
                 iommu_group: Some(1),
                 driver: Some("radeon".into()),
             }],
@@ -829,7 +826,7 @@ mod tests {
             version: RECORD_VERSION,
             devices: vec![Detached {
                 address: "0000:04:00.0".parse().unwrap(),
-                id: "8086:10d3".into(),
+                id: "8086:10d3".parse().unwrap(),
                 iommu_group: Some(5),
                 driver: Some("e1000e".into()),
             }],

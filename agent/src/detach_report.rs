@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::detach::{self, DetachOutcome, ReattachAction, ReattachOutcome};
 use crate::plan;
-use crate::record::DeviceRecord;
+use crate::record::{DeviceOutcome, DeviceRecord};
 
 /// The JSON of a detach: the bind plan's document, plus what happened.
 #[derive(Debug, Serialize)]
@@ -114,7 +114,11 @@ pub(crate) fn render_detach(out: &DetachOutcome, dry_run: bool) -> String {
         let _ = writeln!(s, "released {h}");
     }
     if let Some(b) = &out.bound {
-        for r in b.devices.iter().filter(|r| r.outcome == "bound") {
+        for r in b
+            .devices
+            .iter()
+            .filter(|r| r.outcome == DeviceOutcome::Bound)
+        {
             let was = r.driver_before.as_deref().unwrap_or("no driver");
             let _ = writeln!(s, "detached {} to vfio-pci (was {was})", r.address);
         }

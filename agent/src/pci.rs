@@ -218,6 +218,13 @@ impl Serialize for PciId {
     }
 }
 
+impl<'de> Deserialize<'de> for PciId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl PciId {
     /// Whether a device carries this id.
     pub fn matches(&self, dev: &Device) -> bool {

@@ -30,7 +30,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Functions, Selector};
 use crate::pci::{driver_manages_dma, is_vfio_driver, Device, PciAddress, PciId};
@@ -97,7 +97,7 @@ impl std::fmt::Display for GroupKey {
 }
 
 /// What happens to one device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
     /// Will be handed to vfio-pci.

@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::host::{Host, HostResult};
+use crate::pci::PciAddress;
+pub use crate::plan::Action;
 
 /// Where the record lives, relative to the host root.
 pub const PATH: &str = "run/vfio-early/record.json";
@@ -18,25 +20,94 @@ pub const MAX_SIZE: u64 = 4 << 20;
 /// Format version.
 pub(crate) const VERSION: u32 = 1;
 
+/// What the run did to one device, as the record spells it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceOutcome {
+    /// Planned for binding, not attempted (yet).
+    #[default]
+    #[serde(rename = "")]
+    Pending,
+    /// Now on vfio-pci.
+    Bound,
+    /// Its group failed and was put back as it was found.
+    RolledBack,
+    /// The attempt failed before anything changed (vfio-pci not available).
+    Failed,
+    /// The planner refused it.
+    Refused,
+    /// Not selected, and nothing to do.
+    Skipped,
+    /// Already on vfio-pci when the run started.
+    AlreadyBound,
+}
+
+impl DeviceOutcome {
+    /// The record's spelling (empty for [`DeviceOutcome::Pending`]).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "",
+            Self::Bound => "bound",
+            Self::RolledBack => "rolled-back",
+            Self::Failed => "failed",
+            Self::Refused => "refused",
+            Self::Skipped => "skipped",
+            Self::AlreadyBound => "already-bound",
+        }
+    }
+
+    /// What a planned action comes to before anything is attempted.
+    pub fn planned(action: Action) -> Self {
+        match action {
+            Action::Bind => Self::Pending,
+            Action::Refuse => Self::Refused,
+            Action::Skip => Self::Skipped,
+            Action::AlreadyBound => Self::AlreadyBound,
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What happened to one device.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceRecord {
     /// PCI address.
-    pub address: String,
+    pub address: PciAddress,
     /// IOMMU group.
     pub iommu_group: Option<u32>,
-    /// The planned action (`bind`, `already-bound`, `skip`, `refuse`).
-    pub action: String,
+    /// The planned action.
+    pub action: Action,
     /// The plan's reasons.
     pub reasons: Vec<String>,
     /// The driver before the agent acted.
     pub driver_before: Option<String>,
     /// The driver after (read back from the `driver` link).
     pub driver_after: Option<String>,
-    /// `bound`, `rolled-back`, `failed`, or empty when nothing was attempted.
-    pub outcome: String,
+    /// What came of it.
+    pub outcome: DeviceOutcome,
     /// What went wrong, when something did.
     pub error: Option<String>,
+}
+
+impl DeviceRecord {
+    /// The record of a device as planned, before anything is attempted.
+    pub fn planned(address: PciAddress, action: Action) -> Self {
+        Self {
+            address,
+            iommu_group: None,
+            action,
+            reasons: Vec::new(),
+            driver_before: None,
+            driver_after: None,
+            outcome: DeviceOutcome::planned(action),
+            error: None,
+        }
+    }
 }
 
 /// One hugepage reservation (sizes in kB, as sysfs names them).
@@ -128,14 +199,105 @@ mod tests {
         let host = Host::new(dir.path());
         let mut r = Record::new(&host);
         r.devices.push(DeviceRecord {
-            address: "0000:01:00.0".into(),
-            outcome: "bound".into(),
-            ..Default::default()
+            outcome: DeviceOutcome::Bound,
+            ..DeviceRecord::planned("0000:01:00.0".parse().unwrap(), Action::Bind)
         });
         r.save(&host).unwrap();
         assert!(dir.path().join(PATH).is_file());
         let back = Record::load(&host).unwrap();
         assert_eq!(back, r);
         assert_eq!(back.kernel.as_deref(), Some("6.1.0-x"));
+    }
+
+    #[test]
+    fn every_spelling_round_trips() {
+        for (a, text) in [
+            (Action::Bind, "bind"),
+            (Action::AlreadyBound, "already-bound"),
+            (Action::Skip, "skip"),
+            (Action::Refuse, "refuse"),
+        ] {
+            assert_eq!(serde_json::to_string(&a).unwrap(), format!("{text:?}"));
+            assert_eq!(
+                serde_json::from_str::<Action>(&format!("{text:?}")).unwrap(),
+                a
+            );
+            assert_eq!(a.as_str(), text);
+        }
+        for o in [
+            DeviceOutcome::Pending,
+            DeviceOutcome::Bound,
+            DeviceOutcome::RolledBack,
+            DeviceOutcome::Failed,
+            DeviceOutcome::Refused,
+            DeviceOutcome::Skipped,
+            DeviceOutcome::AlreadyBound,
+        ] {
+            let json = serde_json::to_string(&o).unwrap();
+            assert_eq!(json, format!("{:?}", o.as_str()));
+            assert_eq!(serde_json::from_str::<DeviceOutcome>(&json).unwrap(), o);
+        }
+        assert!(serde_json::from_str::<DeviceOutcome>("\"bounded\"").is_err());
+    }
+
+    /// Records the string-typed agent wrote (the captured boots' and one with every
+    /// spelling) parse, and serialise back to the same bytes.
+    #[test]
+    fn old_records_parse_and_write_back_byte_for_byte() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+        let mut texts: Vec<String> = ["check-uefi-intel-bound", "check-uefi-none-refused"]
+            .iter()
+            .map(|n| std::fs::read_to_string(fixtures.join(n).join(PATH)).unwrap())
+            .collect();
+        let device = |addr: &str, action: &str, outcome: &str| {
+            format!(
+                r#"    {{
+      "address": "{addr}",
+      "iommu_group": 3,
+      "action": "{action}",
+      "reasons": [],
+      "driver_before": "radeon",
+      "driver_after": null,
+      "outcome": "{outcome}",
+      "error": null
+    }}"#
+            )
+        };
+        let devices = [
+            device("0000:01:00.0", "bind", "rolled-back"),
+            device("0000:01:00.1", "bind", "failed"),
+            device("0000:01:00.2", "bind", ""),
+            device("0000:02:00.0", "skip", "skipped"),
+            device("0000:03:00.0", "refuse", "refused"),
+            device("0000:04:00.0", "already-bound", "already-bound"),
+            device("0000:04:00.1", "bind", "bound"),
+        ];
+        texts.push(format!(
+            "{{\n  \"version\": 1,\n  \"agent_version\": \"0.1.0\",\n  \"kernel\": null,\n  \
+             \"uptime_s\": null,\n  \"config_path\": \"/etc/vfio-early.toml\",\n  \
+             \"config_text\": null,\n  \"config_error\": null,\n  \"disabled_by\": null,\n  \
+             \"vfio_pci\": null,\n  \"iommu_verdict\": null,\n  \"devices\": [\n{}\n  ],\n  \
+             \"hugepages\": [],\n  \"warnings\": [],\n  \"errors\": []\n}}",
+            devices.join(",\n")
+        ));
+        for text in &texts {
+            let r: Record = serde_json::from_str(text).unwrap();
+            assert!(!r.devices.is_empty());
+            assert_eq!(serde_json::to_string_pretty(&r).unwrap(), text.trim_end());
+        }
+        let r: Record = serde_json::from_str(&texts[2]).unwrap();
+        let outcomes: Vec<DeviceOutcome> = r.devices.iter().map(|d| d.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [
+                DeviceOutcome::RolledBack,
+                DeviceOutcome::Failed,
+                DeviceOutcome::Pending,
+                DeviceOutcome::Skipped,
+                DeviceOutcome::Refused,
+                DeviceOutcome::AlreadyBound,
+                DeviceOutcome::Bound
+            ]
+        );
     }
 }

@@ -7,7 +7,7 @@ use check_support::*;
 use testing::TestSysfs;
 use vfio_early::cmd::check;
 use vfio_early::host::Host;
-use vfio_early::record::{DeviceRecord, Record};
+use vfio_early::record::{Action, DeviceOutcome, DeviceRecord, Record};
 use vfio_early::report::{self, Finding, Status};
 
 fn find<'a>(f: &'a [Finding], check: &str) -> &'a Finding {
@@ -41,13 +41,11 @@ fn write_record(t: &TestSysfs, config: &str, devices: &[(&str, Option<&str>)]) {
     r.iommu_verdict = Some("IOMMU Intel VT-d on (proof: sysfs + kernel log; 6 groups), interrupt remapping on; command line ok".into());
     for (a, before) in devices {
         r.devices.push(DeviceRecord {
-            address: (*a).to_owned(),
             iommu_group: Some(4),
-            action: "bind".into(),
             driver_before: before.map(str::to_owned),
             driver_after: Some("vfio-pci".into()),
-            outcome: "bound".into(),
-            ..DeviceRecord::default()
+            outcome: DeviceOutcome::Bound,
+            ..DeviceRecord::planned(a.parse().expect("address"), Action::Bind)
         });
     }
     r.save(&host).expect("save record");
@@ -250,7 +248,7 @@ fn stale_image_names_the_rebuild_command() {
 }
 
 #[test]
-fn without_record_the_agent_log_lines_speak() {
+fn without_record_the_agent_log_lines_are_counted_never_parsed() {
     let t = bound_machine();
     std::fs::remove_file(t.path("run/vfio-early/record.json")).unwrap();
     let out = check::check(&Host::new(t.root()), None);
@@ -259,31 +257,49 @@ fn without_record_the_agent_log_lines_speak() {
     assert!(boot.detail.contains("did not run"), "{}", boot.detail);
     assert_eq!(find(&out.findings, "image").status, Status::NotApplicable);
 
+    // The binder's lines, one after unbinding a host driver: `check` says the agent ran,
+    // and leaves what it did to the record.
     let mut log = intel_log();
     log.push_str(
         "14,9,2500000,-;vfio-early: 0000:01:00.0 [1234:1111] bound to vfio-pci, IOMMU group 4\n",
     );
-    t.file("dev/kmsg", &log);
-    let out = check::check(&Host::new(t.root()), None);
-    assert_eq!(find(&out.findings, "boot").status, Status::Info);
-    let b = find(&out.findings, "boot 0000:01:00.0");
-    assert!(
-        b.detail.contains("bound to vfio-pci, IOMMU group 4"),
-        "{}",
-        b.detail
-    );
-    assert_eq!(b.status, Status::Pass);
-
-    // The binder's line when it had to unbind a host driver first.
     log.push_str("14,10,2600000,-;vfio-early: 0000:01:00.1 [8086:293e] bound to vfio-pci (was snd_hda_intel), IOMMU group 4\n");
     t.file("dev/kmsg", &log);
     t.cmdline("intel_iommu=on rd.driver.pre=snd_hda_intel\n");
     let out = check::check(&Host::new(t.root()), None);
+    let boot = find(&out.findings, "boot");
+    assert_eq!(boot.status, Status::Info);
+    assert!(
+        boot.detail.contains("2 vfio-early: lines"),
+        "{}",
+        boot.detail
+    );
+    for a in ["0000:01:00.0", "0000:01:00.1"] {
+        let b = find(&out.findings, &format!("boot {a}"));
+        assert_eq!(b.status, Status::Info, "{a}");
+        assert!(b.detail.contains("no boot record"), "{}", b.detail);
+    }
+
+    // The same boot with its record: the driver taken from comes from the record.
+    write_record(
+        &t,
+        CARD_CONFIG,
+        &[
+            ("0000:01:00.0", None),
+            ("0000:01:00.1", Some("snd_hda_intel")),
+        ],
+    );
+    let out = check::check(&Host::new(t.root()), None);
+    assert_eq!(
+        find(&out.findings, "boot 0000:01:00.0").status,
+        Status::Pass
+    );
     let b = find(&out.findings, "boot 0000:01:00.1");
     assert_eq!(b.status, Status::Warn);
     assert!(
-        b.detail
-            .contains("rd.driver.pre=snd_hda_intel loads it before the hook"),
+        b.detail.contains("after unbinding snd_hda_intel")
+            && b.detail
+                .contains("rd.driver.pre=snd_hda_intel loads it before the hook"),
         "{}",
         b.detail
     );

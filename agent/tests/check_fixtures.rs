@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use vfio_early::cmd::{check, groups};
 use vfio_early::host::Host;
+use vfio_early::record::{Action, DeviceOutcome, DeviceRecord, Record};
 use vfio_early::report::{Finding, Status};
 
 fn fixture(name: &str) -> PathBuf {
@@ -267,10 +268,86 @@ fn harness_config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/qemu/configs/main.toml")
 }
 
+/// One device of a record: address, group, action, driver before, outcome, reason.
+type Recorded<'a> = (
+    &'a str,
+    Option<u32>,
+    Action,
+    Option<&'a str>,
+    DeviceOutcome,
+    &'a str,
+);
+
+/// A copy of a captured tree with the record the agent left at that boot (the
+/// captures hold no `run/`): what its kernel log lines in the tree say it did.
+fn with_harness_record(name: &str, devices: &[Recorded]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(fixture(name).join("."))
+        .arg(dir.path())
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    let host = Host::new(dir.path());
+    let mut r = Record::new(&host);
+    for &(addr, group, action, before, outcome, reason) in devices {
+        r.devices.push(DeviceRecord {
+            iommu_group: group,
+            reasons: vec![reason.to_owned()],
+            driver_before: before.map(str::to_owned),
+            driver_after: before.map(str::to_owned),
+            outcome,
+            ..DeviceRecord::planned(addr.parse().expect("address"), action)
+        });
+    }
+    r.save(&host).expect("save record");
+    dir
+}
+
+const VGA: &str = "the boot display (boot_vga = 1): taking it can leave the host without a \
+                   screen; set allow_boot_vga = true to mean it";
+
 #[test]
 fn harness_intel_boot_after_the_agent() {
-    // No record in these trees: the agent's kernel log lines speak for it.
-    let host = Host::new(fixture("qemu-intel-after"));
+    let tree = with_harness_record(
+        "qemu-intel-after",
+        &[
+            (
+                "0000:00:02.0",
+                Some(1),
+                Action::Refuse,
+                None,
+                DeviceOutcome::Refused,
+                VGA,
+            ),
+            (
+                "0000:00:03.0",
+                Some(2),
+                Action::Bind,
+                Some("e1000e"),
+                DeviceOutcome::Bound,
+                "selected",
+            ),
+            (
+                "0000:01:00.0",
+                Some(6),
+                Action::Bind,
+                None,
+                DeviceOutcome::Bound,
+                "selected",
+            ),
+            (
+                "0000:01:00.1",
+                Some(6),
+                Action::Bind,
+                None,
+                DeviceOutcome::Bound,
+                "selected",
+            ),
+        ],
+    );
+    let host = Host::new(tree.path());
     let out = check::check(&host, Some(&harness_config()));
     let f = &out.findings;
     assert_eq!(find(f, "iommu").status, Status::Pass);
@@ -288,7 +365,8 @@ fn harness_intel_boot_after_the_agent() {
     let nic = find(f, "boot 0000:00:03.0");
     assert_eq!(nic.status, Status::Warn);
     assert!(
-        nic.detail.contains("(was e1000e)") && nic.detail.contains("rd.driver.pre=e1000e"),
+        nic.detail.contains("after unbinding e1000e")
+            && nic.detail.contains("rd.driver.pre=e1000e"),
         "{}",
         nic.detail
     );
@@ -322,10 +400,41 @@ fn harness_amd_and_no_iommu_boots() {
         Status::Pass
     );
 
-    let none = check::check(
-        &Host::new(fixture("qemu-noiommu-after")),
+    // Without a record, the kernel log's lines are not read for what was done.
+    let bare = check::check(
+        &Host::new(fixture("qemu-intel-after")),
         Some(&harness_config()),
     );
+    let nic = find(&bare.findings, "boot 0000:00:03.0");
+    assert_eq!(nic.status, Status::Info);
+    assert!(nic.detail.contains("no boot record"), "{}", nic.detail);
+    assert!(find(&bare.findings, "boot")
+        .detail
+        .contains("vfio-early: lines"));
+
+    let no_groups = "the kernel shows no IOMMU groups: the IOMMU is off or missing (enable \
+                     VT-d/AMD-Vi in the firmware; on Intel add intel_iommu=on to the kernel \
+                     command line)";
+    let refused = |a| {
+        (
+            a,
+            None,
+            Action::Refuse,
+            None,
+            DeviceOutcome::Refused,
+            no_groups,
+        )
+    };
+    let tree = with_harness_record(
+        "qemu-noiommu-after",
+        &[
+            refused("0000:00:02.0"),
+            refused("0000:00:03.0"),
+            refused("0000:01:00.0"),
+            refused("0000:01:00.1"),
+        ],
+    );
+    let none = check::check(&Host::new(tree.path()), Some(&harness_config()));
     let on = find(&none.findings, "iommu");
     assert_eq!(on.status, Status::Fail);
     assert!(on.hint.as_deref().unwrap().contains("firmware settings"));

@@ -7,8 +7,9 @@
 //! - `framebuffer`: a boot framebuffer in `/proc/iomem` over a BAR of a configured
 //!   device ([`crate::iomem`]);
 //! - `device ADDR`: each configured device is on vfio-pci and its group is usable;
-//!   `boot ADDR`: what the agent did at boot (its record under `/run/vfio-early/`, else
-//!   its `vfio-early:` kernel log lines), and why a host driver had to be unbound;
+//!   `boot ADDR`: what the agent did at boot (its record under `/run/vfio-early/`;
+//!   the kernel log's lines are counted, never parsed), and why a host driver had to
+//!   be unbound;
 //! - `image`: the config the agent used at boot versus the file now;
 //! - `hugepages SIZE`: the pools versus the config;
 //! - `kernel config`: the running kernel's config, summarised.
@@ -29,8 +30,8 @@ use crate::kmsg;
 use crate::machine::{self, read_topology};
 use crate::modules::normalize;
 use crate::pci::{self, Device, PciAddress};
-use crate::plan::{self, Plan, Topology};
-use crate::record::Record;
+use crate::plan::{self, Action, Plan, Topology};
+use crate::record::{DeviceOutcome, Record};
 use crate::report::{self, Finding, Status};
 use crate::traps::{Facts, Trap};
 
@@ -464,7 +465,7 @@ fn device_findings(
                 );
             }
         }
-        out.push(boot_finding(host, cmdline, *addr, record, &agent_lines));
+        out.push(boot_finding(host, cmdline, *addr, record));
     }
     out
 }
@@ -498,56 +499,17 @@ fn boot_finding(
     cmdline: &Cmdline,
     addr: PciAddress,
     record: Option<&Record>,
-    agent_lines: &[&kmsg::Record],
 ) -> Finding {
     let check = format!("boot {addr}");
-    let a = addr.to_string();
     let Some(r) = record else {
-        let lines: Vec<&str> = agent_lines
-            .iter()
-            .filter(|l| l.text.contains(&a))
-            .map(|l| l.text.as_str())
-            .collect();
-        let Some(line) = lines.last() else {
-            return Finding::new(
-                check,
-                Status::Info,
-                "no record and no kernel log line about it",
-            );
-        };
-        // `... bound to vfio-pci (was radeon), IOMMU group 1`: a host driver was unbound.
-        let was = line
-            .split_once("(was ")
-            .and_then(|(_, r)| r.split_once(')'))
-            .map(|(w, _)| w);
-        return match was {
-            Some(h) if line.contains("bound to vfio-pci") => {
-                let (why, fix) = early_driver_reason(host, cmdline, h);
-                Finding::new(
-                    check,
-                    Status::Warn,
-                    format!("the kernel log says: {line}; {why}"),
-                )
-                .hint(fix)
-            }
-            None if line.contains("bound to vfio-pci") => Finding::new(
-                check,
-                Status::Pass,
-                format!("bound at boot before any host driver, the kernel log says: {line}"),
-            ),
-            _ if line.contains(" refused: ") => Finding::new(
-                check,
-                Status::Fail,
-                format!("refused at boot, the kernel log says: {line}"),
-            ),
-            _ => Finding::new(
-                check,
-                Status::Info,
-                format!("no record; the kernel log says: {line}"),
-            ),
-        };
+        // The kernel log's lines are for people; only the record says what was done.
+        return Finding::new(
+            check,
+            Status::Info,
+            "no boot record: what the agent did with it at boot is unknown",
+        );
     };
-    let Some(d) = r.devices.iter().find(|d| d.address == a) else {
+    let Some(d) = r.devices.iter().find(|d| d.address == addr) else {
         return Finding::new(
             check,
             Status::Warn,
@@ -555,13 +517,13 @@ fn boot_finding(
         )
         .hint(format!("rebuild the initramfs: {}", rebuild_command(host)));
     };
-    match (d.action.as_str(), d.outcome.as_str()) {
-        ("refuse", _) => Finding::new(
+    match (d.action, d.outcome) {
+        (Action::Refuse, _) => Finding::new(
             check,
             Status::Fail,
             format!("refused at boot: {}", d.reasons.join("; ")),
         ),
-        (_, "rolled-back" | "failed") => Finding::new(
+        (_, DeviceOutcome::RolledBack | DeviceOutcome::Failed) => Finding::new(
             check,
             Status::Fail,
             format!(
@@ -570,12 +532,12 @@ fn boot_finding(
                 d.error.as_deref().unwrap_or("no error recorded")
             ),
         ),
-        ("already-bound", _) => Finding::new(
+        (Action::AlreadyBound, _) => Finding::new(
             check,
             Status::Pass,
             "already on vfio-pci when the agent ran",
         ),
-        (_, "bound") => match d.driver_before.as_deref() {
+        (_, DeviceOutcome::Bound) => match d.driver_before.as_deref() {
             Some(h) if h != pci::VFIO_DRIVER => {
                 let (why, fix) = early_driver_reason(host, cmdline, h);
                 Finding::new(
@@ -594,7 +556,11 @@ fn boot_finding(
         (action, outcome) => Finding::new(
             check,
             Status::Info,
-            format!("at boot: action {action}, outcome {outcome:?}"),
+            format!(
+                "at boot: action {}, outcome {:?}",
+                action.as_str(),
+                outcome.as_str()
+            ),
         ),
     }
 }
