@@ -227,7 +227,7 @@ fn bind(args: &Args, host: &Host) -> Exit {
     record.vfio_pci.clone_from(&outcome.vfio_pci);
     record.devices = outcome.devices;
     record.warnings.clone_from(&plan.warnings);
-    record.errors = outcome.errors;
+    record.errors = outcome.errors.iter().map(ToString::to_string).collect();
     finish(args, host, &record, &plan, &hugepages, strict(failed))
 }
 
