@@ -63,6 +63,14 @@ pub enum Error {
     /// An action was tried and failed (1).
     #[error("{0}")]
     Failed(String),
+    /// A subcommand's own typed error, with the exit it stands for.
+    #[error("{source}")]
+    Typed {
+        /// 1 or 2.
+        exit: Exit,
+        /// The error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl Error {
@@ -71,6 +79,15 @@ impl Error {
         match self {
             Self::Usage(_) | Self::Config(_) | Self::Io(_) => Exit::Usage,
             Self::Refused(_) | Self::Failed(_) => Exit::Problem,
+            Self::Typed { exit, .. } => *exit,
+        }
+    }
+
+    /// A typed error that stands for `exit`.
+    pub fn typed(exit: Exit, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Typed {
+            exit,
+            source: Box::new(e),
         }
     }
 }

@@ -103,25 +103,39 @@ impl Generator {
     }
 }
 
+/// Why no generator could be picked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DetectError {
+    /// The one asked for is not installed.
+    #[error("--generator {}: {} is not installed under {}", .0.name(), .0.program(), .1.display())]
+    NotInstalled(Generator, std::path::PathBuf),
+    /// None is installed.
+    #[error(
+        "no initramfs generator found (dracut, mkinitcpio or initramfs-tools); \
+         without one the boot never runs vfio-early"
+    )]
+    NoneFound,
+    /// Several are, and none stands out: `--generator` must say (a usage error).
+    #[error(
+        "several initramfs generators are installed ({}): say which one builds your images \
+         with --generator",
+        .0.iter().map(|g| g.name()).collect::<Vec<_>>().join(", ")
+    )]
+    Several(Vec<Generator>),
+}
+
 /// Picks the generator: the one asked for, the only one installed, or among several
 /// installed the only one with its configuration in `/etc`.
 ///
 /// # Errors
-/// `(exit code, message)`: none installed (1), several (2, asking for `--generator`),
-/// or the one asked for is not installed (1).
-pub fn detect(host: &Host, wanted: Option<Generator>) -> Result<(Generator, String), (u8, String)> {
+/// None installed, several (asking for `--generator`), or the one asked for is not
+/// installed.
+pub fn detect(host: &Host, wanted: Option<Generator>) -> Result<(Generator, String), DetectError> {
     if let Some(g) = wanted {
-        return g.installed(host).map(|p| (g, p)).ok_or_else(|| {
-            (
-                1,
-                format!(
-                    "--generator {}: {} is not installed under {}",
-                    g.name(),
-                    g.program(),
-                    host.root().display()
-                ),
-            )
-        });
+        return g
+            .installed(host)
+            .map(|p| (g, p))
+            .ok_or_else(|| DetectError::NotInstalled(g, host.root().to_path_buf()));
     }
     let found: Vec<(Generator, String)> = Generator::ALL
         .iter()
@@ -129,12 +143,7 @@ pub fn detect(host: &Host, wanted: Option<Generator>) -> Result<(Generator, Stri
         .collect();
     match found.as_slice() {
         [one] => Ok(one.clone()),
-        [] => Err((
-            1,
-            "no initramfs generator found (dracut, mkinitcpio or initramfs-tools); \
-             without one the boot never runs vfio-early"
-                .to_owned(),
-        )),
+        [] => Err(DetectError::NoneFound),
         many => {
             // Several packages: the one whose configuration is there builds the images.
             let configured: Vec<&(Generator, String)> =
@@ -142,8 +151,7 @@ pub fn detect(host: &Host, wanted: Option<Generator>) -> Result<(Generator, Stri
             if let [one] = configured.as_slice() {
                 return Ok((*one).clone());
             }
-            let names: Vec<&str> = many.iter().map(|(g, _)| g.name()).collect();
-            Err((2, format!("several initramfs generators are installed ({}): say which one builds your images with --generator", names.join(", "))))
+            Err(DetectError::Several(many.iter().map(|(g, _)| *g).collect()))
         }
     }
 }

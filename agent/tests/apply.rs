@@ -250,7 +250,10 @@ fn several_generators_need_a_choice() {
         Generator::Dracut
     );
     let none = TestSysfs::new();
-    assert_eq!(detect(&Host::new(none.root()), None).unwrap_err().0, 1);
+    assert_eq!(
+        detect(&Host::new(none.root()), None).unwrap_err(),
+        vfio_early::generator::DetectError::NoneFound
+    );
 }
 
 #[test]

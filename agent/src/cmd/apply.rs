@@ -20,13 +20,14 @@
 //!
 //! `--dry-run` shows the commands and runs nothing; so does any root other than `/`.
 
-use std::fmt::Write as _;
-use std::process::Command;
+use std::fmt;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus};
 
 use crate::cmdline::Cmdline;
-use crate::config::{self, Config};
+use crate::config::{self, Config, ConfigError};
 use crate::exit::{Error, Exit, Outcome};
-pub use crate::generator::{detect, Generator};
+pub use crate::generator::{detect, DetectError, Generator};
 use crate::host::Host;
 use crate::machine::{self, mkinitcpio_hooks_of, read_topology, Judged};
 use crate::plan::{Action, Plan};
@@ -148,13 +149,135 @@ pub fn commands(
     }
 }
 
+/// A config that does not plan cleanly on this machine: the refusals, one line each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unclean {
+    /// The config.
+    pub path: PathBuf,
+    /// `ADDRESS: reason`, plan warnings, `hugepages SIZE: notes`.
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for Unclean {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} does not plan cleanly on this machine:",
+            self.path.display()
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why `apply` did not rebuild the initramfs.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The config cannot be read or parsed (2).
+    #[error("{0}; the initramfs was not rebuilt")]
+    Config(#[source] ConfigError),
+    /// The planner refuses something (1).
+    #[error("{0}\nthe initramfs was not rebuilt (fix the config, or --force to rebuild anyway)")]
+    Unclean(Unclean),
+    /// The plan is clean, but the boot would not follow it (the traps' warnings) (1).
+    #[error(
+        "{0}, but the boot would not do what the plan says (the warnings above): the \
+         initramfs was not rebuilt (fix them, or --force to rebuild anyway)"
+    )]
+    BootDiffers(String),
+    /// No generator could be picked (1; 2 when several need `--generator`).
+    #[error(transparent)]
+    Generator(DetectError),
+    /// `--kver` names no installed kernel (2).
+    #[error("--kver {kver}: no such kernel under /lib/modules (installed: {})", List(.installed))]
+    NoSuchKernel {
+        /// The version asked for.
+        kver: String,
+        /// The installed ones.
+        installed: Vec<String>,
+    },
+    /// There is nothing to rebuild (1).
+    #[error("no kernel under /lib/modules: nothing to rebuild")]
+    NoKernel,
+    /// The generator's vfio-early integration is missing (1).
+    #[error("the image would not carry vfio-early{}", if *.rebuilding { ": not rebuilt" } else { "" })]
+    NotCarried {
+        /// A real run (not a dry one) was refused.
+        rebuilding: bool,
+    },
+    /// Rebuilding needs root (1).
+    #[error("rebuilding the initramfs needs root: sudo vfio-early apply")]
+    NeedsRoot,
+    /// The generator could not be started (1).
+    #[error("/{program}: {error}")]
+    Spawn {
+        /// The generator's program, under the root.
+        program: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The generator failed (1).
+    #[error(
+        "`{command}` failed ({status}); the old image is still in place for the kernels \
+         not yet rebuilt"
+    )]
+    Rebuild {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: ExitStatus,
+    },
+}
+
+impl ApplyError {
+    /// The exit this error stands for.
+    pub fn exit(&self) -> Exit {
+        match self {
+            Self::Config(_)
+            | Self::NoSuchKernel { .. }
+            | Self::Generator(DetectError::Several(_)) => Exit::Usage,
+            _ => Exit::Problem,
+        }
+    }
+}
+
+impl From<ApplyError> for Error {
+    fn from(e: ApplyError) -> Self {
+        Self::typed(e.exit(), e)
+    }
+}
+
+/// `a, b`, or `none`.
+struct List<'a>(&'a [String]);
+
+impl fmt::Display for List<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&self.0.join(", "))
+        }
+    }
+}
+
+/// Why a config does not validate.
+#[derive(Debug)]
+pub(crate) enum Invalid {
+    /// It cannot be read or parsed.
+    Config(ConfigError),
+    /// The planner refuses something on this machine.
+    Unclean(Unclean),
+}
+
 /// The planner's verdict on the config, as the boot would reach it, with the traps
 /// of this machine: `Ok` with the judgement and a summary.
 ///
 /// # Errors
-/// [`Error::Config`] for a config error, [`Error::Refused`] when the planner refuses
-/// something (or a hugepage request cannot be planned).
-pub(crate) fn validate(host: &Host) -> Result<(Judged, String), Error> {
+/// A config error, or the refusals when the planner refuses something (or a hugepage
+/// request cannot be planned).
+pub(crate) fn validate(host: &Host) -> Result<(Judged, String), Invalid> {
     let path = host.path(config::DEFAULT_PATH);
     let topo = read_topology(host);
     if !path.exists() {
@@ -167,7 +290,7 @@ pub(crate) fn validate(host: &Host) -> Result<(Judged, String), Error> {
             ),
         ));
     }
-    let config = Config::load(&path).map_err(Error::Config)?;
+    let config = Config::load(&path).map_err(Invalid::Config)?;
     let judged = machine::judge(host, &topo, &config.devices);
     let cmdline = Cmdline::parse(&host.read("proc/cmdline").unwrap_or_default());
     let hugepages = crate::hugepages::plan_host(host, &config, &cmdline);
@@ -179,11 +302,7 @@ pub(crate) fn validate(host: &Host) -> Result<(Judged, String), Error> {
         problems.push(format!("hugepages {}: {}", h.size, h.notes.join("; ")));
     }
     if !problems.is_empty() {
-        let mut m = format!("{} does not plan cleanly on this machine:", path.display());
-        for p in &problems {
-            let _ = write!(m, "\n  {p}");
-        }
-        return Err(Error::Refused(m));
+        return Err(Invalid::Unclean(Unclean { path, problems }));
     }
     let summary = summary(
         &path.display().to_string(),
@@ -218,7 +337,7 @@ fn summary(path: &str, plan: &Plan, hugepages: usize) -> String {
         format!("{path} plans cleanly: vfio-pci gets {}", bind.join(", "))
     };
     if hugepages > 0 {
-        let _ = write!(s, "; {hugepages} hugepage reservation(s)");
+        s.push_str(&format!("; {hugepages} hugepage reservation(s)"));
     }
     s
 }
@@ -228,7 +347,7 @@ fn summary(path: &str, plan: &Plan, hugepages: usize) -> String {
 /// # Errors
 /// See [`crate::exit`]: a refusal or a failed rebuild (1), a config or usage error (2).
 pub fn run(args: &Args, host: &Host) -> Outcome {
-    apply(args, host).map(|()| Exit::Ok)
+    apply(args, host).map(|()| Exit::Ok).map_err(Error::from)
 }
 
 /// Prints the traps' warnings first, on stderr, as every view words them.
@@ -238,53 +357,35 @@ fn show_warnings(judged: &Judged) {
     }
 }
 
-fn apply(args: &Args, host: &Host) -> Result<(), Error> {
+fn apply(args: &Args, host: &Host) -> Result<(), ApplyError> {
     match validate(host) {
         Ok((judged, s)) => {
             show_warnings(&judged);
             if judged.boot_differs() && !args.force {
-                return Err(Error::Refused(format!(
-                    "{s}, but the boot would not do what the plan says (the warnings above): \
-                     the initramfs was not rebuilt (fix them, or --force to rebuild anyway)"
-                )));
+                return Err(ApplyError::BootDiffers(s));
             }
             say!("{s}");
             if judged.boot_differs() {
                 eprintln!("vfio-early: apply: --force: rebuilding although the boot would differ from the plan");
             }
         }
-        Err(Error::Refused(m)) if args.force => {
-            eprintln!("vfio-early: apply: {m}\nvfio-early: apply: --force: rebuilding anyway");
+        Err(Invalid::Unclean(u)) if args.force => {
+            eprintln!("vfio-early: apply: {u}\nvfio-early: apply: --force: rebuilding anyway");
         }
-        Err(Error::Refused(m)) => {
-            return Err(Error::Refused(format!(
-                "{m}\nthe initramfs was not rebuilt (fix the config, or --force to rebuild anyway)"
-            )))
-        }
-        Err(Error::Config(e)) => {
-            return Err(Error::Usage(format!("{e}; the initramfs was not rebuilt")))
-        }
-        Err(e) => return Err(e),
+        Err(Invalid::Unclean(u)) => return Err(ApplyError::Unclean(u)),
+        Err(Invalid::Config(e)) => return Err(ApplyError::Config(e)),
     }
-    let (generator, program) = detect(host, args.generator).map_err(|(code, m)| {
-        if code == 2 {
-            Error::Usage(m)
-        } else {
-            Error::Refused(m)
-        }
-    })?;
+    let (generator, program) = detect(host, args.generator).map_err(ApplyError::Generator)?;
     let installed = kernels(host);
     if let Some(k) = &args.kver {
         if !installed.contains(k) {
-            return Err(Error::Usage(format!(
-                "--kver {k}: no such kernel under /lib/modules (installed: {})",
-                list(&installed)
-            )));
+            return Err(ApplyError::NoSuchKernel {
+                kver: k.clone(),
+                installed,
+            });
         }
     } else if installed.is_empty() {
-        return Err(Error::Refused(
-            "no kernel under /lib/modules: nothing to rebuild".to_owned(),
-        ));
+        return Err(ApplyError::NoKernel);
     }
     let running = host.kernel_release();
     let targets: Vec<String> = args
@@ -317,7 +418,7 @@ fn apply(args: &Args, host: &Host) -> Result<(), Error> {
             say!("{prefix}{}", c.join(" "));
         }
     };
-    let not_carried = || Error::Refused("the image would not carry vfio-early".to_owned());
+    let not_carried = || ApplyError::NotCarried { rebuilding: false };
     if !host.is_live() {
         show("would run: ");
         say!(
@@ -339,24 +440,26 @@ fn apply(args: &Args, host: &Host) -> Result<(), Error> {
         };
     }
     if !problems.is_empty() {
-        return Err(Error::Refused(
-            "the image would not carry vfio-early: not rebuilt".to_owned(),
-        ));
+        return Err(ApplyError::NotCarried { rebuilding: true });
     }
     if effective_uid(host) != Some(0) {
         show("needs root: ");
-        return Err(Error::Refused(
-            "rebuilding the initramfs needs root: sudo vfio-early apply".to_owned(),
-        ));
+        return Err(ApplyError::NeedsRoot);
     }
     for c in &cmds {
         say!("running: {}", c.join(" "));
         let status = Command::new(host.path(&program))
             .args(&c[1..])
             .status()
-            .map_err(|e| Error::Failed(format!("/{program}: {e}")))?;
+            .map_err(|error| ApplyError::Spawn {
+                program: program.clone(),
+                error,
+            })?;
         if !status.success() {
-            return Err(Error::Failed(format!("`{}` failed ({status}); the old image is still in place for the kernels not yet rebuilt", c.join(" "))));
+            return Err(ApplyError::Rebuild {
+                command: c.join(" "),
+                status,
+            });
         }
     }
     say!(
@@ -371,12 +474,4 @@ fn effective_uid(host: &Host) -> Option<u32> {
     let status = host.read("proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("Uid:"))?;
     line.split_whitespace().nth(2)?.parse().ok()
-}
-
-fn list(v: &[String]) -> String {
-    if v.is_empty() {
-        "none".to_owned()
-    } else {
-        v.join(", ")
-    }
 }
