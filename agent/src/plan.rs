@@ -170,11 +170,31 @@ pub struct Plan {
     pub blockers: BTreeMap<u32, Vec<Blocker>>,
 }
 
-/// A member that stops its group from going to vfio.
+/// What stops a group from going to vfio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockedBy {
+    /// One member.
+    Member(PciAddress),
+    /// The group's membership itself is in doubt ([`Topology::group_problems`]): no
+    /// member's own fault, so it stands against every selected member.
+    Membership,
+}
+
+impl BlockedBy {
+    /// The member, when one member is in the way.
+    pub fn member(self) -> Option<PciAddress> {
+        match self {
+            Self::Member(a) => Some(a),
+            Self::Membership => None,
+        }
+    }
+}
+
+/// A member (or the membership) that stops its group from going to vfio.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blocker {
-    /// The member.
-    pub address: PciAddress,
+    /// What is in the way.
+    pub by: BlockedBy,
     /// Why, as a sentence.
     pub reason: String,
     /// It is unselected and would be fine if selected (a host driver's endpoint);
@@ -437,19 +457,14 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
         }
         let mut blockers: Vec<Blocker> = Vec::new();
         // A group whose membership is in doubt: the reason stands for the whole group,
-        // under no member's own address, so every selected member carries it.
+        // no member's own, so every selected member carries it.
         let problems = match g {
             GroupKey::Iommu(n) => topo.group_problems.get(n),
             GroupKey::AtProbe(_) => None,
         };
         if let Some(why) = problems {
             blockers.push(Blocker {
-                address: PciAddress {
-                    domain: u32::MAX,
-                    bus: 0,
-                    device: 0,
-                    function: 0,
-                },
+                by: BlockedBy::Membership,
                 reason: format!(
                     "the kernel's group directory and the devices disagree on its members ({})",
                     why.join("; ")
@@ -460,14 +475,14 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
         for d in members {
             if let Some(why) = own_refusal.get(&d.address) {
                 blockers.push(Blocker {
-                    address: d.address,
+                    by: BlockedBy::Member(d.address),
                     reason: format!("{} is refused itself ({})", d.address, why.join("; ")),
                     selectable: false,
                 });
             } else if !selected.contains_key(&d.address) {
                 if let Err(why) = member_ok(d, topo) {
                     blockers.push(Blocker {
-                        address: d.address,
+                        by: BlockedBy::Member(d.address),
                         reason: why,
                         selectable: !d.is_any_bridge(),
                     });
@@ -499,8 +514,10 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
                 }
                 (Some(_), false) => {
                     let mut why = own_refusal.get(&d.address).cloned().unwrap_or_default();
-                    let others: Vec<&Blocker> =
-                        blockers.iter().filter(|b| b.address != d.address).collect();
+                    let others: Vec<&Blocker> = blockers
+                        .iter()
+                        .filter(|b| b.by != BlockedBy::Member(d.address))
+                        .collect();
                     if !others.is_empty() {
                         let list: Vec<&str> = others.iter().map(|b| b.reason.as_str()).collect();
                         why.push(format!(
@@ -521,12 +538,18 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
                     Ok(why) => {
                         new_plan(d, None, Action::Skip, vec![format!("not selected; {why}")])
                     }
-                    Err(why) if blockers.iter().any(|b| b.address == d.address) => new_plan(
-                        d,
-                        None,
-                        Action::Refuse,
-                        vec![format!("not selected, and blocks {g}: {why}")],
-                    ),
+                    Err(why)
+                        if blockers
+                            .iter()
+                            .any(|b| b.by == BlockedBy::Member(d.address)) =>
+                    {
+                        new_plan(
+                            d,
+                            None,
+                            Action::Refuse,
+                            vec![format!("not selected, and blocks {g}: {why}")],
+                        )
+                    }
                     Err(why) => new_plan(d, None, Action::Skip, vec![why]),
                 },
             };
@@ -552,7 +575,9 @@ fn advice(d: &Device, others: &[&Blocker]) -> String {
         ways.push("select every device of the group");
     }
     let in_slot = d.address.bus != 0;
-    if in_slot && others.iter().any(|b| !b.address.same_slot(&d.address)) {
+    // A disputed membership is no member of the card's slot: another slot may help.
+    let outside = |b: &&Blocker| b.by.member().is_none_or(|a| !a.same_slot(&d.address));
+    if in_slot && others.iter().any(outside) {
         ways.push("move the card to a slot with its own group");
     }
     if ways.is_empty() {
@@ -1163,5 +1188,31 @@ mod tests {
             Some(Action::Refuse),
             "shpchp does not leave DMA to vfio"
         );
+    }
+
+    #[test]
+    fn a_disputed_membership_is_a_blocker_of_its_own_kind() {
+        let mut t = seed(true);
+        t.group_problems.insert(
+            1,
+            vec!["0000:01:00.2 is listed but not a device".to_owned()],
+        );
+        let p = plan(
+            &selectors("[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"slot\"\n"),
+            &t,
+        );
+        for a in ["0000:01:00.0", "0000:01:00.1"] {
+            assert_eq!(action(&p, a), Some(Action::Refuse), "{a}");
+            assert!(reasons(&p, a).contains("disagree on its members"), "{a}");
+        }
+        let b = &p.blockers[&1];
+        assert_eq!(b[0].by, BlockedBy::Membership);
+        assert_eq!(b[0].by.member(), None);
+        assert!(!b[0].selectable);
+        // No member stands for it: every other blocker names a real member.
+        assert!(b[1..].iter().all(|x| x
+            .by
+            .member()
+            .is_some_and(|a| t.devices.iter().any(|d| d.address == a))));
     }
 }
