@@ -85,33 +85,35 @@ pub fn main() -> ExitCode {
         }
     };
     let host = Host::new(&cli.root);
-    if let Err(e) = host.check_root() {
-        eprintln!("vfio-early: error: --root {}: {e}", cli.root.display());
-        return ExitCode::from(2);
-    }
-    match &cli.command {
-        Command::Bind(a) => exit::finish("bind", cmd::bind::run(a, &host)),
-        #[cfg(feature = "tools")]
-        Command::Check(a) => exit::finish("check", cmd::check::run(a, &host)),
-        #[cfg(feature = "tools")]
-        Command::Groups(a) => exit::finish("groups", cmd::groups::run(a, &host)),
-        #[cfg(feature = "tools")]
-        Command::CheckKconfig(a) => cmd::kconfig::run(a, &host),
-        #[cfg(feature = "tools")]
-        Command::Modules(a) => cmd::modules::run(a, &host),
-        #[cfg(feature = "tools")]
-        Command::Initramfs(a) => cmd::initramfs::run(a, &host),
-        #[cfg(feature = "tools")]
-        Command::Apply(a) => exit::finish("apply", cmd::apply::run(a, &host)),
-        #[cfg(feature = "tools")]
-        Command::Config(a) => exit::finish("config", cmd::config::run(a, &host)),
-        #[cfg(feature = "tools")]
-        Command::Detach(a) => cmd::detach::run_detach(a, &host),
-        #[cfg(feature = "tools")]
-        Command::Reattach(a) => cmd::detach::run_reattach(a, &host),
-        #[cfg(feature = "tools")]
-        Command::Hook(a) => cmd::hook::run(a, &host),
-    }
+    let root = host
+        .check_root()
+        .map_err(|e| exit::Error::Usage(format!("--root {}: {e}", cli.root.display())));
+    let (name, outcome) = match &cli.command {
+        Command::Bind(a) => ("bind", root.and_then(|()| cmd::bind::run(a, &host))),
+        Command::Check(a) => ("check", root.and_then(|()| cmd::check::run(a, &host))),
+        Command::Groups(a) => ("groups", root.and_then(|()| cmd::groups::run(a, &host))),
+        Command::CheckKconfig(a) => (
+            "check-kconfig",
+            root.and_then(|()| cmd::kconfig::run(a, &host)),
+        ),
+        Command::Modules(a) => ("modules", root.and_then(|()| cmd::modules::run(a, &host))),
+        Command::Initramfs(a) => (
+            "initramfs",
+            root.and_then(|()| cmd::initramfs::run(a, &host)),
+        ),
+        Command::Apply(a) => ("apply", root.and_then(|()| cmd::apply::run(a, &host))),
+        Command::Config(a) => ("config", root.and_then(|()| cmd::config::run(a, &host))),
+        Command::Detach(a) => (
+            "detach",
+            root.and_then(|()| cmd::detach::run_detach(a, &host)),
+        ),
+        Command::Reattach(a) => (
+            "reattach",
+            root.and_then(|()| cmd::detach::run_reattach(a, &host)),
+        ),
+        Command::Hook(a) => ("hook", root.and_then(|()| cmd::hook::run(a, &host))),
+    };
+    exit::finish(name, outcome)
 }
 
 /// Parses the boot agent's arguments (`[--root DIR] bind [--config FILE] [--dry-run]

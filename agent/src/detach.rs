@@ -22,9 +22,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::bind::{self, Expect};
 use crate::cmdline::Cmdline;
-use crate::config::{Config, Functions, Selector};
+use crate::config::{Config, ConfigError, Functions, Selector};
+use crate::exit::Exit;
 use crate::handover::{self, Step};
-use crate::host::{Host, HostResult};
+use crate::host::{Host, HostError, HostResult};
 use crate::pci::{self, Device, PciAddress, PciId, VFIO_DRIVER};
 use crate::plan::{self, Action, Plan};
 use crate::record::DeviceOutcome;
@@ -271,7 +272,8 @@ pub fn detach(host: &Host, config: &Config, req: &Request<'_>) -> DetachOutcome 
             driver: d.driver.clone(),
         });
     }
-    out.errors.extend(bound.errors.iter().cloned());
+    out.errors
+        .extend(bound.errors.iter().map(ToString::to_string));
     // A display that did not go keeps no handover: give the host its screen back.
     let kept: BTreeSet<PciAddress> = record.devices.iter().map(|d| d.address).collect();
     if !record.handover.is_empty() && !record.handover_for.iter().any(|a| kept.contains(a)) {
@@ -532,97 +534,118 @@ pub fn reattach(host: &Host, config: &Config, req: &Request<'_>) -> ReattachOutc
 pub(crate) fn load_config(
     host: &Host,
     path: Option<&std::path::PathBuf>,
-) -> Result<Config, String> {
+) -> Result<Config, ConfigError> {
     let p = path
         .cloned()
         .unwrap_or_else(|| host.path(crate::config::DEFAULT_PATH));
     match Config::load(&p) {
         Ok(c) => Ok(c),
-        Err(_) if path.is_none() && !p.exists() => {
-            Config::parse(&p, b"").map_err(|e| e.to_string())
+        Err(_) if path.is_none() && !p.exists() => Config::parse(&p, b""),
+        Err(e) => Err(e),
+    }
+}
+
+/// Why a detach or reattach did not start.
+#[derive(Debug, thiserror::Error)]
+enum Preflight {
+    /// Addresses that name no device (a usage error, 2).
+    #[error("{}", NoDevice(.0))]
+    NoDevice(Vec<PciAddress>),
+    /// Another run holds the lock (1).
+    #[error("another vfio-early run holds the lock: {0}")]
+    Locked(HostError),
+}
+
+/// `no device at A` per address, one a line.
+struct NoDevice<'a>(&'a [PciAddress]);
+
+impl std::fmt::Display for NoDevice<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, a) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "\n" };
+            write!(f, "{sep}no device at {a}")?;
         }
-        Err(e) => Err(e.to_string()),
+        Ok(())
     }
 }
 
 /// What a detach or reattach needs before it acts: every address names a device, and
-/// the lock (none on a dry run). `Err` carries the exit status (2 no such device, 1 the
-/// lock is held elsewhere) and the lines that say why.
+/// the lock (none on a dry run).
 fn preflight(
     host: &Host,
     config: &Config,
     req: &Request<'_>,
-) -> Result<Option<crate::host::RunLock>, (u8, Vec<String>)> {
+) -> Result<Option<crate::host::RunLock>, Preflight> {
     let devices = crate::pci::scan(host);
     let missing = missing(req.addresses, &devices);
     if !missing.is_empty() {
-        return Err((
-            2,
-            missing
-                .iter()
-                .map(|a| format!("no device at {a}"))
-                .collect(),
-        ));
+        return Err(Preflight::NoDevice(missing));
     }
     if req.dry_run {
         return Ok(None);
     }
-    host.lock(lock_timeout(config)).map(Some).map_err(|e| {
-        (
-            1,
-            vec![format!("another vfio-early run holds the lock: {e}")],
-        )
-    })
+    host.lock(lock_timeout(config))
+        .map(Some)
+        .map_err(Preflight::Locked)
 }
 
-/// Detaches under the lock (none on a dry run); the outcome and the exit status (0, 1
-/// refused or failed, 2 no such device). Shared by `detach` and the libvirt hook.
+/// Detaches under the lock (none on a dry run); the outcome and the exit (1 refused
+/// or failed, 2 no such device). Shared by `detach` and the libvirt hook.
 pub(crate) fn detach_locked(
     host: &Host,
     config: &Config,
     req: &Request<'_>,
-) -> (DetachOutcome, u8) {
+) -> (DetachOutcome, Exit) {
     match preflight(host, config, req) {
-        Err((2, refusals)) => (
+        Err(Preflight::NoDevice(missing)) => (
             DetachOutcome {
-                refusals,
+                refusals: missing
+                    .iter()
+                    .map(|a| format!("no device at {a}"))
+                    .collect(),
                 ..DetachOutcome::default()
             },
-            2,
+            Exit::Usage,
         ),
-        Err((code, errors)) => (
+        Err(e) => (
             DetachOutcome {
-                errors,
+                errors: vec![e.to_string()],
                 ..DetachOutcome::default()
             },
-            code,
+            Exit::Problem,
         ),
         Ok(_lock) => {
             let out = detach(host, config, req);
-            let code = u8::from(out.failed());
-            (out, code)
+            let exit = Exit::problem_if(out.failed());
+            (out, exit)
         }
     }
 }
 
-/// Reattaches under the lock; the exit code.
+/// Reattaches under the lock; the outcome and the exit.
 pub(crate) fn reattach_locked(
     host: &Host,
     config: &Config,
     req: &Request<'_>,
-) -> (ReattachOutcome, u8) {
+) -> (ReattachOutcome, Exit) {
     match preflight(host, config, req) {
-        Err((code, errors)) => (
-            ReattachOutcome {
-                errors,
-                ..ReattachOutcome::default()
-            },
-            code,
-        ),
+        Err(e) => {
+            let exit = match e {
+                Preflight::NoDevice(_) => Exit::Usage,
+                Preflight::Locked(_) => Exit::Problem,
+            };
+            (
+                ReattachOutcome {
+                    errors: e.to_string().lines().map(str::to_owned).collect(),
+                    ..ReattachOutcome::default()
+                },
+                exit,
+            )
+        }
         Ok(_lock) => {
             let out = reattach(host, config, req);
-            let code = u8::from(!out.errors.is_empty());
-            (out, code)
+            let exit = Exit::problem_if(!out.errors.is_empty());
+            (out, exit)
         }
     }
 }

@@ -14,12 +14,12 @@
 
 use std::io::Read;
 use std::os::fd::AsFd;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::detach::{self, Request};
 use crate::detach_report;
 use crate::domxml;
+use crate::exit::{Exit, Outcome};
 use crate::host::Host;
 
 /// Largest domain XML read from stdin.
@@ -70,26 +70,30 @@ pub struct LibvirtArgs {
     pub extra: Option<String>,
 }
 
-/// Runs `hook`.
-pub fn run(args: &Args, host: &Host) -> ExitCode {
+/// Runs `hook`: libvirt reads 1 as "do not start the guest", so every problem is 1
+/// on the way in and 0 on the way out, after its message.
+///
+/// # Errors
+/// None: a hook's problems are said here, as libvirt shows them.
+pub fn run(args: &Args, host: &Host) -> Outcome {
     match &args.kind {
-        Kind::Libvirt(a) => libvirt(a, host),
+        Kind::Libvirt(a) => Ok(libvirt(a, host)),
     }
 }
 
-fn libvirt(a: &LibvirtArgs, host: &Host) -> ExitCode {
+fn libvirt(a: &LibvirtArgs, host: &Host) -> Exit {
     let detaching = match (a.operation.as_str(), a.suboperation.as_str()) {
         ("prepare", "begin") => true,
         ("release", "end") => false,
-        _ => return ExitCode::SUCCESS,
+        _ => return Exit::Ok,
     };
     let fail = |msg: String| {
         eprintln!("vfio-early hook: {}: {msg}", a.guest);
-        ExitCode::from(if detaching { 1 } else { 0 })
+        Exit::problem_if(detaching)
     };
     let config = match detach::load_config(host, None) {
         Ok(c) => c,
-        Err(e) => return fail(e),
+        Err(e) => return fail(e.to_string()),
     };
     let xml = match read_stdin(MAX_XML, READ_TIMEOUT) {
         Ok(x) => x,
@@ -105,7 +109,7 @@ fn libvirt(a: &LibvirtArgs, host: &Host) -> ExitCode {
         .map(|h| h.address)
         .collect();
     if addresses.is_empty() {
-        return ExitCode::SUCCESS;
+        return Exit::Ok;
     }
     let req = Request {
         addresses: &addresses,
@@ -114,21 +118,21 @@ fn libvirt(a: &LibvirtArgs, host: &Host) -> ExitCode {
         force: false,
     };
     if detaching {
-        let (out, code) = detach::detach_locked(host, &config, &req);
+        let (out, exit) = detach::detach_locked(host, &config, &req);
         if a.json || a.dry_run {
             detach_report::print_detach(&config, &out, a.json, a.dry_run);
         } else {
             eprint!("{}", detach_report::render_detach(&out, false));
         }
-        ExitCode::from(code.min(1))
+        exit.min(Exit::Problem)
     } else {
-        let (out, code) = detach::reattach_locked(host, &config, &req);
+        let (out, exit) = detach::reattach_locked(host, &config, &req);
         if a.json || a.dry_run {
             detach_report::print_reattach(&config, &out, a.json, a.dry_run);
         } else {
             eprint!("{}", detach_report::render_reattach(&out, false));
         }
-        ExitCode::from(code.min(1))
+        exit.min(Exit::Problem)
     }
 }
 

@@ -25,9 +25,9 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use crate::config::{self, Config};
+use crate::exit::{Exit, Outcome};
 use crate::host::Host;
 use crate::image;
 use crate::machine::read_topology;
@@ -81,10 +81,13 @@ pub struct Args {
 /// Where the agent lives inside the image.
 const AGENT: &str = "/usr/bin/vfio-early";
 
-/// Runs `vfio-early initramfs`.
-pub fn run(args: &Args, host: &Host) -> ExitCode {
+/// Runs `vfio-early initramfs`: its problems are `warn` steps for the hook to show.
+///
+/// # Errors
+/// None.
+pub fn run(args: &Args, host: &Host) -> Outcome {
     print!("{}", steps(args, host));
-    ExitCode::SUCCESS
+    Ok(Exit::Ok)
 }
 
 /// A warning line (one per line of a multi-line message).

@@ -16,11 +16,53 @@
 
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use kernel_config::{Cpu, KernelVersion, Options};
 
-use crate::host::Host;
+use crate::exit::{Error, Exit, Outcome};
+use crate::host::{open_regular, Host, HostError, READ_MAX};
+
+/// Why `check-kconfig` could not check (2).
+#[derive(Debug, thiserror::Error)]
+pub enum KconfigError {
+    /// `--kver` (or the running release) cannot name a file.
+    #[error("{0:?} is not a kernel release")]
+    BadRelease(String),
+    /// None of the default places has a config.
+    #[error(
+        "no kernel config found (tried {}){}. Give the path, or build the kernel with \
+         CONFIG_IKCONFIG_PROC=y for /proc/config.gz",
+        .tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        if *.release_known { "" } else { "; the running kernel's release is unreadable, give --kver" }
+    )]
+    NotFound {
+        /// The places looked at.
+        tried: Vec<PathBuf>,
+        /// Whether a release was known to look for.
+        release_known: bool,
+    },
+    /// The file cannot be opened (a special file is refused unopened).
+    #[error(transparent)]
+    Open(HostError),
+    /// The file is not a kernel config.
+    #[error("{shown}")]
+    Parse {
+        /// The file, as shown.
+        shown: String,
+        /// What is wrong.
+        #[source]
+        error: kernel_config::Error,
+    },
+    /// The report could not be written.
+    #[error("writing the report: {0}")]
+    Write(#[source] io::Error),
+}
+
+impl From<KconfigError> for Error {
+    fn from(e: KconfigError) -> Self {
+        Self::typed(Exit::Usage, e)
+    }
+}
 
 /// The CPU vendor the checks assume.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -69,21 +111,16 @@ struct Source {
 }
 
 /// Runs `vfio-early check-kconfig`.
-pub fn run(args: &Args, host: &Host) -> ExitCode {
-    let source = match find_source(args, host) {
-        Ok(s) => s,
-        Err(msg) => {
-            eprintln!("vfio-early: check-kconfig: {msg}");
-            return ExitCode::from(2);
-        }
-    };
-    let config = match kernel_config::read_for_check(&source.file) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("vfio-early: check-kconfig: {}: {}", source.shown, chain(&e));
-            return ExitCode::from(2);
-        }
-    };
+///
+/// # Errors
+/// No config found, or unreadable, or the report could not be written (2).
+pub fn run(args: &Args, host: &Host) -> Outcome {
+    let source = find_source(args, host)?;
+    let config =
+        kernel_config::read_for_check(&source.file).map_err(|error| KconfigError::Parse {
+            shown: source.shown.clone(),
+            error,
+        })?;
     let kver = args.kver.as_deref().and_then(KernelVersion::from_release);
     let cpu = resolve_cpu(args.cpu, host);
     if args.cpu == CpuArg::Auto && cpu == Cpu::Any {
@@ -108,12 +145,9 @@ pub fn run(args: &Args, host: &Host) -> ExitCode {
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-        Err(e) => {
-            eprintln!("vfio-early: check-kconfig: writing the report: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return Err(KconfigError::Write(e).into()),
     }
-    ExitCode::from(report.verdict().exit_code())
+    Ok(Exit::problem_if(report.verdict().exit_code() != 0))
 }
 
 /// The vendor to check for; `auto` reads the host's ACPI tables.
@@ -173,13 +207,12 @@ pub(crate) fn default_candidates(release: Option<&str>, running: bool) -> Vec<St
     c
 }
 
-fn find_source(args: &Args, host: &Host) -> Result<Source, String> {
+fn find_source(args: &Args, host: &Host) -> Result<Source, KconfigError> {
     if let Some(path) = &args.path {
         // A path the user typed: relative to the working directory, not the root.
         // Through the bounded opener: a FIFO or device is refused without being opened,
         // a file over 64 MiB from its size (the parser bounds what it reads, too).
-        let file =
-            crate::host::open_regular(path, crate::host::READ_MAX).map_err(|e| e.to_string())?;
+        let file = open_regular(path, READ_MAX).map_err(KconfigError::Open)?;
         return Ok(Source {
             shown: path.display().to_string(),
             file,
@@ -190,7 +223,7 @@ fn find_source(args: &Args, host: &Host) -> Result<Source, String> {
     let release = args.kver.clone().or(running_release);
     if let Some(r) = &release {
         if r.contains('/') || r.is_empty() || r == "." || r == ".." {
-            return Err(format!("{r:?} is not a kernel release"));
+            return Err(KconfigError::BadRelease(r.clone()));
         }
     }
     let candidates = default_candidates(release.as_deref(), running);
@@ -198,33 +231,19 @@ fn find_source(args: &Args, host: &Host) -> Result<Source, String> {
         if !host.exists(rel) {
             continue;
         }
+        // The same bounded opener as a typed path: a FIFO planted at
+        // /boot/config-RELEASE is refused unopened.
         let path = host.path(rel);
-        let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file = open_regular(&path, READ_MAX).map_err(KconfigError::Open)?;
         return Ok(Source {
             shown: path.display().to_string(),
             file,
         });
     }
-    let tried: Vec<String> = candidates
-        .iter()
-        .map(|c| host.path(c).display().to_string())
-        .collect();
-    let mut msg = format!("no kernel config found (tried {})", tried.join(", "));
-    if release.is_none() {
-        msg += "; the running kernel's release is unreadable, give --kver";
-    }
-    msg += ". Give the path, or build the kernel with CONFIG_IKCONFIG_PROC=y for /proc/config.gz";
-    Err(msg)
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s += &format!(": {c}");
-        cur = c.source();
-    }
-    s
+    Err(KconfigError::NotFound {
+        tried: candidates.iter().map(|c| host.path(c)).collect(),
+        release_known: release.is_some(),
+    })
 }
 
 #[cfg(test)]
@@ -297,7 +316,7 @@ mod tests {
             json: false,
             fragment: false,
         };
-        let err = find_source(&args(None), &host).unwrap_err();
+        let err = find_source(&args(None), &host).unwrap_err().to_string();
         assert!(err.contains("give --kver"), "{err}");
         std::fs::create_dir_all(dir.path().join("proc/sys/kernel")).unwrap();
         std::fs::write(dir.path().join("proc/sys/kernel/osrelease"), "6.1.0-test\n").unwrap();
@@ -309,7 +328,9 @@ mod tests {
         let s = find_source(&args(None), &host).unwrap();
         assert!(s.shown.ends_with("proc/config.gz"), "{}", s.shown);
         // --kver looks for that release, never the running kernel's /proc/config.gz.
-        let err = find_source(&args(Some("6.9.0")), &host).unwrap_err();
+        let err = find_source(&args(Some("6.9.0")), &host)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("boot/config-6.9.0")
                 && !err.contains(&host.path("proc/config.gz").display().to_string()),
@@ -319,5 +340,18 @@ mod tests {
         let s = find_source(&args(Some("6.1.0-test")), &host).unwrap();
         assert!(s.shown.ends_with("proc/config.gz"), "{}", s.shown);
         assert!(find_source(&args(Some("../../etc")), &host).is_err());
+        // A FIFO where the config would be is refused, never opened (no hang).
+        std::fs::remove_file(dir.path().join("proc/config.gz")).unwrap();
+        std::fs::remove_file(dir.path().join("boot/config-6.1.0-test")).unwrap();
+        nix::unistd::mkfifo(
+            &dir.path().join("boot/config-6.1.0-test"),
+            nix::sys::stat::Mode::S_IRWXU,
+        )
+        .unwrap();
+        let err = find_source(&args(None), &host).unwrap_err();
+        assert!(
+            matches!(err, KconfigError::Open(HostError::Special { .. })),
+            "{err}"
+        );
     }
 }

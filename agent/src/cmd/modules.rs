@@ -17,9 +17,9 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use crate::config::{self, Config};
+use crate::exit::{Error, Exit, Outcome};
 use crate::host::Host;
 use crate::image;
 use crate::modinfo::{ClosureEntry, ModuleDir, Provided};
@@ -55,23 +55,24 @@ pub struct Args {
 }
 
 /// Runs `vfio-early modules`.
-pub fn run(args: &Args, host: &Host) -> ExitCode {
+///
+/// # Errors
+/// No kernel release to look for, or no module directory (2).
+pub fn run(args: &Args, host: &Host) -> Outcome {
     let Some(kver) = args.kver.clone().or_else(|| host.kernel_release()) else {
-        eprintln!(
-            "vfio-early: modules: no --kver given and the running kernel's release is unreadable"
-        );
-        return ExitCode::from(2);
+        return Err(Error::Usage(
+            "no --kver given and the running kernel's release is unreadable".to_owned(),
+        ));
     };
     let kmoddir = args
         .kmoddir
         .clone()
         .unwrap_or_else(|| host.path(format!("lib/modules/{kver}")));
     if !kmoddir.is_dir() {
-        eprintln!(
-            "vfio-early: modules: {}: no such module directory",
+        return Err(Error::Usage(format!(
+            "{}: no such module directory",
             kmoddir.display()
-        );
-        return ExitCode::from(2);
+        )));
     }
     let dir = ModuleDir::scan(&kmoddir);
     let config_path = args
@@ -89,7 +90,7 @@ pub fn run(args: &Args, host: &Host) -> ExitCode {
         Err(e) => {
             eprintln!("vfio-early: WARNING: {e}");
             eprintln!("vfio-early: WARNING: no device will be handed to vfio-pci at boot with this kernel");
-            return ExitCode::from(1);
+            return Ok(Exit::Problem);
         }
     };
     if args.modprobe_conf || args.json {
@@ -112,7 +113,7 @@ pub fn run(args: &Args, host: &Host) -> ExitCode {
             })
     };
     print!("{out}");
-    ExitCode::SUCCESS
+    Ok(Exit::Ok)
 }
 
 fn json(kver: &str, closure: &[ClosureEntry], drivers: &[String], conf: &str) -> String {
