@@ -11,19 +11,13 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::detach::{self, DetachOutcome, ReattachAction, ReattachOutcome};
 use crate::plan;
-use crate::record::{DeviceOutcome, DeviceRecord};
+use crate::record::{DeviceOutcome, DeviceRecord, PlanDoc};
 
 /// The JSON of a detach: the bind plan's document, plus what happened.
 #[derive(Debug, Serialize)]
 struct DetachDoc<'a> {
-    version: u32,
-    config: String,
-    disabled_by: Option<String>,
-    config_error: Option<String>,
-    iommu: Option<String>,
-    devices: &'a [plan::DevicePlan],
-    hugepages: [(); 0],
-    warnings: &'a [String],
+    #[serde(flatten)]
+    plan: PlanDoc<'a>,
     dry_run: bool,
     refusals: &'a [String],
     results: &'a [DeviceRecord],
@@ -54,14 +48,16 @@ struct ReattachDoc<'a> {
 pub(crate) fn print_detach(config: &Config, out: &DetachOutcome, json: bool, dry_run: bool) {
     let text = if json {
         let doc = DetachDoc {
-            version: 1,
-            config: config.path.display().to_string(),
-            disabled_by: None,
-            config_error: None,
-            iommu: None,
-            devices: &out.plan.devices,
-            hugepages: [],
-            warnings: &out.plan.warnings,
+            plan: PlanDoc {
+                version: 1,
+                config: config.path.display().to_string(),
+                disabled_by: None,
+                config_error: None,
+                iommu: None,
+                devices: &out.plan.devices,
+                hugepages: &[],
+                warnings: &out.plan.warnings,
+            },
             dry_run,
             refusals: &out.refusals,
             results: out.bound.as_ref().map_or(&[], |b| b.devices.as_slice()),

@@ -128,6 +128,28 @@ pub struct HugepageRecord {
     pub notes: Vec<String>,
 }
 
+/// The bind plan's JSON document (`bind --dry-run --json`, documented in README), which
+/// `detach --json` extends.
+#[derive(Debug, Serialize)]
+pub(crate) struct PlanDoc<'a> {
+    /// Format version.
+    pub version: u32,
+    /// The config file.
+    pub config: String,
+    /// The kill-switch parameter, when it stopped the run.
+    pub disabled_by: Option<String>,
+    /// The config error, if the config could not be used.
+    pub config_error: Option<String>,
+    /// One line on the IOMMU.
+    pub iommu: Option<String>,
+    /// The plan, per device.
+    pub devices: &'a [crate::plan::DevicePlan],
+    /// The hugepage reservations planned.
+    pub hugepages: &'a [HugepageRecord],
+    /// Problems that concern no single device.
+    pub warnings: &'a [String],
+}
+
 /// The whole record of one run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Record {

@@ -13,72 +13,19 @@
 // Helpers outside #[test] fns unwrap too: a fixture that cannot be built is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
-use std::os::unix::fs::{symlink, FileTypeExt};
+use std::collections::BTreeSet;
+use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use testing::{seed_machine, Dev, TestSysfs};
+use testing::{changed, seed_machine, seed_with_nic, snapshot, Dev, TestSysfs};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vfio-early");
 /// Past this a run counts as hung (the cases finish in well under a second; the stall
 /// cases in their configured timeout).
 const HUNG: Duration = Duration::from_secs(30);
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Entry {
-    File(Vec<u8>),
-    Link(PathBuf),
-    Dir,
-    Special(&'static str),
-}
-
-/// Every entry under `dir`, by relative path, without following links or opening
-/// anything but regular files.
-fn snapshot(dir: &Path) -> BTreeMap<String, Entry> {
-    fn walk(top: &Path, dir: &Path, out: &mut BTreeMap<String, Entry>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(top).unwrap().to_string_lossy().into_owned();
-            let ft = std::fs::symlink_metadata(&p).unwrap().file_type();
-            let entry = if ft.is_symlink() {
-                Entry::Link(std::fs::read_link(&p).unwrap())
-            } else if ft.is_dir() {
-                walk(top, &p, out);
-                Entry::Dir
-            } else if ft.is_file() {
-                let mut content = Vec::new();
-                std::fs::File::open(&p)
-                    .unwrap()
-                    .take(4 << 20)
-                    .read_to_end(&mut content)
-                    .unwrap();
-                Entry::File(content)
-            } else if ft.is_fifo() {
-                Entry::Special("fifo")
-            } else if ft.is_socket() {
-                Entry::Special("socket")
-            } else {
-                Entry::Special("device")
-            };
-            out.insert(rel, entry);
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
-}
-
-fn changed(before: &BTreeMap<String, Entry>, after: &BTreeMap<String, Entry>) -> BTreeSet<String> {
-    let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
-    keys.into_iter()
-        .filter(|k| before.get(*k) != after.get(*k))
-        .cloned()
-        .collect()
-}
 
 /// A fixture root and a directory outside it holding files a link may point at.
 struct World {
@@ -172,18 +119,6 @@ fn fifo(path: &Path) {
     nix::unistd::mkfifo(path, nix::sys::stat::Mode::S_IRWXU).unwrap();
 }
 
-/// The seed machine after boot with vfio-pci present, and a NIC alone in group 6.
-fn machine() -> TestSysfs {
-    let t = seed_machine(true);
-    t.driver("vfio-pci");
-    t.add(
-        &Dev::new("0000:04:00.0", (0x8086, 0x10d3), 0x020000)
-            .group(6)
-            .driver("e1000e"),
-    );
-    t
-}
-
 const NIC: &str = "[[device]]\naddress = \"0000:04:00.0\"\n";
 const NIC_OVR: &str = "sys/devices/pci0000:00/0000:04:00.0/driver_override";
 
@@ -213,7 +148,7 @@ const KINDS: [(&str, &str); 5] = [
 #[test]
 fn a_config_that_exists_but_cannot_be_read_is_an_error_and_never_a_hang() {
     for (kind, words) in KINDS {
-        let w = World::new(machine());
+        let w = World::new(seed_with_nic());
         let _keep = specials(&w.t.path("etc/vfio-early.toml"), kind);
         let (o, changed) = w.run(&["bind"]);
         let err = stderr(&o);
@@ -257,7 +192,7 @@ fn a_config_that_exists_but_cannot_be_read_is_an_error_and_never_a_hang() {
 
 #[test]
 fn only_a_missing_config_is_no_config() {
-    let w = World::new(machine());
+    let w = World::new(seed_with_nic());
     let (o, changed) = w.run(&["bind", "-v"]);
     assert!(stderr(&o).contains("no config at"), "{}", stderr(&o));
     assert!(!stderr(&o).contains("error:"), "{}", stderr(&o));
@@ -270,7 +205,7 @@ fn only_a_missing_config_is_no_config() {
 
 #[test]
 fn special_cmdline_kmsg_kconfig_pciids_and_record_are_refused_without_a_hang() {
-    let w = World::new(machine());
+    let w = World::new(seed_with_nic());
     w.t.config(NIC);
     fifo(&w.t.path("proc/cmdline"));
     fifo(&w.t.path("dev/kmsg"));
@@ -347,7 +282,7 @@ fn special_cmdline_kmsg_kconfig_pciids_and_record_are_refused_without_a_hang() {
 
 #[test]
 fn a_driver_override_linked_out_of_the_tree_is_not_written() {
-    let w = World::new(machine());
+    let w = World::new(seed_with_nic());
     w.t.config(NIC);
     std::fs::remove_file(w.t.path(NIC_OVR)).unwrap();
     symlink(w.out("driver_override"), w.t.path(NIC_OVR)).unwrap();
@@ -364,7 +299,7 @@ fn a_driver_override_linked_out_of_the_tree_is_not_written() {
 #[test]
 fn a_driver_link_or_unbind_leading_out_is_refused_and_the_group_rolled_back() {
     // The device's `driver` link points at a directory outside the root.
-    let w = World::new(machine());
+    let w = World::new(seed_with_nic());
     w.t.config(NIC);
     let link = w.t.path("sys/devices/pci0000:00/0000:04:00.0/driver");
     std::fs::remove_file(&link).unwrap();
@@ -382,7 +317,7 @@ fn a_driver_link_or_unbind_leading_out_is_refused_and_the_group_rolled_back() {
     assert_eq!(changed, want);
 
     // A relative link that climbs out past sys/.
-    let w = World::new(machine());
+    let w = World::new(seed_with_nic());
     w.t.config(NIC);
     let link = w.t.path("sys/devices/pci0000:00/0000:04:00.0/driver");
     std::fs::remove_file(&link).unwrap();
@@ -396,7 +331,7 @@ fn a_driver_link_or_unbind_leading_out_is_refused_and_the_group_rolled_back() {
     assert!(stderr(&o).contains("leads out of"), "{}", stderr(&o));
 
     // The host driver's unbind file itself is a link out.
-    let w = World::new(machine());
+    let w = World::new(seed_with_nic());
     w.t.config(NIC);
     let unbind = w.t.path("sys/bus/pci/drivers/e1000e/unbind");
     std::fs::remove_file(&unbind).unwrap();
@@ -412,7 +347,7 @@ fn a_driver_link_or_unbind_leading_out_is_refused_and_the_group_rolled_back() {
 #[test]
 fn a_linked_run_dir_sys_or_kmsg_is_refused() {
     // run/vfio-early links elsewhere: no record there, and the run says so.
-    let w = World::new(machine());
+    let w = World::new(seed_with_nic());
     w.t.config(NIC);
     symlink(w.out("run/vfio-early"), w.t.path("run/vfio-early")).unwrap();
     let (o, changed) = w.run(&["bind"]);
@@ -429,7 +364,7 @@ fn a_linked_run_dir_sys_or_kmsg_is_refused() {
     );
 
     // The old fixed temp name planted as a link: a unique name is used instead.
-    let w = World::new(machine());
+    let w = World::new(seed_with_nic());
     w.t.config(NIC);
     std::fs::create_dir_all(w.t.path("run/vfio-early")).unwrap();
     symlink(w.out("record.json"), w.t.path("run/vfio-early/record.tmp")).unwrap();
@@ -444,7 +379,7 @@ fn a_linked_run_dir_sys_or_kmsg_is_refused() {
     assert!(left.is_empty(), "temp files left: {left:?}");
 
     // dev/kmsg links to a file outside (or the live log): not opened.
-    let w = World::new(machine());
+    let w = World::new(seed_with_nic());
     w.t.config(NIC);
     std::fs::remove_file(w.t.path("dev/kmsg")).unwrap();
     symlink(w.out("kmsg"), w.t.path("dev/kmsg")).unwrap();
@@ -456,7 +391,7 @@ fn a_linked_run_dir_sys_or_kmsg_is_refused() {
     );
 
     // A root whose sys is the live /sys: refused before anything is read.
-    let w = World::new(machine());
+    let w = World::new(seed_with_nic());
     std::fs::rename(w.t.path("sys"), w.t.path("sys.fixture")).unwrap();
     symlink("/sys", w.t.path("sys")).unwrap();
     for args in [&["bind"][..], &["bind", "--dry-run"], &["groups"]] {
@@ -474,7 +409,7 @@ fn a_linked_run_dir_sys_or_kmsg_is_refused() {
 #[test]
 fn a_member_whose_link_disagrees_or_a_platform_member_refuses_the_whole_group() {
     for case in ["disagrees", "platform", "unlisted"] {
-        let w = World::new(machine());
+        let w = World::new(seed_with_nic());
         w.t.config("[[device]]\naddress = \"0000:01:00.0\"\nfunctions = \"slot\"\n");
         let g1 = w.t.path("sys/kernel/iommu_groups/1/devices");
         match case {
@@ -543,7 +478,7 @@ fn no_bridge_of_any_class_is_bound() {
 
 #[test]
 fn a_pre_set_override_is_shown_and_restored_by_a_rollback() {
-    let w = World::new(machine());
+    let w = World::new(seed_with_nic());
     w.t.config(NIC);
     w.t.file(NIC_OVR, "pci-stub\n");
     let (o, changed) = w.run(&["bind", "--dry-run"]);
@@ -605,7 +540,7 @@ fn a_stalled_group_of_eight_functions_costs_one_timeout() {
 
 #[test]
 fn a_full_run_dir_is_reported_and_leaves_no_temp_file() {
-    let w = World::new(machine());
+    let w = World::new(seed_with_nic());
     // A config with a long comment makes the record larger than the limit.
     w.t.config(&format!("{NIC}# {}\n", "x".repeat(8000)));
     let before = snapshot(w.outside.path());
@@ -641,7 +576,7 @@ fn a_full_run_dir_is_reported_and_leaves_no_temp_file() {
 
 #[test]
 fn a_second_run_waits_for_the_first() {
-    let w = World::new(machine());
+    let w = World::new(seed_with_nic());
     w.t.config(NIC);
     std::fs::create_dir_all(w.t.path("run/vfio-early")).unwrap();
     // This test holds the lock, as a first run would.

@@ -15,7 +15,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use testing::{seed_machine, Dev, TestSysfs};
+use testing::{seed_machine, seed_with_nic, Dev, TestSysfs};
 
 /// Time for everything but the stalled write: process start, sysfs reads, rollback.
 const SLACK: Duration = Duration::from_secs(3);
@@ -102,13 +102,7 @@ fn a_stalled_unbind_in_the_second_function_rolls_the_group_back_within_the_timeo
 
 #[test]
 fn each_stalled_group_costs_one_timeout_and_the_others_still_run() {
-    let t = seed_machine(true);
-    t.driver("vfio-pci");
-    t.add(
-        &Dev::new("0000:04:00.0", (0x8086, 0x10d3), 0x020000)
-            .group(6)
-            .driver("e1000e"),
-    );
+    let t = seed_with_nic();
     t.add(
         &Dev::new("0000:05:00.0", (0x8086, 0x1533), 0x020000)
             .group(8)

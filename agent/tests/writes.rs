@@ -16,60 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::os::unix::fs::symlink;
 use std::path::Path;
-use std::time::SystemTime;
 
-use testing::{seed_machine, Dev, TestSysfs};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Entry {
-    File { content: Vec<u8>, mtime: SystemTime },
-    Link(std::path::PathBuf),
-    Dir,
-    Other,
-}
-
-/// Every entry under the root, by relative path, without following links.
-fn snapshot(root: &Path) -> BTreeMap<String, Entry> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Entry>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            let meta = std::fs::symlink_metadata(&p).unwrap();
-            let entry = if meta.file_type().is_symlink() {
-                Entry::Link(std::fs::read_link(&p).unwrap())
-            } else if meta.is_dir() {
-                walk(root, &p, out);
-                Entry::Dir
-            } else if meta.is_file() {
-                let mut content = Vec::new();
-                std::fs::File::open(&p)
-                    .unwrap()
-                    .take(1 << 20)
-                    .read_to_end(&mut content)
-                    .unwrap();
-                Entry::File {
-                    content,
-                    mtime: meta.modified().unwrap(),
-                }
-            } else {
-                Entry::Other
-            };
-            out.insert(rel, entry);
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-/// Paths that differ between two snapshots (changed, created or removed).
-fn changed(before: &BTreeMap<String, Entry>, after: &BTreeMap<String, Entry>) -> BTreeSet<String> {
-    let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
-    keys.into_iter()
-        .filter(|k| before.get(*k) != after.get(*k))
-        .cloned()
-        .collect()
-}
+use testing::{changed, seed_with_nic, snapshot, TestSysfs};
 
 fn bind(t: &TestSysfs, extra: &[&str]) -> std::process::Output {
     let args: Vec<&str> = std::iter::once("bind")
@@ -83,13 +31,7 @@ const POOL: &str = "sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
 /// The seed machine after boot, vfio-pci present, a 2 MiB hugepage pool, and a second
 /// card (a NIC in its own group) that is not selected.
 fn machine() -> TestSysfs {
-    let t = seed_machine(true);
-    t.driver("vfio-pci");
-    t.add(
-        &Dev::new("0000:04:00.0", (0x8086, 0x10d3), 0x020000)
-            .group(6)
-            .driver("e1000e"),
-    );
+    let t = seed_with_nic();
     t.file(POOL, "0\n");
     t.file(
         "sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages",

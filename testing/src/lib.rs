@@ -10,9 +10,12 @@
 //! tests, the integration tests and the benchmarks build their trees with it. Records
 //! built from values, without a tree, come from `vfio_early::pci::Device::new`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::os::unix::fs::symlink;
+use std::io::Read;
+use std::os::unix::fs::{symlink, FileTypeExt};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// A fixture root on disk (deleted on drop).
 #[derive(Debug)]
@@ -275,4 +278,91 @@ pub fn seed_machine(booted: bool) -> TestSysfs {
          alias pci:v00001022d0000780Esv*sd*bc*sc*i* lpc_ich\n",
     );
     t
+}
+
+/// The seed machine after boot ([`seed_machine`]) with vfio-pci present, plus a NIC
+/// (8086:10d3 on e1000e) alone in group 6 at `0000:04:00.0`.
+pub fn seed_with_nic() -> TestSysfs {
+    let t = seed_machine(true);
+    t.driver("vfio-pci");
+    t.add(
+        &Dev::new("0000:04:00.0", (0x8086, 0x10d3), 0x020000)
+            .group(6)
+            .driver("e1000e"),
+    );
+    t
+}
+
+/// One entry of a [`snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A regular file: its first 4 MiB and its mtime (a write of the same text shows).
+    File {
+        /// The content.
+        content: Vec<u8>,
+        /// The modification time.
+        mtime: SystemTime,
+    },
+    /// A symlink, by its target as written.
+    Link(PathBuf),
+    /// A directory.
+    Dir,
+    /// A FIFO, socket or device: never opened.
+    Special(&'static str),
+}
+
+/// Every entry under `dir`, by relative path, without following links or opening
+/// anything but regular files.
+///
+/// # Panics
+/// When the tree cannot be read: a fixture that cannot be read is a failed test.
+#[allow(clippy::unwrap_used)]
+pub fn snapshot(dir: &Path) -> BTreeMap<String, Entry> {
+    fn walk(top: &Path, dir: &Path, out: &mut BTreeMap<String, Entry>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(top).unwrap().to_string_lossy().into_owned();
+            let meta = fs::symlink_metadata(&p).unwrap();
+            let ft = meta.file_type();
+            let entry = if ft.is_symlink() {
+                Entry::Link(fs::read_link(&p).unwrap())
+            } else if ft.is_dir() {
+                walk(top, &p, out);
+                Entry::Dir
+            } else if ft.is_file() {
+                let mut content = Vec::new();
+                fs::File::open(&p)
+                    .unwrap()
+                    .take(4 << 20)
+                    .read_to_end(&mut content)
+                    .unwrap();
+                Entry::File {
+                    content,
+                    mtime: meta.modified().unwrap(),
+                }
+            } else if ft.is_fifo() {
+                Entry::Special("fifo")
+            } else if ft.is_socket() {
+                Entry::Special("socket")
+            } else {
+                Entry::Special("device")
+            };
+            out.insert(rel, entry);
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Paths that differ between two snapshots (changed, created or removed).
+pub fn changed(
+    before: &BTreeMap<String, Entry>,
+    after: &BTreeMap<String, Entry>,
+) -> BTreeSet<String> {
+    let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    keys.into_iter()
+        .filter(|k| before.get(*k) != after.get(*k))
+        .cloned()
+        .collect()
 }

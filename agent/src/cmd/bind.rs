@@ -7,7 +7,6 @@
 use std::path::PathBuf;
 
 use log::{error, info, warn, LevelFilter};
-use serde::Serialize;
 
 use crate::bind;
 use crate::cmdline::Cmdline;
@@ -17,7 +16,7 @@ use crate::host::Host;
 use crate::logger::KmsgLogger;
 use crate::machine::{self, read_topology};
 use crate::plan::{self, Action, Plan};
-use crate::record::{HugepageRecord, Record};
+use crate::record::{HugepageRecord, PlanDoc, Record};
 
 /// The longest a command line can be, with room to spare (the kernel's
 /// `COMMAND_LINE_SIZE` is at most 4 KiB on x86 and 2 KiB on arm64).
@@ -54,19 +53,6 @@ pub struct Args {
     /// and of a rollback, -vv also each poll of the driver links.
     #[cfg_attr(feature = "tools", arg(short, long, action = clap::ArgAction::Count))]
     pub verbose: u8,
-}
-
-/// The dry-run JSON contract (documented in README).
-#[derive(Debug, Serialize)]
-struct DryRun<'a> {
-    version: u32,
-    config: String,
-    disabled_by: Option<String>,
-    config_error: Option<String>,
-    iommu: Option<String>,
-    devices: &'a [plan::DevicePlan],
-    hugepages: &'a [HugepageRecord],
-    warnings: &'a [String],
 }
 
 /// Runs `bind`: always `Ok(Exit::Ok)` without `--strict` (the boot goes on).
@@ -266,7 +252,7 @@ fn print_dry_run(
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     if args.json {
-        let doc = DryRun {
+        let doc = PlanDoc {
             version: 1,
             config: record.config_path.clone(),
             disabled_by: record.disabled_by.clone(),
