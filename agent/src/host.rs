@@ -279,6 +279,32 @@ pub fn open_regular(path: &Path, limit: u64) -> HostResult<fs::File> {
     Ok(file)
 }
 
+/// Opens a character device read-write (a VFIO node), `O_NONBLOCK | O_NOCTTY`: anything
+/// else at the path (a FIFO or file planted in its place) is refused unopened, and the
+/// node is checked again once open.
+pub fn open_char_device(path: &Path) -> HostResult<fs::File> {
+    let io = |e| HostError::io(path.to_path_buf(), e);
+    let check = |meta: &fs::Metadata| -> HostResult<()> {
+        let ft = meta.file_type();
+        if ft.is_char_device() {
+            return Ok(());
+        }
+        Err(HostError::Special {
+            path: path.to_path_buf(),
+            kind: special_kind(ft).unwrap_or("a regular file"),
+        })
+    };
+    check(&fs::metadata(path).map_err(io)?)?;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)
+        .map_err(io)?;
+    check(&file.metadata().map_err(io)?)?;
+    Ok(file)
+}
+
 /// [`read_file`] as UTF-8 text.
 pub fn read_text(path: &Path, limit: u64) -> HostResult<String> {
     String::from_utf8(read_file(path, limit)?).map_err(|e| {

@@ -34,15 +34,10 @@ pub(crate) const MODULE_SUFFIXES: [&str; 4] = [".ko", ".ko.xz", ".ko.zst", ".ko.
 /// Why a module could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ModError {
-    /// The file could not be read.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// What the OS said.
-        #[source]
-        source: io::Error,
-    },
+    /// The file could not be read through the host seam (not a regular file, larger
+    /// than the bound, or an I/O error).
+    #[error(transparent)]
+    Read(crate::host::HostError),
     /// The file could not be decompressed.
     #[error("{}: cannot decompress: {detail}", path.display())]
     Decompress {
@@ -145,36 +140,81 @@ pub fn modinfo_from_elf(path: &Path, bytes: &[u8]) -> Result<ModInfo, ModError> 
     Err(not_module("no .modinfo section".to_owned()))
 }
 
-/// Decompresses module bytes according to the file name's suffix.
+/// The largest module file read, compressed or not, and the largest a module may
+/// decompress to (the largest in-tree modules are tens of MiB).
+pub(crate) const MODULE_MAX: u64 = crate::host::READ_MAX;
+
+/// Decompresses module bytes according to the file name's suffix, to at most
+/// [`MODULE_MAX`] bytes.
 pub fn decompress(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>, ModError> {
+    decompress_limited(path, raw, MODULE_MAX)
+}
+
+/// [`decompress`] to at most `limit` bytes.
+fn decompress_limited(path: &Path, raw: Vec<u8>, limit: u64) -> Result<Vec<u8>, ModError> {
     let name = path.to_string_lossy();
     let err = |detail: String| ModError::Decompress {
         path: path.to_owned(),
         detail,
     };
     let mut out = Vec::new();
+    let over = limit.saturating_add(1);
     if name.ends_with(".xz") {
-        lzma_rs::xz_decompress(&mut raw.as_slice(), &mut out).map_err(|e| err(format!("{e:?}")))?;
+        // lzma-rs writes into a `Write`: a writer that refuses past the bound stops it.
+        let mut sink = Bounded {
+            out: &mut out,
+            left: over,
+        };
+        lzma_rs::xz_decompress(&mut raw.as_slice(), &mut sink)
+            .map_err(|e| err(format!("{e:?}")))?;
     } else if name.ends_with(".zst") {
-        let mut dec = ruzstd::decoding::StreamingDecoder::new(raw.as_slice())
+        let dec = ruzstd::decoding::StreamingDecoder::new(raw.as_slice())
             .map_err(|e| err(e.to_string()))?;
-        dec.read_to_end(&mut out).map_err(|e| err(e.to_string()))?;
+        dec.take(over)
+            .read_to_end(&mut out)
+            .map_err(|e| err(e.to_string()))?;
     } else if name.ends_with(".gz") {
         flate2::read::GzDecoder::new(raw.as_slice())
+            .take(over)
             .read_to_end(&mut out)
             .map_err(|e| err(e.to_string()))?;
     } else {
         return Ok(raw);
     }
+    if out.len() as u64 > limit {
+        return Err(err(format!("decompresses to more than {limit} bytes")));
+    }
     Ok(out)
 }
 
-/// Reads and parses the `.modinfo` of a module file (any supported compression).
+/// A `Write` that takes at most `left` bytes, then fails.
+struct Bounded<'a> {
+    out: &'a mut Vec<u8>,
+    left: u64,
+}
+
+impl io::Write for Bounded<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        if n == 0 && !buf.is_empty() {
+            return Err(io::Error::other("over the bound"));
+        }
+        self.out.extend_from_slice(&buf[..n]);
+        self.left -= n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads and parses the `.modinfo` of a module file (any supported compression),
+/// through the host seam's bounded reader (a FIFO or device is refused unopened).
 pub(crate) fn read_modinfo(path: &Path) -> Result<ModInfo, ModError> {
-    let raw = fs::read(path).map_err(|source| ModError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    let raw = crate::host::read_file(path, MODULE_MAX).map_err(ModError::Read)?;
     let bytes = decompress(path, raw)?;
     modinfo_from_elf(path, &bytes)
 }
@@ -213,9 +253,10 @@ pub(crate) struct ModuleDir {
 impl ModuleDir {
     /// Scans `kmoddir` (`/lib/modules/<kver>`): `modules.builtin` and every module file.
     pub fn scan(kmoddir: &Path) -> Self {
-        let builtin = fs::read_to_string(kmoddir.join("modules.builtin"))
-            .map(|t| parse_builtin(&t))
-            .unwrap_or_default();
+        let builtin =
+            crate::host::read_text(&kmoddir.join("modules.builtin"), crate::host::READ_MAX)
+                .map(|t| parse_builtin(&t))
+                .unwrap_or_default();
         let mut files = BTreeMap::new();
         let mut stack = vec![kmoddir.join("updates"), kmoddir.to_path_buf()];
         while let Some(dir) = stack.pop() {
@@ -503,5 +544,38 @@ mod tests {
                 .depends,
             ["vfio"]
         );
+    }
+
+    #[test]
+    fn reads_are_bounded_and_special_files_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("vfio.ko");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let e = read_modinfo(&fifo).unwrap_err();
+        assert!(
+            matches!(e, ModError::Read(crate::host::HostError::Special { .. })),
+            "{e}"
+        );
+        // A small gzip that inflates past the bound is cut off and refused, for every
+        // decoder's way of writing.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &vec![0u8; 4096]).unwrap();
+        let raw = gz.finish().unwrap();
+        let p = Path::new("x.ko.gz");
+        assert_eq!(
+            decompress_limited(p, raw.clone(), 4096).unwrap().len(),
+            4096
+        );
+        let e = decompress_limited(p, raw, 4095).unwrap_err();
+        assert!(e.to_string().contains("more than 4095 bytes"), "{e}");
+        let mut xz = Vec::new();
+        lzma_rs::xz_compress(&mut [0u8; 4096].as_slice(), &mut xz).unwrap();
+        assert_eq!(
+            decompress_limited(Path::new("x.ko.xz"), xz.clone(), 4096)
+                .unwrap()
+                .len(),
+            4096
+        );
+        assert!(decompress_limited(Path::new("x.ko.xz"), xz, 100).is_err());
     }
 }

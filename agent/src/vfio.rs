@@ -119,17 +119,13 @@ fn ask(host: &Host, group: u32) -> Verdict {
     if let Err(e) = host.require_live("open the group through VFIO") {
         return Verdict::Unknown(e.to_string());
     }
-    let open = |rel: &str| {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(host.path(rel))
-    };
+    // Through the host seam: only a character device is opened, never blocking.
+    let open = |rel: &str| crate::host::open_char_device(&host.path(rel));
     let node = format!("dev/vfio/{group}");
     let group_file = match open(&node) {
         Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(Errno::EBUSY as i32) => return Verdict::InUse,
-        Err(e) => return Verdict::Unknown(format!("/{node}: {e}")),
+        Err(e) if e.errno() == Some(Errno::EBUSY as i32) => return Verdict::InUse,
+        Err(e) => return Verdict::Unknown(e.to_string()),
     };
     let mut status = GroupStatus {
         argsz: u32::try_from(std::mem::size_of::<GroupStatus>()).unwrap_or(8),
@@ -148,7 +144,7 @@ fn ask(host: &Host, group: u32) -> Verdict {
     }
     let container = match open("dev/vfio/vfio") {
         Ok(f) => f,
-        Err(e) => return Verdict::Unknown(format!("/dev/vfio/vfio: {e}")),
+        Err(e) => return Verdict::Unknown(e.to_string()),
     };
     let fd: nix::libc::c_int = container.as_raw_fd();
     // SAFETY: both fds are open VFIO nodes; the argument points at a live c_int.
@@ -194,5 +190,19 @@ mod tests {
         // _IO(';', 100 + n) = (0x3b << 8) | (100 + n)
         assert_eq!(nix::request_code_none!(VFIO_TYPE, VFIO_BASE + 3), 0x3b67);
         assert_eq!(nix::request_code_none!(VFIO_TYPE, VFIO_BASE + 4), 0x3b68);
+    }
+
+    #[test]
+    fn only_a_character_device_is_opened() {
+        use crate::host::{open_char_device, HostError};
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("4");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        std::fs::write(d.path().join("vfio"), "").unwrap();
+        for p in [fifo, d.path().join("vfio")] {
+            let e = open_char_device(&p).unwrap_err();
+            assert!(matches!(e, HostError::Special { .. }), "{e}");
+        }
+        assert!(open_char_device(std::path::Path::new("/dev/null")).is_ok());
     }
 }
