@@ -45,7 +45,10 @@ if ((!check_only)); then
     rm -rf "$SYS_WORK"
     mkdir -p "$SYS_WORK"
 
-    # The package under test, where `make deb` puts it.
+    # The package under test, where `make deb` puts it. The binaries are built first:
+    # `make deb` takes any binary already there, and a stale one (say, a boot build
+    # left at the full tool's path) would be packaged as it is.
+    make -s build-x86_64 >"$SYS_WORK/build.out" 2>&1 || { cat "$SYS_WORK/build.out" >&2; slog "make build-x86_64 failed"; exit 2; }
     deb=$(make -s deb | tail -n 1)
     [[ -f $deb ]] || { slog "make deb wrote no package"; exit 2; }
     deb=$REPO_DIR/$deb
@@ -69,7 +72,7 @@ if ((!check_only)); then
             >"$SYS_WORK/itools.chain.out" 2>&1 &
     fi
     if has dracut; then
-        run_chain dracut "$(cat "$SYS_WORK/root-dracut.path")" "$deb" install bound-remove \
+        run_chain dracut "$(cat "$SYS_WORK/root-dracut.path")" "$deb" install bound-refuse-remove \
             >"$SYS_WORK/dracut.chain.out" 2>&1 &
     fi
     wait
@@ -131,17 +134,32 @@ agent_lines_are() {
 # removed_image_clean G STEP IMAGE: the removal ran and IMAGE, an initramfs with an
 # /init, lists nothing of vfio-early.
 removed_image_clean() { rc_is "$1" "$2" apt-remove 0 && img_has "$3" '^init$' && img_lacks "$3" 'vfio-early'; }
-no_generator_ran() { [[ -f $SYS_WORK/$1-$2.ve/$2.$3.out ]] && ! out_has "$1" "$2" "$3" '^running: |update-initramfs: Generating'; }
+no_generator_ran() { [[ -f $SYS_WORK/$1-$2.ve/$2.$3.out ]] && ! out_has "$1" "$2" "$3" '^running: |update-initramfs: Generating|dracut: (Generating|Executing)'; }
+
+# deb_bin_help PATH REGEX: the .deb's binary at PATH, run with --help, says REGEX.
+deb_bin_help() {
+    local d out
+    [[ -f $deb ]] || return 1
+    d=$(mktemp -d)
+    dpkg-deb -x "$deb" "$d" || { rm -rf "$d"; return 1; }
+    out=$("$d/$1" --help 2>&1)
+    rm -rf "$d"
+    (($(grep -c -E -- "$2" <<<"$out") > 0))
+}
+ok "the .deb stays where make deb put it (${deb#"$REPO_DIR"/})" test -f "$deb"
+ok "... its /usr/bin/vfio-early is the full tool (groups, apply)" deb_bin_help usr/bin/vfio-early '^  apply '
+ok "... and the image's agent (/usr/lib/vfio-early/vfio-early-boot) the boot build" \
+    deb_bin_help usr/lib/vfio-early/vfio-early-boot 'The boot agent'
 
 card=0000:01:00.0
 # What the guest ran: the generator command lines, from the captured output.
 echo "--- what the guests ran (apt, vfio-early apply, the generators) ---"
-for b in itools-install itools-bound-refuse itools-off-remove dracut-install dracut-bound-remove; do
+for b in itools-install itools-bound-refuse itools-off-remove dracut-install dracut-bound-refuse-remove; do
     for c in apt-install groups suggest apply check apply-refused apt-remove; do
         f=$SYS_WORK/$b.ve/${b#*-}.$c.out
         [[ -f $f ]] || continue
         sed -n "1s|^+ |$b: \$ |p" "$f"
-        grep -E '^(running: |update-initramfs: |dracut: Executing: |Processing triggers for )' "$f" | sed "s|^|$b:   |"
+        grep -E '^(running: |update-initramfs: |dracut: (Executing|Generating) |Processing triggers for )' "$f" | sed "s|^|$b:   |"
     done
 done
 
@@ -149,7 +167,7 @@ done
 for g in "${gens[@]}"; do
     case $g in
     itools) gen_cmd='^running: update-initramfs -u -k all' trigger='Processing triggers for initramfs-tools' built='^update-initramfs: Generating /boot/initrd.img-' bound=bound-refuse ;;
-    dracut) gen_cmd='^running: dracut --force --kver ' trigger='Processing triggers for dracut' built='^dracut: Generating /boot/initrd.img-' bound=bound-remove ;;
+    dracut) gen_cmd='^running: dracut --force --kver ' trigger='Processing triggers for dracut' built='^dracut: Generating /boot/initrd.img-' bound=bound-refuse-remove ;;
     esac
     ok "$g: first boot of the installed root reached its step and powered off" booted "$g" install
     ok "$g: apt installs the .deb non-interactively (exit 0)" rc_is "$g" install apt-install 0
@@ -184,15 +202,18 @@ for g in "${gens[@]}"; do
     ok "$g: vfio-early check exits 0" rc_is "$g" "$bound" check 0
 done
 
-if has itools; then
-    # A refused plan: apply stops before rebuilding, says why, the image is unchanged.
-    ok "itools: apply with a config naming the boot display exits 1" rc_is itools bound-refuse apply-refused 1
-    ok "itools: ... says the image was not rebuilt" out_has itools bound-refuse apply-refused 'not rebuilt'
-    ok "itools: ... names the refused device" out_has itools bound-refuse apply-refused '0000:00:02\.0'
-    ok "itools: ... ran no generator" no_generator_ran itools bound-refuse apply-refused
-    ok "itools: ... the image on disk is unchanged (checksum)" md5_same itools bound-refuse before-refusal after-refusal
-    ok "itools: ... and its mtime" ve_is itools bound-refuse IMAGE-MTIME-SAME yes
+# A refused plan: apply stops before rebuilding, says why, the image is unchanged.
+for g in "${gens[@]}"; do
+    s=$([[ $g == itools ]] && echo bound-refuse || echo bound-refuse-remove)
+    ok "$g: apply with a config naming the boot display exits 1" rc_is "$g" "$s" apply-refused 1
+    ok "$g: ... says the image was not rebuilt" out_has "$g" "$s" apply-refused 'not rebuilt'
+    ok "$g: ... names the refused device" out_has "$g" "$s" apply-refused '0000:00:02\.0'
+    ok "$g: ... ran no generator" no_generator_ran "$g" "$s" apply-refused
+    ok "$g: ... the image on disk is unchanged (checksum)" md5_same "$g" "$s" before-refusal after-refusal
+    ok "$g: ... and its mtime" ve_is "$g" "$s" IMAGE-MTIME-SAME yes
+done
 
+if has itools; then
     # The kill switch.
     ok "itools: vfio_early=off boot reached its step" booted itools off-remove
     ok "itools: vfio_early=off: nothing on vfio-pci" nothing_on_vfio itools off-remove
@@ -209,7 +230,7 @@ fi
 
 # Removal.
 for g in "${gens[@]}"; do
-    s=$([[ $g == itools ]] && echo off-remove || echo bound-remove)
+    s=$([[ $g == itools ]] && echo off-remove || echo bound-refuse-remove)
     built=$([[ $g == itools ]] && echo '^update-initramfs: Generating' || echo '^dracut: Generating')
     ok "$g: apt remove vfio-early (exit 0)" rc_is "$g" "$s" apt-remove 0
     ok "$g: ... the trigger rebuilt the image" out_has "$g" "$s" apt-remove "$built"
