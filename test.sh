@@ -1,16 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test: lint, unit and integration tests, the QEMU boots, a fuzz smoke run.
-# Usage: ./test.sh [--fast] [--system]   (--fast skips the QEMU boots and the installed
-# Debian; --system adds its dracut root to the initramfs-tools one, see tests/system/README.md)
+# Usage: ./test.sh [--fast]   (--fast skips the QEMU boots and the installed Debian
+# roots, initramfs-tools and dracut: see tests/system/README.md)
 set -uo pipefail
 cd "$(dirname "$0")" || exit 2
 
 fast=0
-system=0
 for arg in "$@"; do
   case $arg in
     --fast) fast=1 ;;
-    --system) system=1 ;;
   esac
 done
 log=$(mktemp)
@@ -38,11 +36,7 @@ if ((!fast)) && [[ -x tests/qemu/run.sh ]]; then
   step "qemu boots" tests/qemu/run.sh all
 fi
 if ((!fast)) && [[ -x tests/system/run.sh ]]; then
-  if ((system)); then
-    step "installed system" tests/system/run.sh all
-  else
-    step "installed system" tests/system/run.sh itools
-  fi
+  step "installed system" tests/system/run.sh all
 fi
 if [[ -x tests/fuzz.sh ]]; then
   step "fuzz smoke" tests/fuzz.sh smoke
