@@ -330,6 +330,82 @@ fn open_dir_at(dir: Option<&OwnedFd>, name: &OsStr, nofollow: bool) -> nix::Resu
     openat(dir.map(AsRawFd::as_raw_fd), name, flags, Mode::empty()).map(owned)
 }
 
+/// One directory's attributes ([`Host::attr_dir`]): the open directory, and one buffer
+/// of a page and a byte that every read reuses.
+#[derive(Debug)]
+pub(crate) struct AttrDir {
+    dir: OwnedFd,
+    buf: Vec<u8>,
+}
+
+/// A page, and one byte to see a longer file.
+const ATTR_BUF: usize = ATTR_MAX as usize + 1;
+
+impl AttrDir {
+    /// Attribute `name`, trimmed: `None` when it does not exist, is not a regular file,
+    /// is larger than a page or is not text (as [`Host::read_attr`]).
+    pub(crate) fn text(&mut self, name: &str) -> Option<&str> {
+        let dir = self.dir.as_raw_fd();
+        let regular = |st: &nix::sys::stat::FileStat| {
+            special_mode(st.st_mode).is_none()
+                && u64::try_from(st.st_size).is_ok_and(|n| n <= ATTR_MAX)
+        };
+        if !regular(&fstatat(Some(dir), name, nix::fcntl::AtFlags::empty()).ok()?) {
+            return None;
+        }
+        let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+        let fd = owned(openat(Some(dir), name, flags, Mode::empty()).ok()?);
+        if !regular(&nix::sys::stat::fstat(fd.as_raw_fd()).ok()?) {
+            return None;
+        }
+        let mut len = 0;
+        while len < self.buf.len() {
+            match nix::unistd::read(fd.as_raw_fd(), &mut self.buf[len..]) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(Errno::EINTR) => {}
+                Err(_) => return None,
+            }
+        }
+        if len > ATTR_MAX as usize {
+            return None;
+        }
+        std::str::from_utf8(&self.buf[..len]).ok().map(str::trim)
+    }
+
+    /// Attribute `name` as an owned string ([`AttrDir::text`]).
+    pub(crate) fn string(&mut self, name: &str) -> Option<String> {
+        self.text(name).map(str::to_owned)
+    }
+
+    /// Attribute `name` as a hexadecimal number, with or without `0x`.
+    pub(crate) fn hex(&mut self, name: &str) -> Option<u32> {
+        let v = self.text(name)?;
+        u32::from_str_radix(v.strip_prefix("0x").unwrap_or(v), 16).ok()
+    }
+
+    /// The file name link `name` points to (`driver` -> `vfio-pci`); `None` when there
+    /// is no link.
+    pub(crate) fn link_name(&mut self, name: &str) -> Option<String> {
+        use nix::NixPath as _;
+        let dir = self.dir.as_raw_fd();
+        let buf = &mut self.buf;
+        let rc = name
+            .with_nix_path(|c| {
+                // SAFETY: `c` is a NUL-terminated name, `buf` is writable for its whole
+                // length, and readlinkat writes at most that many bytes into it.
+                unsafe {
+                    nix::libc::readlinkat(dir, c.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+                }
+            })
+            .ok()?;
+        // A target as long as the buffer may have been cut: not a name to trust.
+        let len = usize::try_from(rc).ok().filter(|&n| n < buf.len())?;
+        let target = Path::new(OsStr::from_bytes(&buf[..len]));
+        target.file_name().map(|n| n.to_string_lossy().into_owned())
+    }
+}
+
 /// How a path was resolved beneath a directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resolver {
@@ -560,6 +636,19 @@ impl Host {
     pub(crate) fn read_attr(&self, rel: impl AsRef<Path>) -> Option<String> {
         let buf = read_file(&self.path(rel), ATTR_MAX).ok()?;
         String::from_utf8(buf).ok().map(|s| s.trim().to_owned())
+    }
+
+    /// The attributes of one sysfs directory (a PCI device's), read one after another
+    /// relative to the directory, opened once, into one buffer; `None` when the
+    /// directory does not exist. Each read is [`Host::read_attr`]'s: looked at first, a
+    /// special file is never opened; opened `O_NONBLOCK`, checked again, at most a page.
+    pub(crate) fn attr_dir(&self, rel: impl AsRef<Path>) -> Option<AttrDir> {
+        let path = self.path(rel);
+        let dir = open_dir_at(None, path.as_os_str(), false).ok()?;
+        Some(AttrDir {
+            dir,
+            buf: vec![0; ATTR_BUF],
+        })
     }
 
     /// The file name a symlink points to (`driver` -> `vfio-pci`); `None` when there

@@ -100,10 +100,12 @@ impl FromStr for PciAddress {
         let (slot, func) = s
             .rsplit_once('.')
             .ok_or_else(|| err("no '.' before the function"))?;
-        let parts: Vec<&str> = slot.split(':').collect();
-        let (dom, bus, dev) = match parts.as_slice() {
-            [d, b, v] => (hex_field(d, 4, 8).ok_or_else(|| err("bad domain"))?, *b, *v),
-            [b, v] => (0, *b, *v),
+        let mut parts = slot.split(':');
+        let (dom, bus, dev) = match [parts.next(), parts.next(), parts.next(), parts.next()] {
+            [Some(d), Some(b), Some(v), None] => {
+                (hex_field(d, 4, 8).ok_or_else(|| err("bad domain"))?, b, v)
+            }
+            [Some(b), Some(v), None, None] => (0, b, v),
             _ => return Err(err("expected DDDD:BB:DD.F")),
         };
         let bus = hex_field(bus, 2, 2).ok_or_else(|| err("bad bus (two hex digits)"))?;
@@ -290,34 +292,29 @@ impl Device {
     }
 
     /// Reads one device from `sys/bus/pci/devices/<addr>`; `None` when it does not exist.
+    /// Every attribute goes through one [`crate::host::AttrDir`] (one path, one buffer):
+    /// reading one more attribute is one more line here.
     pub fn read(host: &Host, address: PciAddress) -> Option<Self> {
-        let dir = address.sysfs_dir();
-        if !host.exists(&dir) {
-            return None;
-        }
-        let hex = |name: &str| -> u32 {
-            host.read_attr(address.attr(name))
-                .and_then(|v| u32::from_str_radix(v.trim_start_matches("0x"), 16).ok())
-                .unwrap_or(0)
-        };
-        let id16 = |name: &str| u16::try_from(hex(name)).unwrap_or(0);
-        let driver_override = host
-            .read_attr(address.attr("driver_override"))
-            .filter(|v| !v.is_empty() && v != "(null)");
+        let mut a = host.attr_dir(address.sysfs_dir())?;
+        let mut id16 = |name: &str| a.hex(name).and_then(|v| u16::try_from(v).ok()).unwrap_or(0);
+        let (vendor, device) = (id16("vendor"), id16("device"));
+        let (subsystem_vendor, subsystem_device) =
+            (id16("subsystem_vendor"), id16("subsystem_device"));
         Some(Self {
             address,
-            vendor: id16("vendor"),
-            device: id16("device"),
-            subsystem_vendor: id16("subsystem_vendor"),
-            subsystem_device: id16("subsystem_device"),
-            class: hex("class"),
-            driver: host.link_name(address.attr("driver")),
-            driver_override,
-            boot_vga: host.read_attr(address.attr("boot_vga")).as_deref() == Some("1"),
-            iommu_group: host
-                .link_name(address.attr("iommu_group"))
-                .and_then(|g| g.parse().ok()),
-            modalias: host.read_attr(address.attr("modalias")),
+            vendor,
+            device,
+            subsystem_vendor,
+            subsystem_device,
+            class: a.hex("class").unwrap_or(0),
+            driver: a.link_name("driver"),
+            driver_override: a
+                .text("driver_override")
+                .filter(|v| !v.is_empty() && *v != "(null)")
+                .map(str::to_owned),
+            boot_vga: a.text("boot_vga") == Some("1"),
+            iommu_group: a.link_name("iommu_group").and_then(|g| g.parse().ok()),
+            modalias: a.string("modalias"),
         })
     }
 
