@@ -309,8 +309,16 @@ pub struct Resolution {
 
 /// Resolves selectors against the devices present: addresses, ids, whole slots.
 pub fn resolve(selectors: &[Selector], devices: &[Device]) -> Resolution {
-    let mut out = Resolution::default();
     let by_addr: BTreeMap<PciAddress, &Device> = devices.iter().map(|d| (d.address, d)).collect();
+    resolve_in(selectors, devices, &by_addr)
+}
+
+fn resolve_in(
+    selectors: &[Selector],
+    devices: &[Device],
+    by_addr: &BTreeMap<PciAddress, &Device>,
+) -> Resolution {
+    let mut out = Resolution::default();
     for sel in selectors {
         let roots: Vec<&Device> = match (sel.address, sel.id) {
             (Some(addr), id) => match by_addr.get(&addr) {
@@ -367,13 +375,62 @@ pub fn resolve(selectors: &[Selector], devices: &[Device]) -> Resolution {
 
 /// Plans the binding of the selected devices.
 pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
-    let by_addr: BTreeMap<PciAddress, &Device> =
-        topo.devices.iter().map(|d| (d.address, d)).collect();
+    Planner::new(topo).plan(selectors)
+}
+
+/// A topology indexed once (devices by address, the members of each group) for the
+/// many plans of one view: `groups` asks for every group's verdict, and each verdict
+/// is a plan. The answers are [`plan`]'s and [`group_verdict`]'s; only the cost of
+/// asking again differs (a plan costs its selected groups, not the whole machine).
+#[derive(Debug)]
+pub struct Planner<'a> {
+    topo: &'a Topology,
+    by_addr: BTreeMap<PciAddress, &'a Device>,
+    groups: BTreeMap<GroupKey, Vec<&'a Device>>,
+}
+
+impl<'a> Planner<'a> {
+    /// Indexes a topology.
+    pub fn new(topo: &'a Topology) -> Self {
+        let mut groups: BTreeMap<GroupKey, Vec<&Device>> = BTreeMap::new();
+        for d in &topo.devices {
+            if let Some(g) = GroupKey::of(d.address, d.iommu_group, topo.groups_at_probe) {
+                groups.entry(g).or_default().push(d);
+            }
+        }
+        Self {
+            topo,
+            by_addr: topo.devices.iter().map(|d| (d.address, d)).collect(),
+            groups,
+        }
+    }
+
+    /// The members of kernel IOMMU group `group`, in address order.
+    pub fn members(&self, group: u32) -> &[&'a Device] {
+        self.groups
+            .get(&GroupKey::Iommu(group))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Plans the binding of the selected devices ([`plan`]).
+    pub fn plan(&self, selectors: &[Selector]) -> Plan {
+        plan_in(self, selectors)
+    }
+
+    /// What any config could do with one IOMMU group ([`group_verdict`]).
+    pub fn group_verdict(&self, group: u32) -> GroupVerdict {
+        verdict(self, group)
+    }
+}
+
+fn plan_in(planner: &Planner<'_>, selectors: &[Selector]) -> Plan {
+    let topo = planner.topo;
+    let by_addr = &planner.by_addr;
     let Resolution {
         selected,
         mismatched,
         warnings,
-    } = resolve(selectors, &topo.devices);
+    } = resolve_in(selectors, &topo.devices, by_addr);
     let mut out = Plan {
         warnings,
         ..Plan::default()
@@ -436,25 +493,23 @@ pub fn plan(selectors: &[Selector], topo: &Topology) -> Plan {
         }
     }
 
-    // Group by group.
+    // Group by group: only the groups with a selected member, in key order.
     let key = |d: &Device| GroupKey::of(d.address, d.iommu_group, topo.groups_at_probe);
-    let mut groups: BTreeMap<GroupKey, Vec<&Device>> = BTreeMap::new();
-    for d in &topo.devices {
-        if let Some(g) = key(d) {
-            groups.entry(g).or_default().push(d);
-        }
-    }
+    let mut groups: BTreeMap<GroupKey, &[&Device]> = BTreeMap::new();
     for (addr, sel) in &selected {
         let d = by_addr[addr];
-        if key(d).is_none() {
-            let why = own_refusal.remove(addr).unwrap_or_default();
-            plans.insert(*addr, new_plan(d, Some(sel), Action::Refuse, why));
+        match key(d) {
+            Some(g) => {
+                let members = planner.groups.get(&g).map_or(&[][..], Vec::as_slice);
+                groups.insert(g, members);
+            }
+            None => {
+                let why = own_refusal.remove(addr).unwrap_or_default();
+                plans.insert(*addr, new_plan(d, Some(sel), Action::Refuse, why));
+            }
         }
     }
-    for (g, members) in &groups {
-        if !members.iter().any(|d| selected.contains_key(&d.address)) {
-            continue;
-        }
+    for (g, &members) in &groups {
         let mut blockers: Vec<Blocker> = Vec::new();
         // A group whose membership is in doubt: the reason stands for the whole group,
         // no member's own, so every selected member carries it.
@@ -669,11 +724,11 @@ fn needs_of(devices: &[&Device]) -> Vec<OptIn> {
 /// (possible when that refuses nothing), else the group is impossible and the
 /// planner's blockers say why.
 pub fn group_verdict(topo: &Topology, group: u32) -> GroupVerdict {
-    let members: Vec<&Device> = topo
-        .devices
-        .iter()
-        .filter(|d| d.iommu_group == Some(group))
-        .collect();
+    Planner::new(topo).group_verdict(group)
+}
+
+fn verdict(planner: &Planner<'_>, group: u32) -> GroupVerdict {
+    let members = planner.members(group);
     // Never a bridge of any kind (an ISA bridge is no endpoint to hand over either).
     let endpoints: Vec<&Device> = members
         .iter()
@@ -701,7 +756,7 @@ pub fn group_verdict(topo: &Topology, group: u32) -> GroupVerdict {
     if !kept.is_empty() {
         let select: Vec<PciAddress> = kept.iter().map(|d| d.address).collect();
         let needs = needs_of(&kept);
-        let p = plan(&selectors_for(&select, &needs), topo);
+        let p = planner.plan(&selectors_for(&select, &needs));
         if clean(&p) && p.with_action(Action::Bind).next().is_none() {
             return GroupVerdict {
                 handover: Handover::Ready,
@@ -713,7 +768,7 @@ pub fn group_verdict(topo: &Topology, group: u32) -> GroupVerdict {
     }
     let select: Vec<PciAddress> = endpoints.iter().map(|d| d.address).collect();
     let needs = needs_of(&endpoints);
-    let p = plan(&selectors_for(&select, &needs), topo);
+    let p = planner.plan(&selectors_for(&select, &needs));
     if clean(&p) {
         return GroupVerdict {
             handover: Handover::Possible,

@@ -201,11 +201,12 @@ pub fn of_topology(topo: &Topology, ids: Option<&PciIds>) -> Groups {
     let numbers: std::collections::BTreeSet<u32> =
         topo.devices.iter().filter_map(|d| d.iommu_group).collect();
     let gpu_list = gpus(topo);
-    let gpu_of = |a: PciAddress| gpu_list.iter().position(|g| *g == a).map(|i| i + 1);
+    let gpu_of = |a: PciAddress| gpu_list.binary_search(&a).ok().map(|i| i + 1);
+    let planner = plan::Planner::new(topo);
     let groups: Vec<Group> = numbers
         .into_iter()
         .map(|g| {
-            let v = plan::group_verdict(topo, g);
+            let v = planner.group_verdict(g);
             Group {
                 group: g,
                 usable: v.handover == Handover::Ready,
@@ -213,10 +214,9 @@ pub fn of_topology(topo: &Topology, ids: Option<&PciIds>) -> Groups {
                 select: v.select,
                 needs: v.needs,
                 blockers: v.blockers,
-                devices: topo
-                    .devices
+                devices: planner
+                    .members(g)
                     .iter()
-                    .filter(|d| d.iommu_group == Some(g))
                     .map(|d| view(d, ids, gpu_of(d.address)))
                     .collect(),
             }
@@ -360,10 +360,12 @@ pub fn render(g: &Groups) -> String {
 }
 
 fn list(a: &[PciAddress]) -> String {
-    a.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut out = String::with_capacity(a.len() * 14);
+    for (i, x) in a.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let _ = write!(out, "{sep}{x}");
+    }
+    out
 }
 
 /// Runs `vfio-early groups`: 0 shown, 1 no IOMMU (or `--gpu` with nothing to show),
