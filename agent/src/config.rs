@@ -7,6 +7,13 @@
 //! functions = "slot"        # "one" (default) or "slot": every function of that slot
 //! allow_boot_vga = false    # default false
 //! allow_storage = false     # default false
+//! vf = [0, 1]               # with the address of an SR-IOV PF: its VFs 0 and 1
+//!
+//! [[sriov]]                 # made at boot, before planning
+//! address = "0000:03:00.0"  # the physical function (PF)
+//! vfs = 4                   # how many virtual functions (VFs) it makes
+//! id = "8086:10c9"          # optional: the PF's id, so an image built elsewhere
+//!                           # carries its driver
 //!
 //! [[hugepages]]
 //! size = "1G"               # "2M", "1G", or any size the kernel offers
@@ -95,6 +102,8 @@ struct RawConfig {
     #[serde(default)]
     hugepages: Vec<Spanned<RawHugepages>>,
     #[serde(default)]
+    sriov: Vec<Spanned<RawSriov>>,
+    #[serde(default)]
     memory: RawMemory,
     #[serde(default)]
     bind: BindSettings,
@@ -109,6 +118,14 @@ struct RawHugepages {
     count: Option<Spanned<u64>>,
     total: Option<Spanned<String>>,
     node: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSriov {
+    address: Spanned<String>,
+    vfs: Spanned<u16>,
+    id: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,6 +145,20 @@ struct RawDevice {
     allow_boot_vga: bool,
     #[serde(default)]
     allow_storage: bool,
+    vf: Option<Spanned<Vec<u16>>>,
+}
+
+/// One `[[sriov]]` entry: a PF whose VFs the agent makes at boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SriovEntry {
+    /// The line of its `[[sriov]]` header.
+    pub line: usize,
+    /// The physical function.
+    pub address: PciAddress,
+    /// How many VFs (never 0).
+    pub vfs: u16,
+    /// The PF's id, when given (the image build finds its driver by it).
+    pub id: Option<PciId>,
 }
 
 /// One `[[hugepages]]` entry: the size and the amount are checked here (a unit, not
@@ -304,6 +335,8 @@ pub struct Selector {
     pub allow_boot_vga: bool,
     /// The config allows a storage controller.
     pub allow_storage: bool,
+    /// With `address` naming an SR-IOV PF: the indexes of the VFs taken (not the PF).
+    pub vf: Vec<u16>,
 }
 
 impl fmt::Display for Selector {
@@ -314,6 +347,9 @@ impl fmt::Display for Selector {
         }
         if let Some(id) = self.id {
             write!(f, ", id {id}")?;
+        }
+        if !self.vf.is_empty() {
+            write!(f, ", vf {:?}", self.vf)?;
         }
         write!(f, ")")
     }
@@ -330,6 +366,8 @@ pub struct Config {
     pub devices: Vec<Selector>,
     /// Hugepage requests, with their line.
     pub hugepages: Vec<(usize, HugepagesEntry)>,
+    /// `[[sriov]]`: the VFs to make at boot, in file order.
+    pub sriov: Vec<SriovEntry>,
     /// `[memory]`: the floor hugepages must leave.
     pub memory: MemorySettings,
     /// Binder settings.
@@ -454,6 +492,30 @@ impl Config {
                     "[[device]] needs an `address`, an `id`, or both".to_owned(),
                 ));
             }
+            let mut vf = Vec::new();
+            if let Some(v) = &dev.vf {
+                if address.is_none() {
+                    return Err(err(
+                        at(v.span()),
+                        "vf: needs the `address` of the VFs' physical function (PF)".to_owned(),
+                    ));
+                }
+                if dev.functions == Functions::Slot {
+                    return Err(err(
+                        at(v.span()),
+                        "vf: takes VFs one by one; leave out `functions = \"slot\"`".to_owned(),
+                    ));
+                }
+                if v.get_ref().is_empty() {
+                    return Err(err(
+                        at(v.span()),
+                        "vf = [] takes nothing (name VF indexes, or leave `vf` out)".to_owned(),
+                    ));
+                }
+                vf.clone_from(v.get_ref());
+                vf.sort_unstable();
+                vf.dedup();
+            }
             devices.push(Selector {
                 index: i + 1,
                 line: lines.line(span.start),
@@ -462,6 +524,47 @@ impl Config {
                 functions: dev.functions,
                 allow_boot_vga: dev.allow_boot_vga,
                 allow_storage: dev.allow_storage,
+                vf,
+            });
+        }
+        let mut sriov: Vec<SriovEntry> = Vec::with_capacity(raw.sriov.len());
+        for entry in &raw.sriov {
+            let e = entry.get_ref();
+            let address = e
+                .address
+                .get_ref()
+                .parse::<PciAddress>()
+                .map_err(|x| err(at(e.address.span()), format!("sriov address: {x}")))?;
+            if let Some(first) = sriov.iter().find(|s| s.address == address) {
+                return Err(err(
+                    at(e.address.span()),
+                    format!(
+                        "sriov address: {address} already has an [[sriov]] entry (line {})",
+                        first.line
+                    ),
+                ));
+            }
+            let vfs = *e.vfs.get_ref();
+            if vfs == 0 {
+                return Err(err(
+                    at(e.vfs.span()),
+                    "sriov vfs: 0 makes nothing (leave the entry out; the agent never removes VFs)"
+                        .to_owned(),
+                ));
+            }
+            let id = match &e.id {
+                Some(v) => Some(
+                    v.get_ref()
+                        .parse::<PciId>()
+                        .map_err(|x| err(at(v.span()), format!("sriov id: {x}")))?,
+                ),
+                None => None,
+            };
+            sriov.push(SriovEntry {
+                line: lines.line(entry.span().start),
+                address,
+                vfs,
+                id,
             });
         }
         if raw.bind.timeout_ms == 0 || raw.bind.timeout_ms > 60_000 {
@@ -528,6 +631,7 @@ impl Config {
             text: text.to_owned(),
             devices,
             hugepages,
+            sriov,
             memory: MemorySettings { floor },
             bind: raw.bind,
             handover: raw.handover,
@@ -717,6 +821,71 @@ mod tests {
         assert!(e.message.contains("not a systemd unit name"), "{e}");
         let e = parse("[handover]\nconsole = true\n").unwrap_err();
         assert!(e.message.contains("console"), "{e}");
+    }
+
+    #[test]
+    fn sriov_table_and_vf_selectors() {
+        let c = parse(
+            "[[sriov]]\naddress = \"0000:03:00.0\"\nvfs = 4\nid = \"8086:10c9\"\n\
+             [[device]]\naddress = \"0000:03:00.0\"\nvf = [1, 0, 1]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.sriov,
+            [SriovEntry {
+                line: 1,
+                address: "0000:03:00.0".parse().unwrap(),
+                vfs: 4,
+                id: Some("8086:10c9".parse().unwrap()),
+            }]
+        );
+        assert_eq!(c.devices[0].vf, [0, 1]);
+        assert!(
+            c.devices[0].to_string().contains("vf [0, 1]"),
+            "{}",
+            c.devices[0]
+        );
+        assert!(parse("").unwrap().sriov.is_empty());
+    }
+
+    #[test]
+    fn sriov_errors_name_line_and_column() {
+        let e = parse("[[sriov]]\naddress = \"0000:03:00.0\"\nvfs = 0\n").unwrap_err();
+        assert_eq!(e.at, Some((3, 7)), "{e}");
+        assert!(e.message.contains("0 makes nothing"), "{e}");
+        let e = parse("[[sriov]]\naddress = \"0000:03:00.0\"\nvfs = -1\n").unwrap_err();
+        assert_eq!(e.at.map(|a| a.0), Some(3), "{e}");
+        let e = parse("[[sriov]]\naddress = \"0000:03:00.0\"\nvfs = 70000\n").unwrap_err();
+        assert_eq!(e.at.map(|a| a.0), Some(3), "{e}");
+        let e = parse("[[sriov]]\naddress = \"03:00\"\nvfs = 2\n").unwrap_err();
+        assert_eq!(e.at, Some((2, 11)), "{e}");
+        assert!(e.message.starts_with("sriov address:"), "{e}");
+        let e = parse("[[sriov]]\nvfs = 2\n").unwrap_err();
+        assert!(e.message.contains("address"), "{e}");
+        let e = parse("[[sriov]]\naddress = \"0000:03:00.0\"\nvfs = 2\nvf = [0]\n").unwrap_err();
+        assert_eq!(e.at.map(|a| a.0), Some(4), "{e}");
+        let e = parse(
+            "[[sriov]]\naddress = \"0000:03:00.0\"\nvfs = 2\n[[sriov]]\naddress = \"0000:03:00.0\"\nvfs = 3\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.at.map(|a| a.0), Some(5), "{e}");
+        assert!(e.message.contains("(line 1)"), "{e}");
+        let e =
+            parse("[[sriov]]\naddress = \"0000:03:00.0\"\nvfs = 2\nid = \"8086\"\n").unwrap_err();
+        assert!(e.message.starts_with("sriov id:"), "{e}");
+
+        let e = parse("[[device]]\nid = \"8086:10c9\"\nvf = [0]\n").unwrap_err();
+        assert_eq!(e.at, Some((3, 6)), "{e}");
+        assert!(e.message.contains("needs the `address`"), "{e}");
+        let e = parse("[[device]]\naddress = \"0000:03:00.0\"\nvf = []\n").unwrap_err();
+        assert!(e.message.contains("takes nothing"), "{e}");
+        let e = parse("[[device]]\naddress = \"0000:03:00.0\"\nfunctions = \"slot\"\nvf = [0]\n")
+            .unwrap_err();
+        assert!(e.message.contains("one by one"), "{e}");
+        let e = parse("[[device]]\naddress = \"0000:03:00.0\"\nvf = [-1]\n").unwrap_err();
+        assert_eq!(e.at.map(|a| a.0), Some(3), "{e}");
+        let e = parse("[[device]]\naddress = \"0000:03:00.0\"\nvf = 0\n").unwrap_err();
+        assert_eq!(e.at.map(|a| a.0), Some(3), "{e}");
     }
 
     #[test]

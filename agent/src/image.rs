@@ -14,9 +14,10 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use crate::config::Selector;
+use crate::config::{Selector, SriovEntry};
 use crate::modinfo::{self, ClosureEntry, ModuleDir, Provided};
 use crate::modules::ClaimTable;
+use crate::pci::PciAddress;
 
 /// Drivers that never get a softdep line: vfio-pci itself and the passive owners.
 const NOT_HOST_DRIVERS: [&str; 3] = ["vfio_pci", "pci_stub", "pcieport"];
@@ -133,6 +134,60 @@ pub fn softdep_drivers(
         .filter(|m| !NOT_HOST_DRIVERS.contains(&m.as_str()) && dir.files.contains_key(m))
         .collect();
     (drivers, warnings)
+}
+
+/// The drivers of the `[[sriov]]` PFs, which the image must carry (the kernel makes
+/// VFs only with the PF's driver bound, and the agent loads it at boot): the target
+/// kernel's modules whose alias matches the entry's `id`, or, without one, the
+/// `modalias` of the device at that address on the build host (`host_modalias`). Each
+/// entry with neither gets a warning.
+pub fn sriov_drivers(
+    entries: &[SriovEntry],
+    aliases: &ClaimTable,
+    dir: &ModuleDir,
+    host_modalias: &dyn Fn(PciAddress) -> Option<String>,
+) -> (Vec<String>, Vec<String>) {
+    let mut found = BTreeSet::new();
+    let mut warnings = Vec::new();
+    for e in entries {
+        let named: Vec<String> = match e.id {
+            Some(id) => aliases
+                .aliases()
+                .iter()
+                .filter(|a| id_matches(&a.pattern, id.vendor, id.device, id.subsystem))
+                .map(|a| modinfo::canonical(&a.module))
+                .collect(),
+            None => host_modalias(e.address)
+                .and_then(|m| aliases.claimant(&m).map(modinfo::canonical))
+                .into_iter()
+                .collect(),
+        };
+        let files: Vec<String> = named
+            .into_iter()
+            .filter(|m| !NOT_HOST_DRIVERS.contains(&m.as_str()) && dir.files.contains_key(m))
+            .collect();
+        if files.is_empty() {
+            warnings.push(match e.id {
+                Some(id) => format!(
+                    "[[sriov]] line {}: no module of this kernel drives {id}: the image carries no driver for PF {} (built in, or missing?)",
+                    e.line, e.address
+                ),
+                None => format!(
+                    "[[sriov]] line {}: no id, and no driver for a device at {} on this machine: the image may lack the PF's driver (add id = \"vendor:device\")",
+                    e.line, e.address
+                ),
+            });
+        }
+        for m in files {
+            match modinfo::closure(dir, &m) {
+                Ok(c) => found.extend(module_names(&c)),
+                Err(_) => {
+                    found.insert(m);
+                }
+            }
+        }
+    }
+    (found.into_iter().collect(), warnings)
 }
 
 /// Whether a `pci:v..d..sv..sd..bc..sc..i..` alias pattern can match a device with
@@ -261,6 +316,49 @@ mod tests {
             dir.files.insert(m.into(), m.into());
         }
         (aliases, dir)
+    }
+
+    #[test]
+    fn sriov_pf_drivers_come_from_the_entry_id_or_the_build_hosts_device() {
+        let mut aliases = crate::modules::parse_alias(ALIASES);
+        aliases.extend(crate::modules::parse_alias(
+            "alias pci:v00008086d000010C9sv*sd*bc*sc*i* igb\nalias pci:v00008086d000010CAsv*sd*bc*sc*i* igbvf\n",
+        ));
+        let aliases = ClaimTable::new(aliases);
+        let (_, mut dir) = table();
+        dir.files.insert("igb".into(), "igb".into());
+        let entries = |toml: &str| {
+            Config::parse(std::path::Path::new("t.toml"), toml.as_bytes())
+                .unwrap()
+                .sriov
+        };
+        let none = |_: PciAddress| None;
+        let with_id =
+            entries("[[sriov]]\naddress = \"0000:03:00.0\"\nvfs = 2\nid = \"8086:10c9\"\n");
+        assert_eq!(
+            sriov_drivers(&with_id, &aliases, &dir, &none),
+            (vec!["igb".to_owned()], vec![])
+        );
+        // No id: the device at that address on the build host says which driver.
+        let no_id = entries("[[sriov]]\naddress = \"0000:03:00.0\"\nvfs = 2\n");
+        let host = |_: PciAddress| {
+            Some("pci:v00008086d000010C9sv00008086sd00000000bc02sc00i00".to_owned())
+        };
+        assert_eq!(sriov_drivers(&no_id, &aliases, &dir, &host).0, ["igb"]);
+        let (d, w) = sriov_drivers(&no_id, &aliases, &dir, &none);
+        assert!(d.is_empty());
+        assert!(
+            w[0].contains("line 1: no id, and no driver for a device at 0000:03:00.0"),
+            "{w:?}"
+        );
+        // A driver the kernel has no file for (built in, or missing): said, not guessed.
+        dir.files.remove("igb");
+        let (d, w) = sriov_drivers(&with_id, &aliases, &dir, &none);
+        assert!(d.is_empty());
+        assert!(
+            w[0].contains("no module of this kernel drives 8086:10c9"),
+            "{w:?}"
+        );
     }
 
     #[test]

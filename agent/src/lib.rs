@@ -81,6 +81,7 @@ pub mod plan;
 pub mod record;
 pub mod report;
 pub mod size;
+pub mod sriov;
 pub mod traps;
 #[cfg(feature = "tools")]
 pub mod vfio;

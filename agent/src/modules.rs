@@ -320,7 +320,7 @@ pub(crate) fn ensure_vfio_pci(
     host.require_live("load module vfio-pci")?;
     let result = match find_kmod_modprobe(host) {
         Some(modprobe) => {
-            run_modprobe(&modprobe, timeout).map(|()| Availability::Modprobe(modprobe))
+            run_modprobe(&modprobe, "vfio-pci", timeout).map(|()| Availability::Modprobe(modprobe))
         }
         None => load_closure(host, cmdline, "vfio_pci").map(Availability::Loaded),
     };
@@ -337,6 +337,28 @@ pub(crate) fn ensure_vfio_pci(
         std::thread::sleep(Duration::from_millis(10));
     }
     Ok(result)
+}
+
+/// Loads a host driver module with its dependencies, within `timeout`: an SR-IOV PF's
+/// driver, which the kernel needs before it makes VFs. Nothing when it is loaded (or
+/// built in: `sys/module/NAME` exists) already.
+pub(crate) fn load_module(
+    host: &Host,
+    cmdline: &Cmdline,
+    name: &str,
+    timeout: Duration,
+) -> HostResult<Availability> {
+    let name = normalize(name);
+    if host.exists(format!("sys/module/{name}")) {
+        return Ok(Availability::AlreadyThere);
+    }
+    host.require_live(&format!("load module {name}"))?;
+    match find_kmod_modprobe(host) {
+        Some(modprobe) => {
+            run_modprobe(&modprobe, &name, timeout).map(|()| Availability::Modprobe(modprobe))
+        }
+        None => load_closure(host, cmdline, &name).map(Availability::Loaded),
+    }
 }
 
 /// kmod's modprobe, never busybox's applet (it cannot read `modules.dep.bin`).
@@ -356,7 +378,7 @@ fn find_kmod_modprobe(host: &Host) -> Option<PathBuf> {
     })
 }
 
-fn run_modprobe(modprobe: &std::path::Path, timeout: Duration) -> HostResult<()> {
+fn run_modprobe(modprobe: &std::path::Path, module: &str, timeout: Duration) -> HostResult<()> {
     use std::process::{Command, Stdio};
     let io = |e: std::io::Error| HostError::Io {
         path: modprobe.to_path_buf(),
@@ -365,7 +387,7 @@ fn run_modprobe(modprobe: &std::path::Path, timeout: Duration) -> HostResult<()>
     // --ignore-install: our own modprobe.d backstop runs the agent on `install
     // vfio-pci`; without it the agent would call itself.
     let mut child = Command::new(modprobe)
-        .args(["--ignore-install", "vfio-pci"])
+        .args(["--ignore-install", module])
         .env("VFIO_EARLY_NESTED", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -385,7 +407,7 @@ fn run_modprobe(modprobe: &std::path::Path, timeout: Duration) -> HostResult<()>
             }
             let msg = msg.trim();
             return Err(io(std::io::Error::other(format!(
-                "modprobe vfio-pci failed ({status}){}{msg}",
+                "modprobe {module} failed ({status}){}{msg}",
                 if msg.is_empty() { "" } else { ": " }
             ))));
         }

@@ -263,6 +263,80 @@ pub struct Device {
     pub iommu_group: Option<u32>,
     /// `modalias`, used to predict which driver would claim it at boot.
     pub modalias: Option<String>,
+    /// Its SR-IOV role: a physical function (PF) that can make virtual functions, or
+    /// a virtual function (VF) of one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sriov: Option<Sriov>,
+}
+
+/// The SR-IOV role of a PCI function, as sysfs shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+pub enum Sriov {
+    /// A physical function: `sriov_totalvfs`, `sriov_numvfs`, the `virtfnN` links.
+    Pf {
+        /// How many VFs it can make (`sriov_totalvfs`).
+        totalvfs: u16,
+        /// How many it has now (`sriov_numvfs`).
+        numvfs: u16,
+        /// `sriov_drivers_autoprobe`: whether its VFs get a driver when made.
+        drivers_autoprobe: Option<bool>,
+        /// Its VFs, by index (`virtfn0`, `virtfn1`...).
+        vfs: Vec<PciAddress>,
+    },
+    /// A virtual function: its PF (`physfn`) and its index there.
+    Vf {
+        /// The physical function.
+        pf: PciAddress,
+        /// Its index among the PF's VFs (`virtfnN` of the PF).
+        index: u16,
+    },
+}
+
+/// The PF side of a device, when it has the SR-IOV capability (`sriov_totalvfs`): one
+/// failed lookup for any other device.
+fn read_pf(a: &mut crate::host::AttrDir) -> Option<Sriov> {
+    let totalvfs = a.text("sriov_totalvfs")?.parse::<u16>().ok()?;
+    let numvfs = a
+        .text("sriov_numvfs")
+        .and_then(|v| v.parse::<u16>().ok())
+        .unwrap_or(0);
+    let vfs = (0..numvfs)
+        .map_while(|i| a.link_name(&format!("virtfn{i}"))?.parse().ok())
+        .collect();
+    Some(Sriov::Pf {
+        totalvfs,
+        numvfs,
+        drivers_autoprobe: a.text("sriov_drivers_autoprobe").map(|v| v == "1"),
+        vfs,
+    })
+}
+
+/// Gives every VF its role from its PF's `virtfnN` links (a scan's last pass).
+fn mark_vfs(devices: &mut [Device]) {
+    let links: Vec<(PciAddress, PciAddress, u16)> = devices
+        .iter()
+        .filter_map(|d| match &d.sriov {
+            Some(Sriov::Pf { vfs, .. }) => Some((d.address, vfs)),
+            _ => None,
+        })
+        .flat_map(|(pf, vfs)| vfs.iter().zip(0u16..).map(move |(vf, i)| (pf, *vf, i)))
+        .collect();
+    for (pf, vf, index) in links {
+        if let Ok(i) = devices.binary_search_by_key(&vf, |d| d.address) {
+            devices[i].sriov = Some(Sriov::Vf { pf, index });
+        }
+    }
+}
+
+impl Device {
+    /// The PF of a VF and its index there.
+    pub fn vf_of(&self) -> Option<(PciAddress, u16)> {
+        match self.sriov {
+            Some(Sriov::Vf { pf, index }) => Some((pf, index)),
+            _ => None,
+        }
+    }
 }
 
 impl Device {
@@ -288,6 +362,7 @@ impl Device {
             boot_vga: false,
             iommu_group,
             modalias: None,
+            sriov: None,
         }
     }
 
@@ -315,6 +390,7 @@ impl Device {
             boot_vga: a.text("boot_vga") == Some("1"),
             iommu_group: a.link_name("iommu_group").and_then(|g| g.parse().ok()),
             modalias: a.string("modalias"),
+            sriov: read_pf(&mut a),
         })
     }
 
@@ -367,6 +443,7 @@ pub fn scan(host: &Host) -> Vec<Device> {
         .filter_map(|addr| Device::read(host, addr))
         .collect();
     devices.sort_by_key(|d| d.address);
+    mark_vfs(&mut devices);
     devices
 }
 

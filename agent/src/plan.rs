@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Functions, Selector};
-use crate::pci::{driver_manages_dma, is_vfio_driver, Device, PciAddress, PciId};
+use crate::pci::{driver_manages_dma, is_vfio_driver, Device, PciAddress, PciId, Sriov};
 
 /// What the planner knows of the machine.
 #[derive(Debug, Clone, Default)]
@@ -343,6 +343,15 @@ fn resolve_in(
                     );
                     continue;
                 }
+                Some(d) if !sel.vf.is_empty() => {
+                    let vfs = vfs_of(d, &sel.vf, devices);
+                    for (i, missing) in sel.vf.iter().zip(&vfs) {
+                        if missing.is_none() {
+                            out.warnings.push(vf_missing(sel, d, *i));
+                        }
+                    }
+                    vfs.into_iter().flatten().collect()
+                }
                 Some(d) => vec![*d],
             },
             (None, Some(id)) => {
@@ -371,6 +380,28 @@ fn resolve_in(
         }
     }
     out
+}
+
+/// The VFs `indexes` of the PF `pf`, each `None` when it has no such VF now.
+fn vfs_of<'a>(pf: &Device, indexes: &[u16], devices: &'a [Device]) -> Vec<Option<&'a Device>> {
+    indexes
+        .iter()
+        .map(|&i| devices.iter().find(|d| d.vf_of() == Some((pf.address, i))))
+        .collect()
+}
+
+/// Why a selector's VF is not there: the PF is no PF, or has fewer VFs.
+fn vf_missing(sel: &Selector, pf: &Device, index: u16) -> String {
+    match &pf.sriov {
+        Some(Sriov::Pf { numvfs, totalvfs, .. }) => format!(
+            "{sel}: {} has no VF {index} ({numvfs} VFs made, at most {totalvfs}; an [[sriov]] entry makes them at boot)",
+            pf.address
+        ),
+        _ => format!(
+            "{sel}: {} is not an SR-IOV physical function (no sriov_totalvfs), so it has no VF {index}",
+            pf.address
+        ),
+    }
 }
 
 /// Plans the binding of the selected devices.
@@ -484,6 +515,11 @@ fn plan_in(planner: &Planner<'_>, selectors: &[Selector]) -> Plan {
         }
         if d.is_any_bridge() {
             why.push("a bridge (class 0x06xx: host, ISA, PCI-to-PCI...): it carries other devices or the platform, and vfio-pci does not take bridges".to_owned());
+        }
+        if let Some((pf, index)) = d.vf_of() {
+            if selected.contains_key(&pf) {
+                why.push(format!("VF {index} of {pf}, which is selected too: the PF's driver makes its VFs, and unbinding it from that driver removes them; select the VFs or the PF, not both"));
+            }
         }
         if d.is_storage() && !sel.allow_storage {
             why.push("a storage controller, possibly holding the root disk; set allow_storage = true to mean it".to_owned());
@@ -702,6 +738,7 @@ pub fn selectors_for(select: &[PciAddress], needs: &[OptIn]) -> Vec<Selector> {
             functions: Functions::One,
             allow_boot_vga: needs.contains(&OptIn::AllowBootVga),
             allow_storage: needs.contains(&OptIn::AllowStorage),
+            vf: Vec::new(),
         })
         .collect()
 }

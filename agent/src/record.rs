@@ -150,6 +150,31 @@ pub(crate) struct PlanDoc<'a> {
     pub warnings: &'a [String],
 }
 
+/// What the agent did with one `[[sriov]]` entry (VFs made at boot).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SriovRecord {
+    /// The physical function.
+    pub address: String,
+    /// VFs the config asks for.
+    pub requested: u16,
+    /// `sriov_numvfs` read back after the agent acted (or as found).
+    pub numvfs: Option<u16>,
+    /// `made`, `already` (the count was there), `kept` (another non-zero count was
+    /// there and is left alone), `refused` or `failed`.
+    pub outcome: String,
+    /// The PF's driver once the VFs were made, and the module loaded for it.
+    pub pf_driver: Option<String>,
+    /// The module the agent loaded for the PF, when it had no driver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded: Option<String>,
+    /// `sriov_drivers_autoprobe` as found (restored after the bind).
+    pub autoprobe_was: Option<bool>,
+    /// The VFs, by index.
+    pub vfs: Vec<String>,
+    /// What went wrong, or why the count was kept.
+    pub error: Option<String>,
+}
+
 /// The whole record of one run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -177,6 +202,9 @@ pub struct Record {
     pub devices: Vec<DeviceRecord>,
     /// Hugepage reservations.
     pub hugepages: Vec<HugepageRecord>,
+    /// SR-IOV PFs whose VFs the config makes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sriov: Vec<SriovRecord>,
     /// Problems that concern no single device.
     pub warnings: Vec<String>,
     /// Failures.

@@ -209,6 +209,32 @@ impl TestSysfs {
         self
     }
 
+    /// Makes a device an SR-IOV PF as the kernel shows one: `sriov_totalvfs`,
+    /// `sriov_numvfs`, `sriov_drivers_autoprobe` (1, the kernel's default).
+    pub fn sriov_pf(&self, address: &str, totalvfs: u16, numvfs: u16) -> &Self {
+        let real = format!("sys/devices/pci0000:00/{address}");
+        self.file(&format!("{real}/sriov_totalvfs"), &format!("{totalvfs}\n"));
+        self.file(&format!("{real}/sriov_numvfs"), &format!("{numvfs}\n"));
+        self.file(&format!("{real}/sriov_drivers_autoprobe"), "1\n");
+        self
+    }
+
+    /// Links an added device as VF `index` of `pf`: the PF's `virtfnN` and the VF's
+    /// `physfn`, as the kernel makes them.
+    pub fn virtfn(&self, pf: &str, index: u16, vf: &str) -> &Self {
+        symlink(
+            format!("../{vf}"),
+            self.path(&format!("sys/devices/pci0000:00/{pf}/virtfn{index}")),
+        )
+        .expect("virtfn link");
+        symlink(
+            format!("../{pf}"),
+            self.path(&format!("sys/devices/pci0000:00/{vf}/physfn")),
+        )
+        .expect("physfn link");
+        self
+    }
+
     /// Adds `modules.alias` lines for the fixture kernel.
     pub fn aliases(&self, lines: &str) -> &Self {
         self.file(&format!("lib/modules/{RELEASE}/modules.alias"), lines)

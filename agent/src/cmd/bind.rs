@@ -164,8 +164,23 @@ fn bind(args: &Args, host: &Host) -> Exit {
     };
     record.config_text = Some(config.text.clone());
 
-    // One scan of the devices serves the verdict and the plan.
-    let topo = read_topology(host);
+    // One scan of the devices serves the verdict and the plan; a second one only when
+    // `[[sriov]]` made VFs (they are devices the first scan could not see).
+    let mut topo = read_topology(host);
+    if !config.sriov.is_empty() {
+        let made = crate::sriov::make(
+            host,
+            &cmdline,
+            &config.sriov,
+            &topo,
+            config.bind.timeout(),
+            args.dry_run,
+        );
+        if made.iter().any(|r| r.outcome == "made") {
+            topo = read_topology(host);
+        }
+        record.sriov = made;
+    }
     // The IOMMU and command-line verdict, so `dmesg` alone tells a user where they stand.
     let (level, verdict) = crate::iommu::boot_verdict(host, &cmdline, &topo.devices);
     if !args.dry_run {
@@ -190,6 +205,8 @@ fn bind(args: &Args, host: &Host) -> Exit {
     }
     bind::log_plan(&plan);
     let outcome = bind::execute(host, &plan, &cmdline, config.bind.timeout());
+    // The selected VFs carry their override now: the others may get their drivers.
+    crate::sriov::restore(host, &record.sriov, config.bind.timeout());
     let hugepages = crate::hugepages::reserve(host, &hugepages, config.bind.timeout());
 
     let bound = outcome.bound();

@@ -196,6 +196,14 @@ pub fn check(host: &Host, config_path: Option<&Path>) -> Findings {
     f.push(freshness(host, config.as_ref(), record.as_ref()));
     if let Some(c) = &config {
         f.extend(hugepages(host, c, &cmdline));
+        f.extend(crate::sriov::findings(
+            &c.sriov,
+            &devices,
+            record
+                .as_ref()
+                .map(|r| r.sriov.as_slice())
+                .unwrap_or_default(),
+        ));
     }
     f.push(kernel_config(host, &ev, kconfig.as_ref()));
     Findings {

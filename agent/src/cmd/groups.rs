@@ -32,6 +32,11 @@
 //!                   "driver": "radeon", "boot_vga": false, "bridge": false,
 //!                   "gpu": 2 } ] } ] }
 //! ```
+//!
+//! An SR-IOV function adds `"sriov"`: a PF `{ "role": "pf", "totalvfs": 7,
+//! "numvfs": 2, "drivers_autoprobe": true, "vfs": ["0000:03:10.0", "0000:03:10.2"] }`,
+//! a VF `{ "role": "vf", "pf": "0000:03:00.0", "index": 1 }`; in words, `SR-IOV PF:
+//! 2 of 7 VFs` and `SR-IOV VF 1 of 0000:03:00.0` end the device's line.
 
 use std::fmt::Write as _;
 
@@ -42,7 +47,7 @@ use crate::exit::{Error, Exit, Outcome};
 use crate::host::Host;
 use crate::iommu::{Evidence, Vendor};
 use crate::machine::{gpus, read_facts, read_topology};
-use crate::pci::{Device, PciAddress};
+use crate::pci::{Device, PciAddress, Sriov};
 use crate::pciids::PciIds;
 use crate::plan::{self, class_name, Handover, OptIn, Plan, Topology};
 use crate::traps;
@@ -92,6 +97,9 @@ pub struct DeviceView {
     /// For a display controller: its number, 1-based in PCI address order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu: Option<usize>,
+    /// SR-IOV: a PF with its VF counts and VFs, or a VF with its PF and index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sriov: Option<Sriov>,
     /// Display class.
     #[serde(skip)]
     pub display: bool,
@@ -166,6 +174,7 @@ fn view(d: &Device, ids: Option<&PciIds>, gpu: Option<usize>) -> DeviceView {
         boot_vga: d.boot_vga,
         bridge: d.is_bridge(),
         gpu,
+        sriov: d.sriov.clone(),
         display: d.is_display(),
     }
 }
@@ -352,6 +361,17 @@ pub fn render(g: &Groups) -> String {
             out.push_str(if d.bridge { " bridge" } else { " endpoint" });
             if let Some(n) = d.gpu {
                 let _ = write!(out, " GPU {n}");
+            }
+            match &d.sriov {
+                Some(Sriov::Pf {
+                    totalvfs, numvfs, ..
+                }) => {
+                    let _ = write!(out, " SR-IOV PF: {numvfs} of {totalvfs} VFs");
+                }
+                Some(Sriov::Vf { pf, index }) => {
+                    let _ = write!(out, " SR-IOV VF {index} of {pf}");
+                }
+                None => {}
             }
             out.push('\n');
         }

@@ -158,7 +158,23 @@ fn steps(args: &Args, host: &Host) -> String {
         }
     }
 
-    for m in image::module_names(&contents.closure) {
+    let mut modules = image::module_names(&contents.closure);
+    // The PFs' drivers of `[[sriov]]`: the agent loads them at boot to make the VFs.
+    if let Ok(c) = &config {
+        let (drivers, warnings) = image::sriov_drivers(&c.sriov, &aliases, &dir, &|a| {
+            crate::pci::Device::read(host, a).and_then(|d| d.modalias)
+        });
+        for w in &warnings {
+            warn(&mut out, w);
+        }
+        modules.extend(
+            drivers
+                .into_iter()
+                .filter(|m| !modules.contains(m))
+                .collect::<Vec<_>>(),
+        );
+    }
+    for m in modules {
         let _ = writeln!(out, "module {m}");
     }
     let boot_bin = args
