@@ -56,6 +56,7 @@ pub(crate) fn print_detach(config: &Config, out: &DetachOutcome, json: bool, dry
                 iommu: None,
                 devices: &out.plan.devices,
                 hugepages: &[],
+                sriov: &[],
                 warnings: &out.plan.warnings,
             },
             dry_run,

@@ -146,6 +146,9 @@ pub(crate) struct PlanDoc<'a> {
     pub devices: &'a [crate::plan::DevicePlan],
     /// The hugepage reservations planned.
     pub hugepages: &'a [HugepageRecord],
+    /// The `[[sriov]]` entries, as a dry run sees them (left out when none).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub sriov: &'a [SriovRecord],
     /// Problems that concern no single device.
     pub warnings: &'a [String],
 }

@@ -114,13 +114,15 @@ qemu_boot() {
     esac
     mkdir -p "$WORK_DIR"
     local logf=$WORK_DIR/$name.log
-    local -a topo
+    local -a topo extra=()
     mapfile -t topo < <(topology_args)
+    # VE_QEMU_EXTRA: devices added to the standard topology (words, no quoting).
+    read -r -a extra <<<"${VE_QEMU_EXTRA:-}"
     t=$(now)
     timeout --kill-after=10 "$BOOT_TIMEOUT" qemu-system-x86_64 \
         -machine "$machine" -accel tcg -cpu "${VFIO_EARLY_QEMU_CPU:-max}" -m "${VFIO_EARLY_QEMU_MEM:-1024}" -smp "${VFIO_EARLY_QEMU_SMP:-1}" \
         -nographic -vga none -nic none -no-reboot -monitor none -serial "file:$logf" \
-        "${iommu_args[@]}" "${topo[@]}" \
+        "${iommu_args[@]}" "${topo[@]}" ${extra[@]+"${extra[@]}"} \
         -kernel "$VMLINUZ" -initrd "$initrd" \
         -append "console=ttyS0 panic=-1 loglevel=4 no_timer_check $append" </dev/null >"$WORK_DIR/$name.qemu.out" 2>&1
     rc=$?
@@ -147,7 +149,7 @@ dracut_image() {
         dracut --quiet --force --no-hostonly --no-compress --no-early-microcode \
         --conf /dev/null --confdir "$WORK_DIR/empty-confdir" \
         --kver "$KVER" --kmoddir "$KMODDIR" -m "$mods" \
-        --add-drivers "e1000e bochs snd_hda_intel" \
+        --add-drivers "e1000e bochs snd_hda_intel ${VE_DRACUT_DRIVERS:-}" \
         "$out" >"$out.build.log" 2>&1 || {
         cat "$out.build.log" >&2
         return 1

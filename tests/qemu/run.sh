@@ -3,8 +3,9 @@
 # End-to-end tests: real initramfs images (dracut shell and systemd, initramfs-tools,
 # mkinitcpio's hooks) booting Debian's generic kernel under QEMU (TCG) with an
 # emulated Intel or AMD IOMMU, and Debian's arm64 kernel on qemu-system-aarch64 (virt,
-# GICv3 ITS, SMMUv3; tests/qemu/arm64.sh). Usage: tests/qemu/run.sh [intel|amd|detach|arm64|all]
-# (detach: only the runtime handover scenarios, one boot; arm64: only the arm64 boots).
+# GICv3 ITS, SMMUv3; tests/qemu/arm64.sh). Usage: tests/qemu/run.sh [intel|amd|detach|arm64|sriov|all]
+# (detach: only the runtime handover scenarios, one boot; arm64: only the arm64 boots;
+# sriov: only the igb SR-IOV boot, tests/qemu/sriov.sh).
 # Exit 0 only when every assertion held; the last line is "N passed, M failed".
 # Environment: VFIO_EARLY_BIN (use this binary instead of building it),
 # VFIO_EARLY_BOOT_TIMEOUT (seconds per boot, default 240), VE_SKIP_DEPS=1.
@@ -15,8 +16,8 @@ QEMU_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$QEMU_DIR/lib.sh"
 
 which=${1:-all}
-case $which in intel | amd | detach | arm64 | all) ;; *)
-    echo "usage: $0 [intel|amd|detach|arm64|all]" >&2
+case $which in intel | amd | detach | arm64 | sriov | all) ;; *)
+    echo "usage: $0 [intel|amd|detach|arm64|sriov|all]" >&2
     exit 2
     ;;
 esac
@@ -250,6 +251,8 @@ boot_scenarios() { # VENDOR
 
 # shellcheck source=tests/qemu/arm64.sh
 . "$QEMU_DIR/arm64.sh"
+# shellcheck source=tests/qemu/sriov.sh
+. "$QEMU_DIR/sriov.sh"
 export VE_QEMU_DIR=$QEMU_DIR
 if [[ $which == arm64 ]]; then
     if [[ -z ${VE_SKIP_DEPS:-} ]]; then
@@ -280,6 +283,15 @@ if [[ $which == detach ]]; then
     dracut_image "$WORK_DIR/dracut-shell.img" shell "$QEMU_DIR/configs/main.toml" || die "dracut shell image"
     detach_scenarios
     log "detach: $(elapsed "$T0") s"
+    echo "$passed passed, $failed failed"
+    ((failed == 0))
+    exit
+fi
+
+# --- SR-IOV alone: one image, one boot ---------------------------------------------
+if [[ $which == sriov ]]; then
+    sriov_scenarios
+    log "sriov: $(elapsed "$T0") s"
     echo "$passed passed, $failed failed"
     ((failed == 0))
     exit
@@ -395,6 +407,9 @@ if [[ $which == all ]]; then
     t2=$(now)
     detach_scenarios
     log "detach scenarios: $(elapsed "$t2") s"
+    t2=$(now)
+    sriov_scenarios
+    log "SR-IOV scenarios: $(elapsed "$t2") s"
 fi
 log "boots: $(elapsed "$t") s"
 [[ $which == all ]] && arm64_scenarios

@@ -277,6 +277,7 @@ fn print_dry_run(
             iommu: record.iommu_verdict.clone(),
             devices: &plan.devices,
             hugepages,
+            sriov: &record.sriov,
             warnings: &warnings,
         };
         let _ = serde_json::to_writer_pretty(&mut out, &doc);
@@ -354,6 +355,20 @@ pub(crate) fn render_plan(
     }
     for w in warnings {
         let _ = writeln!(s, "warning: {w}");
+    }
+    for r in &record.sriov {
+        let _ = writeln!(
+            s,
+            "sriov {}: {} VFs: {}{}",
+            r.address,
+            r.requested,
+            match r.outcome.as_str() {
+                "to-make" => "would be made (their VFs are not planned in a dry run)",
+                "already" => "there already",
+                o => o,
+            },
+            r.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+        );
     }
     for h in hugepages {
         let node = h.node.map(|n| format!(" node {n}")).unwrap_or_default();

@@ -5,6 +5,8 @@
 #        VE-KMSG <kernel log line about vfio>   VE-RUN <line of the agent's record>
 #        VE-CONF <line of the image's modprobe.d backstop>   VE-HUGE <size> <nr_hugepages>
 #        VE-CHECK <line of `vfio-early check`> (ve.check=1)   VE-CHECK-EXIT <status>
+#        VE-SRIOV <pf> <numvfs> <totalvfs> <drivers_autoprobe>   VE-VF <vf> <pf>
+#        VE-GROUPS <line of `vfio-early groups`> (ve.groups=1)
 PATH=/ve/bin:$PATH
 exec >/dev/console 2>&1
 echo "VE-STAGE report $1"
@@ -17,6 +19,10 @@ for d in /sys/bus/pci/devices/*; do
     grp=-
     [ -L "$d/iommu_group" ] && grp=$(basename "$(readlink "$d/iommu_group")")
     echo "VE-DEV $a $drv ${ovr:-none} ${vga:--} $grp"
+    # SR-IOV: a PF's counts and autoprobe, a VF's PF.
+    [ -f "$d/sriov_numvfs" ] &&
+        echo "VE-SRIOV $a $(cat "$d/sriov_numvfs") $(cat "$d/sriov_totalvfs") $(cat "$d/sriov_drivers_autoprobe")"
+    [ -L "$d/physfn" ] && echo "VE-VF $a $(basename "$(readlink "$d/physfn")")"
 done
 dmesg | grep -i -E 'vfio|ve-bench' | sed 's/^/VE-KMSG /'
 dmesg | grep -E 'DMAR|AMD-Vi|IOMMU' | head -20 | sed 's/^/VE-IOMMU /'
@@ -31,6 +37,13 @@ if grep -q 've.check=1' /proc/cmdline && [ -x /usr/bin/vfio-early ]; then
     rc=$?
     sed 's/^/VE-CHECK /' /tmp/ve-check.txt
     echo "VE-CHECK-EXIT $rc"
+fi
+if grep -q 've.groups=1' /proc/cmdline && [ -x /ve/bin/vfio-early ]; then
+    /ve/bin/vfio-early groups >/tmp/ve-groups.txt 2>&1
+    sed 's/^/VE-GROUPS /' /tmp/ve-groups.txt
+    /ve/bin/vfio-early groups --json >/tmp/ve-groups.json 2>&1
+    tr -d ' \n' </tmp/ve-groups.json | sed 's/^/VE-GROUPS-JSON /'
+    echo
 fi
 if grep -q 've.detach=1' /proc/cmdline; then
     sh /ve/detach.sh
