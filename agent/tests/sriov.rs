@@ -332,7 +332,7 @@ fn groups_and_check_show_the_pf_and_vf_relations() {
         .unwrap_or_else(|| panic!("{out}"));
     assert!(line.starts_with("pass"), "{line}");
     assert!(
-        line.contains(&format!("PF on igb, 4 of 7 VFs (config: 4)"))
+        line.contains("PF on igb, 4 of 7 VFs (config: 4)")
             && line.contains(&format!("VF 0 {} on vfio-pci", VFS[0]))
             && line.contains(&format!("VF 3 {} on igbvf", VFS[3])),
         "{line}"

@@ -367,7 +367,10 @@ pub(crate) fn render_plan(
                 "already" => "there already",
                 o => o,
             },
-            r.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+            r.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
         );
     }
     for h in hugepages {
