@@ -30,6 +30,7 @@ use crate::modules;
 use crate::pci::{Device, Sriov};
 use crate::plan::Topology;
 use crate::record::SriovRecord;
+#[cfg(feature = "tools")]
 use crate::report::{Finding, Status};
 
 /// What to do with one `[[sriov]]` entry, given its PF as the kernel shows it now.
@@ -296,6 +297,7 @@ pub(crate) fn restore(host: &Host, made: &[SriovRecord], timeout: Duration) {
 
 /// What `check` says of each `[[sriov]]` entry: the PF's VF count against the
 /// config, each VF with its driver, and what the boot did (from its record).
+#[cfg(feature = "tools")]
 pub fn findings(
     entries: &[SriovEntry],
     devices: &[Device],
