@@ -6,6 +6,8 @@
 #   backports_install PKG...       installs PKG from bookworm-backports (root), with
 #                                  what it needs from the system's own sources
 #   backports_installed PKG        true when PKG is installed from backports
+#   backports_download PKG...      downloads PKG's .deb from backports into the current
+#                                  directory (nothing installed)
 #   foreign_apt ARCH ARGS...       apt-get for another architecture (download only)
 #   foreign_apt_cache ARCH ARGS... apt-cache on the same state
 #
@@ -51,6 +53,18 @@ backports_install() {
     fi
     DEBIAN_FRONTEND=noninteractive apt-get "${opts[@]}" install -y -qq --no-install-recommends \
         -t "$BACKPORTS_SUITE" "$@" >/dev/null
+}
+
+backports_download() {
+    local -a opts
+    mapfile -t opts < <(_apt_opts backports)
+    _apt_state backports "deb $DEBIAN_MIRROR $BACKPORTS_SUITE main"
+    opts+=(-o "Dir::Etc::SourceList=$APT_PRIVATE_DIR/backports/sources.list")
+    if ! _apt_fresh backports; then
+        apt-get "${opts[@]}" update -qq || return 1
+        touch "$APT_PRIVATE_DIR/backports/updated"
+    fi
+    apt-get "${opts[@]}" download -qq -t "$BACKPORTS_SUITE" "$@"
 }
 
 # _foreign_opts ARCH: the options of the private state that only knows ARCH (the

@@ -2,7 +2,7 @@
 # Installs what the QEMU harness needs on a fresh Debian machine (CI): only what is
 # missing, without recommends (qemu's pull a GUI).
 set -euo pipefail
-pkgs=(busybox-static kmod cpio dracut-core initramfs-tools-core
+pkgs=(qemu-system-x86 qemu-system-arm busybox-static kmod cpio dracut-core initramfs-tools-core
     shellcheck ovmf pciutils hwdata xz-utils zstd util-linux)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -16,17 +16,6 @@ if ((${#missing[@]})) || ! apt-cache show linux-image-amd64 >/dev/null 2>&1; the
         echo "deps.sh: installing ${missing[*]}" >&2
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
-fi
-# QEMU 10 from bookworm-backports (igb for the SR-IOV boot), as tests/deps.sh installs it.
-# shellcheck source=tests/apt-private.sh
-. "$(dirname "$0")/../apt-private.sh"
-qemu=()
-for p in qemu-system-x86 qemu-system-arm; do
-    backports_installed "$p" || qemu+=("$p")
-done
-if ((${#qemu[@]})); then
-    echo "deps.sh: installing ${qemu[*]} from $BACKPORTS_SUITE" >&2
-    backports_install "${qemu[@]}"
 fi
 command -v cargo >/dev/null || { echo "deps.sh: cargo is needed" >&2; exit 2; }
 installed=$(rustup target list --installed 2>/dev/null)

@@ -119,7 +119,12 @@ qemu_boot() {
     # VE_QEMU_EXTRA: devices added to the standard topology (words, no quoting).
     read -r -a extra <<<"${VE_QEMU_EXTRA:-}"
     t=$(now)
-    timeout --kill-after=10 "$BOOT_TIMEOUT" qemu-system-x86_64 \
+    # VE_QEMU_BIN / VE_QEMU_DATA: another emulator and its data dirs (-L, first found
+    # wins), e.g. the private QEMU 10 of the SR-IOV boot (tests/qemu/sriov.sh).
+    local -a data=()
+    local dir
+    for dir in ${VE_QEMU_DATA:-}; do data+=(-L "$dir"); done
+    timeout --kill-after=10 "$BOOT_TIMEOUT" "${VE_QEMU_BIN:-qemu-system-x86_64}" ${data[@]+"${data[@]}"} \
         -machine "$machine" -accel tcg -cpu "${VFIO_EARLY_QEMU_CPU:-max}" -m "${VFIO_EARLY_QEMU_MEM:-1024}" -smp "${VFIO_EARLY_QEMU_SMP:-1}" \
         -nographic -vga none -nic none -no-reboot -monitor none -serial "file:$logf" \
         "${iommu_args[@]}" "${topo[@]}" ${extra[@]+"${extra[@]}"} \

@@ -4,8 +4,35 @@
 # config (configs/sriov.toml) makes 4 VFs at boot; the image carries igb only because
 # `vfio-early initramfs` names it for the [[sriov]] entry (dracut's --add-drivers adds
 # igbvf alone).
+# igb needs QEMU >= 8.0 and the machine runs Debian 12's 7.2 (QEMU 10 breaks the
+# AMD-IOMMU boots, tests/deps.sh): this boot alone runs QEMU 10 from bookworm-backports,
+# its packages downloaded (never installed) and extracted under $CACHE_DIR/qemu10.
 # shellcheck disable=SC2034  # variables are used by the scripts that source this
 # shellcheck disable=SC2016  # assertions are eval'd single-quoted on purpose
+
+# shellcheck source=tests/apt-private.sh
+. "$QEMU_DIR/../apt-private.sh"
+
+# fetch_qemu10: QEMU 10's x86 emulator, its data and the SeaBIOS it was built with,
+# from bookworm-backports, extracted under $CACHE_DIR/qemu10 (cached). Sets QEMU10_BIN
+# and QEMU10_DATA (the -L dirs: its own data and BIOS first, the system's ROMs after).
+fetch_qemu10() {
+    local c=$CACHE_DIR/qemu10 d
+    if [[ ! -f $c/.done ]]; then
+        log "fetching QEMU 10 from $BACKPORTS_SUITE (extracted, not installed)"
+        rm -rf "$c"
+        mkdir -p "$c/deb" "$c/root"
+        (cd "$c/deb" && backports_download qemu-system-x86 qemu-system-common qemu-system-data seabios) ||
+            die "apt-get download of QEMU 10 from $BACKPORTS_SUITE failed"
+        for d in "$c"/deb/*.deb; do dpkg-deb -x "$d" "$c/root"; done
+        rm -rf "$c/deb"
+        touch "$c/.done"
+    fi
+    QEMU10_BIN=$c/root/usr/bin/qemu-system-x86_64
+    QEMU10_DATA="$c/root/usr/share/qemu $c/root/usr/share/seabios"
+    [[ -x $QEMU10_BIN ]] || die "no $QEMU10_BIN"
+    log "SR-IOV emulator: $("$QEMU10_BIN" --version | sed -n 1p)"
+}
 
 SRIOV_PF=0000:03:00.0
 # igb's VF offset 0x80 and stride 2: VF N at devfn 0x80 + 2N.
@@ -27,7 +54,8 @@ sriov_scenarios() {
     list=$(cpio -it --quiet <"$img" 2>/dev/null)
     ok "SR-IOV image: igb is in the image (named by vfio-early initramfs for the [[sriov]] entry)" \
         grep -E '/igb\.ko(\.[a-z]+)?$' <<<"$list"
-    VE_QEMU_EXTRA=$SRIOV_QEMU qemu_boot "$b" intel "$img" \
+    fetch_qemu10
+    VE_QEMU_BIN=$QEMU10_BIN VE_QEMU_DATA=$QEMU10_DATA VE_QEMU_EXTRA=$SRIOV_QEMU qemu_boot "$b" intel "$img" \
         "$DRACUT_ARGS printk.devkmsg=on ve.config=sriov ve.check=1 ve.groups=1"
     ok "SR-IOV: boot reached the report" reached_report "$b"
     ok "SR-IOV: the agent loaded igb, made 4 VFs and read the count back" \
