@@ -153,18 +153,50 @@ pub(crate) struct PlanDoc<'a> {
     pub warnings: &'a [String],
 }
 
+/// What became of one `[[sriov]]` entry (JSON: the kebab-case name).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SriovOutcome {
+    /// The agent made the VFs.
+    Made,
+    /// The PF had the count asked for already.
+    Already,
+    /// The PF had another non-zero count: kept.
+    Kept,
+    /// The entry cannot be carried out (no such PF, too many VFs).
+    #[default]
+    Refused,
+    /// A write or the PF's driver failed; autoprobe was put back.
+    Failed,
+    /// A dry run: the VFs would be made.
+    ToMake,
+}
+
+impl SriovOutcome {
+    /// The JSON spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Made => "made",
+            Self::Already => "already",
+            Self::Kept => "kept",
+            Self::Refused => "refused",
+            Self::Failed => "failed",
+            Self::ToMake => "to-make",
+        }
+    }
+}
+
 /// What the agent did with one `[[sriov]]` entry (VFs made at boot).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SriovRecord {
     /// The physical function.
-    pub address: String,
+    pub address: PciAddress,
     /// VFs the config asks for.
     pub requested: u16,
     /// `sriov_numvfs` read back after the agent acted (or as found).
     pub numvfs: Option<u16>,
-    /// `made`, `already` (the count was there), `kept` (another non-zero count was
-    /// there and is left alone), `refused` or `failed`.
-    pub outcome: String,
+    /// What became of it.
+    pub outcome: SriovOutcome,
     /// The PF's driver once the VFs were made, and the module loaded for it.
     pub pf_driver: Option<String>,
     /// The module the agent loaded for the PF, when it had no driver.
@@ -173,7 +205,7 @@ pub struct SriovRecord {
     /// `sriov_drivers_autoprobe` as found (restored after the bind).
     pub autoprobe_was: Option<bool>,
     /// The VFs, by index.
-    pub vfs: Vec<String>,
+    pub vfs: Vec<PciAddress>,
     /// What went wrong, or why the count was kept.
     pub error: Option<String>,
 }

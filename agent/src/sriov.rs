@@ -29,7 +29,7 @@ use crate::host::Host;
 use crate::modules;
 use crate::pci::{Device, Sriov};
 use crate::plan::Topology;
-use crate::record::SriovRecord;
+use crate::record::{SriovOutcome, SriovRecord};
 #[cfg(feature = "tools")]
 use crate::report::{Finding, Status};
 
@@ -88,9 +88,9 @@ pub fn decide(entry: &SriovEntry, pf: Option<&Device>) -> Result<Step, String> {
 }
 
 /// The VFs of `pf`, by index.
-fn vfs_in(pf: &Device) -> Vec<String> {
+fn vfs_in(pf: &Device) -> Vec<crate::pci::PciAddress> {
     match &pf.sriov {
-        Some(Sriov::Pf { vfs, .. }) => vfs.iter().map(ToString::to_string).collect(),
+        Some(Sriov::Pf { vfs, .. }) => vfs.clone(),
         _ => Vec::new(),
     }
 }
@@ -110,10 +110,15 @@ pub(crate) fn make(
         .map(|e| {
             let pf = topo.devices.iter().find(|d| d.address == e.address);
             let mut r = SriovRecord {
-                address: e.address.to_string(),
+                address: e.address,
                 requested: e.vfs,
+                numvfs: None,
+                outcome: SriovOutcome::Refused,
                 pf_driver: pf.and_then(|d| d.driver.clone()),
-                ..SriovRecord::default()
+                loaded: None,
+                autoprobe_was: None,
+                vfs: Vec::new(),
+                error: None,
             };
             if let Some(Sriov::Pf {
                 numvfs,
@@ -127,12 +132,12 @@ pub(crate) fn make(
             match (decide(e, pf), pf) {
                 (Err(why), _) => {
                     warn!("[[sriov]] line {}: {why}; no VF made", e.line);
-                    r.outcome = "refused".to_owned();
+                    r.outcome = SriovOutcome::Refused;
                     r.error = Some(why);
                 }
                 (Ok(Step::Already), Some(pf)) => {
                     info!("{}: {} VFs there already", e.address, e.vfs);
-                    r.outcome = "already".to_owned();
+                    r.outcome = SriovOutcome::Already;
                     r.vfs = vfs_in(pf);
                 }
                 (Ok(Step::Keep(n)), Some(pf)) => {
@@ -141,17 +146,17 @@ pub(crate) fn make(
                         e.address, e.vfs, e.vfs
                     );
                     warn!("{why}");
-                    r.outcome = "kept".to_owned();
+                    r.outcome = SriovOutcome::Kept;
                     r.error = Some(why);
                     r.vfs = vfs_in(pf);
                 }
-                (Ok(Step::Make), Some(_)) if dry_run => r.outcome = "to-make".to_owned(),
+                (Ok(Step::Make), Some(_)) if dry_run => r.outcome = SriovOutcome::ToMake,
                 (Ok(Step::Make), Some(pf)) => match make_one(host, cmdline, e, pf, topo, timeout, &mut r)
                 {
-                    Ok(()) => r.outcome = "made".to_owned(),
+                    Ok(()) => r.outcome = SriovOutcome::Made,
                     Err(why) => {
                         error!("{}: {why}; no VF made", e.address);
-                        r.outcome = "failed".to_owned();
+                        r.outcome = SriovOutcome::Failed;
                         r.error = Some(why);
                     }
                 },
@@ -165,7 +170,7 @@ pub(crate) fn make(
 /// `decide` answers an error without a device, so this is never reached; recorded as a
 /// failure rather than a panic at boot.
 fn unreachable_none(r: &mut SriovRecord) {
-    r.outcome = "failed".to_owned();
+    r.outcome = SriovOutcome::Failed;
     r.error = Some("no device".to_owned());
 }
 
@@ -246,7 +251,7 @@ fn make_one(
         ));
     }
     r.vfs = (0..e.vfs)
-        .map_while(|i| host.link_name(a.attr(&format!("virtfn{i}"))))
+        .map_while(|i| host.link_name(a.attr(&format!("virtfn{i}")))?.parse().ok())
         .collect();
     info!(
         "{a}: made {} VFs (sriov_numvfs read back {}{}): {}",
@@ -256,7 +261,11 @@ fn make_one(
             .as_deref()
             .map(|m| format!(", PF driver {m} loaded"))
             .unwrap_or_default(),
-        r.vfs.join(", ")
+        r.vfs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(())
 }
@@ -265,10 +274,8 @@ fn make_one(
 /// agent made that still has no driver (not selected, or refused) offered to the
 /// drivers, as the kernel would have when it made it.
 pub(crate) fn restore(host: &Host, made: &[SriovRecord], timeout: Duration) {
-    for r in made.iter().filter(|r| r.outcome == "made") {
-        let Ok(a) = r.address.parse::<crate::pci::PciAddress>() else {
-            continue;
-        };
+    for r in made.iter().filter(|r| r.outcome == SriovOutcome::Made) {
+        let a = r.address;
         if r.autoprobe_was != Some(true) {
             continue;
         }
@@ -277,16 +284,13 @@ pub(crate) fn restore(host: &Host, made: &[SriovRecord], timeout: Duration) {
             continue;
         }
         let mut probed = 0;
-        for vf in &r.vfs {
-            let Ok(v) = vf.parse::<crate::pci::PciAddress>() else {
-                continue;
-            };
+        for v in &r.vfs {
             if host.exists(v.attr("driver")) {
                 continue;
             }
             // drivers_probe never reports whether a driver took it; a VF whose driver
             // is not loaded yet gets it from udev's coldplug.
-            match host.write_bounded("sys/bus/pci/drivers_probe", vf, timeout) {
+            match host.write_bounded("sys/bus/pci/drivers_probe", &v.to_string(), timeout) {
                 Ok(()) => probed += 1,
                 Err(e) => warn!("{v}: offering it to its driver: {e}"),
             }
@@ -308,20 +312,21 @@ pub fn findings(
         .map(|e| {
             let check = format!("sriov {}", e.address);
             let pf = devices.iter().find(|d| d.address == e.address);
-            let boot = record.iter().find(|r| r.address == e.address.to_string());
+            let boot = record.iter().find(|r| r.address == e.address);
             let at_boot = boot.map_or_else(
                 || "no boot record".to_owned(),
-                |r| match r.outcome.as_str() {
-                    "made" => format!(
+                |r| match r.outcome {
+                    SriovOutcome::Made => format!(
                         "made at boot{}",
                         r.loaded
                             .as_deref()
                             .map(|m| format!(" after loading {m}"))
                             .unwrap_or_default()
                     ),
-                    "already" => "there before the agent ran".to_owned(),
+                    SriovOutcome::Already => "there before the agent ran".to_owned(),
                     o => format!(
-                        "at boot: {o}{}",
+                        "at boot: {}{}",
+                        o.as_str(),
                         r.error.as_deref().map(|x| format!(": {x}")).unwrap_or_default()
                     ),
                 },

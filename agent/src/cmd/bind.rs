@@ -16,7 +16,7 @@ use crate::host::Host;
 use crate::logger::KmsgLogger;
 use crate::machine::{self, read_topology};
 use crate::plan::{self, Action, Plan};
-use crate::record::{HugepageRecord, PlanDoc, Record};
+use crate::record::{HugepageRecord, PlanDoc, Record, SriovOutcome};
 
 /// The longest a command line can be, with room to spare (the kernel's
 /// `COMMAND_LINE_SIZE` is at most 4 KiB on x86 and 2 KiB on arm64).
@@ -176,7 +176,10 @@ fn bind(args: &Args, host: &Host) -> Exit {
             config.bind.timeout(),
             args.dry_run,
         );
-        if made.iter().any(|r| r.outcome == "made") {
+        if made
+            .iter()
+            .any(|r| r.outcome == crate::record::SriovOutcome::Made)
+        {
             topo = read_topology(host);
         }
         record.sriov = made;
@@ -362,10 +365,10 @@ pub(crate) fn render_plan(
             "sriov {}: {} VFs: {}{}",
             r.address,
             r.requested,
-            match r.outcome.as_str() {
-                "to-make" => "would be made (their VFs are not planned in a dry run)",
-                "already" => "there already",
-                o => o,
+            match r.outcome {
+                SriovOutcome::ToMake => "would be made (their VFs are not planned in a dry run)",
+                SriovOutcome::Already => "there already",
+                o => o.as_str(),
             },
             r.error
                 .as_deref()
