@@ -64,14 +64,32 @@ pub(crate) struct DetachRecord {
     pub handover_for: Vec<PciAddress>,
 }
 
+/// Why the detach record cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RecordError {
+    /// It cannot be read.
+    #[error(transparent)]
+    Read(HostError),
+    /// It is not a detach record.
+    #[error("{}: {error}", .path.display())]
+    Damaged {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the JSON parser said.
+        error: serde_json::Error,
+    },
+}
+
 impl DetachRecord {
     /// Reads the record; an absent one is empty, a damaged one an error.
-    pub fn load(host: &Host) -> Result<Self, String> {
+    pub fn load(host: &Host) -> Result<Self, RecordError> {
         match host.read(RECORD_PATH) {
             Err(e) if e.errno() == Some(nix::errno::Errno::ENOENT as i32) => Ok(Self::default()),
-            Err(e) => Err(e.to_string()),
-            Ok(text) => serde_json::from_str(&text)
-                .map_err(|e| format!("{}: {e}", host.path(RECORD_PATH).display())),
+            Err(e) => Err(RecordError::Read(e)),
+            Ok(text) => serde_json::from_str(&text).map_err(|error| RecordError::Damaged {
+                path: host.path(RECORD_PATH),
+                error,
+            }),
         }
     }
 
@@ -707,9 +725,9 @@ mod tests {
         DetachRecord::default().save(&host).unwrap();
         assert!(!t.path(RECORD_PATH).exists());
         t.file(RECORD_PATH, "{ not json");
-        assert!(DetachRecord::load(&host)
-            .unwrap_err()
-            .contains("detached.json"));
+        let e = DetachRecord::load(&host).unwrap_err();
+        assert!(matches!(e, RecordError::Damaged { .. }), "{e}");
+        assert!(e.to_string().contains("detached.json"), "{e}");
     }
 
     #[test]

@@ -19,13 +19,13 @@
 //! naming them, unless `--force`.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::HandoverSettings;
-use crate::host::Host;
+use crate::host::{Host, HostError};
 use crate::iomem;
 use crate::pci::PciAddress;
 
@@ -122,6 +122,62 @@ pub(crate) fn drm_holders(host: &Host, cards: &[PciAddress]) -> Vec<Holder> {
     out
 }
 
+/// Why a host tool run by the handover did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A fixture root: nothing is run.
+    #[error(transparent)]
+    NotLive(HostError),
+    /// It could not be started, or waited for.
+    #[error("{what}: {error}")]
+    Io {
+        /// The command line.
+        what: String,
+        /// What the OS said.
+        error: std::io::Error,
+    },
+    /// It ran and failed.
+    #[error("{what}: {status}")]
+    Status {
+        /// The command line.
+        what: String,
+        /// Its exit status.
+        status: ExitStatus,
+    },
+    /// It did not finish in time, and was killed.
+    #[error("{what}: no answer after {} ms (killed)", .timeout.as_millis())]
+    Timeout {
+        /// The command line.
+        what: String,
+        /// The bound.
+        timeout: Duration,
+    },
+}
+
+/// The release step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// Stopping a unit or removing a module.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// Unbinding a framebuffer console.
+    #[error("unbinding console vtcon{index}: {error}")]
+    Console {
+        /// The console's index.
+        index: u32,
+        /// The write's error.
+        error: HostError,
+    },
+    /// Unbinding the platform framebuffer over the card.
+    #[error("releasing the framebuffer {device}: {error}")]
+    Framebuffer {
+        /// The platform device.
+        device: String,
+        /// The write's error.
+        error: HostError,
+    },
+}
+
 /// Releases what holds the display cards `cards`, as configured. Returns the steps
 /// done (in order) and, when a step failed, why (the steps done stay recorded, so the
 /// caller restores them).
@@ -129,10 +185,10 @@ pub fn release(
     host: &Host,
     settings: &HandoverSettings,
     cards: &[PciAddress],
-) -> (Vec<Step>, Option<String>) {
+) -> (Vec<Step>, Option<ReleaseError>) {
     let mut done = Vec::new();
     let t = settings.timeout();
-    let result = (|| -> Result<(), String> {
+    let result = (|| -> Result<(), ReleaseError> {
         for u in &settings.units {
             if unit_active(host, u, t)? {
                 run_bounded(host, "systemctl", &["stop", u], t)?;
@@ -144,7 +200,7 @@ pub fn release(
                 let bind = format!("sys/class/vtconsole/vtcon{index}/bind");
                 if name.contains("frame buffer") && host.read_attr(&bind).as_deref() == Some("1") {
                     host.write_bounded(&bind, "0", t)
-                        .map_err(|e| format!("unbinding console vtcon{index}: {e}"))?;
+                        .map_err(|error| ReleaseError::Console { index, error })?;
                     done.push(Step::Vtconsole { index });
                 }
             }
@@ -156,7 +212,10 @@ pub fn release(
                     &device,
                     t,
                 )
-                .map_err(|e| format!("releasing the framebuffer {device}: {e}"))?;
+                .map_err(|error| ReleaseError::Framebuffer {
+                    device: device.clone(),
+                    error,
+                })?;
                 done.push(Step::Framebuffer { device, driver });
             }
         }
@@ -183,20 +242,33 @@ pub(crate) fn restore(
     let mut problems = Vec::new();
     for step in steps.iter().rev().filter(|s| which(s)) {
         let r = match step {
-            Step::Module { name } => run_bounded(host, "modprobe", &[name], t),
+            Step::Module { name } => {
+                run_bounded(host, "modprobe", &[name], t).map_err(Restore::Run)
+            }
             Step::Framebuffer { device, driver } => host
                 .write_bounded(format!("sys/bus/platform/drivers/{driver}/bind"), device, t)
-                .map_err(|e| e.to_string()),
+                .map_err(Restore::Write),
             Step::Vtconsole { index } => host
                 .write_bounded(format!("sys/class/vtconsole/vtcon{index}/bind"), "1", t)
-                .map_err(|e| e.to_string()),
-            Step::Unit { name } => run_bounded(host, "systemctl", &["start", name], t),
+                .map_err(Restore::Write),
+            Step::Unit { name } => {
+                run_bounded(host, "systemctl", &["start", name], t).map_err(Restore::Run)
+            }
         };
         if let Err(e) = r {
             problems.push(format!("restoring {step}: {e}"));
         }
     }
     problems
+}
+
+/// Why one restore step failed (its text follows `restoring STEP: `).
+#[derive(Debug, thiserror::Error)]
+enum Restore {
+    #[error(transparent)]
+    Run(RunError),
+    #[error(transparent)]
+    Write(HostError),
 }
 
 /// The steps restored before the card goes back (its driver's modules).
@@ -250,40 +322,42 @@ fn framebuffers_over(host: &Host, cards: &[PciAddress]) -> Vec<(String, String)>
         .collect()
 }
 
-fn unit_active(host: &Host, unit: &str, timeout: Duration) -> Result<bool, String> {
+fn unit_active(host: &Host, unit: &str, timeout: Duration) -> Result<bool, RunError> {
     match run_bounded(host, "systemctl", &["is-active", "--quiet", unit], timeout) {
         Ok(()) => Ok(true),
-        Err(e) if e.contains("exit status") => Ok(false),
+        // `is-active` answers "no" with a failing exit code (a signal is no answer).
+        Err(RunError::Status { status, .. }) if status.code().is_some() => Ok(false),
         Err(e) => Err(e),
     }
 }
 
 /// Runs a host tool with a time bound (killed when over); live hosts only.
-fn run_bounded(host: &Host, tool: &str, args: &[&str], timeout: Duration) -> Result<(), String> {
+fn run_bounded(host: &Host, tool: &str, args: &[&str], timeout: Duration) -> Result<(), RunError> {
     let what = format!("{tool} {}", args.join(" "));
-    host.require_live(&what).map_err(|e| e.to_string())?;
+    host.require_live(&what).map_err(RunError::NotLive)?;
+    let io = |what: &str, error| RunError::Io {
+        what: what.to_owned(),
+        error,
+    };
     let mut child = Command::new(find_tool(tool))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("{what}: {e}"))?;
+        .map_err(|e| io(&what, e))?;
     let start = Instant::now();
     loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => return Err(format!("{what}: {status}")),
+            Ok(Some(status)) => return Err(RunError::Status { what, status }),
             Ok(None) if start.elapsed() >= timeout => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
-                    "{what}: no answer after {} ms (killed)",
-                    timeout.as_millis()
-                ));
+                return Err(RunError::Timeout { what, timeout });
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(format!("{what}: {e}")),
+            Err(e) => return Err(io(&what, e)),
         }
     }
 }
@@ -351,10 +425,8 @@ mod tests {
             ..HandoverSettings::default()
         };
         let (steps, err) = release(&host, &settings, &[a]);
-        assert_eq!(
-            (steps.clone(), err),
-            (vec![Step::Vtconsole { index: 1 }], None)
-        );
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(steps, vec![Step::Vtconsole { index: 1 }]);
         assert_eq!(t.read("sys/class/vtconsole/vtcon1/bind"), "0");
         assert_eq!(
             t.read("sys/class/vtconsole/vtcon0/bind"),
@@ -381,7 +453,12 @@ mod tests {
         };
         let (steps, err) = release(&Host::new(t.root()), &settings, &[a]);
         assert!(steps.is_empty());
-        assert!(err.unwrap().contains("not the live system"));
+        let err = err.unwrap();
+        assert!(
+            matches!(err, ReleaseError::Run(RunError::NotLive(_))),
+            "{err}"
+        );
+        assert!(err.to_string().contains("not the live system"));
     }
 
     #[test]
@@ -409,7 +486,7 @@ mod tests {
             ..HandoverSettings::default()
         };
         let (steps, err) = release(&host, &settings, &[a]);
-        assert_eq!(err, None);
+        assert!(err.is_none(), "{err:?}");
         assert_eq!(steps.len(), 1, "{steps:?}");
         assert_eq!(
             t.read("sys/bus/platform/drivers/efi-framebuffer/unbind"),
