@@ -832,8 +832,13 @@ mod tests {
                 .find(|r| r.address.to_string() == a)
                 .unwrap();
             assert_eq!(r.outcome, DeviceOutcome::RolledBack);
+            // Cleared by the rollback, or never written when the group's budget ran out
+            // first on a loaded machine: either way not left on vfio-pci.
             let ov = t.read(&format!("sys/bus/pci/devices/{a}/driver_override"));
-            assert_eq!(ov.trim(), "", "override of {a} not cleared: {ov:?}");
+            assert!(
+                matches!(ov.trim(), "" | "(null)"),
+                "override of {a} not cleared: {ov:?}"
+            );
         }
         // The unbind was attempted through the host driver's own unbind file.
         assert_eq!(t.read("sys/bus/pci/drivers/radeon/unbind"), "0000:01:00.0");
