@@ -6,8 +6,9 @@
 //! - the seed guide's loop (one `lspci -nns` per device), pointed at the fixture with
 //!   `lspci -A linux-sysfs -O sysfs.path=ROOT/sys`, when `lspci` is installed.
 //!
-//! `VFIO_EARLY_BENCH_FIXTURE=DIR` keeps a copy of the fixture in DIR (for
-//! `tests/bench/groups-vs-seed.sh`, which also times the built binary).
+//! `VFIO_EARLY_BENCH_FIXTURE=DIR` keeps a copy of the fixture in DIR. The built
+//! binary's figures, side by side with the seed loop on the guide's own desktop, come
+//! from `tests/bench/run.sh`.
 
 use std::path::Path;
 use std::process::Command;

@@ -10,12 +10,17 @@
 #   size       the boot agent (--no-default-features), static musl, stripped, stable
 #   groups     `groups` on a 1,039-function tree vs one `lspci -nn` on it (same pci.ids)
 #   seed       the seed guide's loop (one `lspci -nns` per device) vs `groups`, on the
-#              guide's desktop (48 functions, agent/benches/groups.rs)
+#              guide's desktop (its 8-function AMD machine: `tree.sh DIR desktop`)
 #   kconfig    `check-kconfig --json` on Debian's config vs `grep -c -E` of the same
 #              options (the symbols rules.toml names)
 #   boot       tests/qemu/bench-boot.sh ROUNDS: the agent vs the seed's shell loop
 #   scaling    groups and bind --dry-run at 15, 256, 1,039 functions; check-kconfig at
-#              1x, 10x, 100x the config: instructions per function / per byte
+#              1x, 10x, 100x the config: instructions per function / per byte, and per
+#              further function / byte from one size to the next (flat = linear)
+#
+# Both listings are checked to show the same devices (the seed loop's and `groups`'s
+# device lines, `lspci -nn`'s lines and `groups`'s): a benchmark of a command that
+# shows less would prove nothing.
 #
 # Usage: tests/bench/run.sh [--quick] [--boot-rounds N] [--no-boot]
 #   --quick: small inputs, 3 runs, no boot benchmark (what CI runs: it checks that the
@@ -74,6 +79,14 @@ median_ms() {
     done | sort -n | awk '{ v[NR] = $1 } END { printf "%.2f\n", v[int((NR + 1) / 2)] / 1000 }'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+per() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%d", a / b }'; }
+# same_count WHAT N M: fails the run when two listings show different numbers of devices.
+same_count() {
+    if [[ $2 != "$3" ]]; then
+        echo "$1: $2 devices against $3; the commands do not show the same machine" >&2
+        exit 1
+    fi
+}
 thousands() { sed -E ':a; s/^([0-9]+)([0-9]{3})/\1,\2/; ta' <<<"$1"; }
 rows=()
 row() { rows+=("| $1 | $2 | $3 | $4 |"); }
@@ -100,7 +113,9 @@ big=${sizes[-1]}
 t=$(tree "$big")
 say "groups vs lspci -nn, $big functions"
 g_ir=$(instr "$bin" --root "$t" groups)
+g_lines=$(grep -c $'^\t' "$work/out")
 l_ir=$(instr lspci -A linux-sysfs -O sysfs.path="$t/sys/bus/pci" -nn)
+same_count "groups vs lspci -nn" "$g_lines" "$(grep -c . "$work/out")"
 g_ms=$(median_ms "$bin" --root "$t" groups)
 l_ms=$(median_ms lspci -A linux-sysfs -O sysfs.path="$t/sys/bus/pci" -nn)
 row "\`groups\` / one \`lspci -nn\`, $big functions, same pci.ids" \
@@ -108,12 +123,8 @@ row "\`groups\` / one \`lspci -nn\`, $big functions, same pci.ids" \
 
 # --- the seed guide's loop vs groups, on the guide's desktop ------------------------
 desk=$work/desktop
-if ((quick)); then
-    tests/bench/tree.sh "$desk" 8 >>"$log" 2>&1
-else
-    say "the guide's desktop (cargo bench --bench groups keeps its fixture)"
-    VFIO_EARLY_BENCH_FIXTURE=$desk cargo bench -q -p vfio-early --bench groups >>"$log" 2>&1
-fi
+say "the guide's desktop (tests/bench/tree.sh DIR desktop)"
+tests/bench/tree.sh "$desk" desktop >>"$log" 2>&1 || { echo "the desktop tree failed (see $log)" >&2 && exit 1; }
 # The seed guide's loop, verbatim but for the paths, as a script (every process it
 # starts is counted).
 cat >"$work/seed.sh" <<'EOF'
@@ -128,7 +139,9 @@ done
 EOF
 say "seed loop vs groups"
 s_ir=$(instr bash "$work/seed.sh" "$desk")
+s_lines=$(grep -c $'^\t' "$work/out")
 d_ir=$(instr "$bin" --root "$desk" groups)
+same_count "seed loop vs groups" "$s_lines" "$(grep -c $'^\t' "$work/out")"
 s_ms=$(median_ms bash "$work/seed.sh" "$desk")
 d_ms=$(median_ms "$bin" --root "$desk" groups)
 n_desk=$(find "$desk/sys/bus/pci/devices" -mindepth 1 -maxdepth 1 | wc -l)
@@ -165,19 +178,30 @@ echo "| --- | --- | --- | --- |"
 printf '%s\n' "${rows[@]}"
 
 # --- scaling -----------------------------------------------------------------------
+# Per function: the whole run over the functions; per further function: what the next
+# size added over the one before, over the functions it added (flat when linear).
 echo
-echo "| input | \`groups\` instructions | per function | \`bind --dry-run\` instructions | per function |"
-echo "| --- | --- | --- | --- | --- |"
+echo "| functions | \`groups\` instructions | per function | per further function | \`bind --dry-run\` instructions | per function | per further function |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+prev_n=0 prev_g=0 prev_b=0
 for n in "${sizes[@]}"; do
     say "scaling: $n functions"
     t=$(tree "$n")
     gi=$(instr "$bin" --root "$t" groups)
+    same_count "groups at $n functions" "$n" "$(grep -c $'^\t' "$work/out")"
     bi=$(instr "$bin" --root "$t" bind --dry-run --json)
-    echo "| $n functions | $(thousands "$gi") | $(thousands $((gi / n))) | $(thousands "$bi") | $(thousands $((bi / n))) |"
+    if ((prev_n)); then
+        gm=$(thousands "$(per $((gi - prev_g)) $((n - prev_n)))") bm=$(thousands "$(per $((bi - prev_b)) $((n - prev_n)))")
+    else
+        gm=- bm=-
+    fi
+    echo "| $(thousands "$n") | $(thousands "$gi") | $(thousands "$(per "$gi" "$n")") | $gm | $(thousands "$bi") | $(thousands "$(per "$bi" "$n")") | $bm |"
+    prev_n=$n prev_g=$gi prev_b=$bi
 done
 echo
-echo "| input | \`check-kconfig --json\` instructions | per byte |"
-echo "| --- | --- | --- |"
+echo "| \`check-kconfig --json\` on | bytes | instructions | per byte | per further byte |"
+echo "| --- | --- | --- | --- | --- |"
+prev_bytes=0 prev_k=0
 for f in "${factors[@]}"; do
     say "scaling: check-kconfig at ${f}x"
     big_cfg=$work/config-$f
@@ -186,7 +210,12 @@ for f in "${factors[@]}"; do
     for ((k = 1; k < f; k++)); do sed -E "s/CONFIG_([A-Za-z0-9_]+)/CONFIG_\\1_COPY$k/" "$cfg"; done >>"$big_cfg"
     bytes=$(stat -c %s "$big_cfg")
     ki=$(instr "$bin" check-kconfig --json "$big_cfg")
-    echo "| ${f}x ($(thousands "$bytes") bytes) | $(thousands "$ki") | $(awk -v i="$ki" -v b="$bytes" 'BEGIN { printf "%.1f", i / b }') |"
+    marginal=-
+    if ((prev_bytes)); then
+        marginal=$(awk -v i=$((ki - prev_k)) -v b=$((bytes - prev_bytes)) 'BEGIN { printf "%.1f", i / b }')
+    fi
+    echo "| ${f}x | $(thousands "$bytes") | $(thousands "$ki") | $(awk -v i="$ki" -v b="$bytes" 'BEGIN { printf "%.1f", i / b }') | $marginal |"
+    prev_bytes=$bytes prev_k=$ki
 done
 echo
 echo "raw output: $log ($(uname -m), $(nproc) cores, $(date -u +%Y-%m-%d))"

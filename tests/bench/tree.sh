@@ -10,25 +10,51 @@
 # bridges); eight functions per slot, slots of one card share an IOMMU group (four
 # functions per group).
 #
-# Usage: tests/bench/tree.sh DIR N
+# With `desktop` for N: the seed guide's desktop instead (the 8 functions of its AMD
+# machine, testing::seed_machine, written by the seed-desktop example), with the host's
+# pci.ids, an AMD IVRS table and the config space lspci reads.
+#
+# Usage: tests/bench/tree.sh DIR N|desktop
 set -euo pipefail
 
 dir=$1
 n=$2
+top=$(cd "$(dirname "$0")/../.." && pwd)
 mkdir -p "$dir"
 cd "$dir"
+config_space() { # vendor device class -> 64 bytes
+    local v=$1 d=$2 c=$3 hdr=00
+    [[ ${c:0:4} == 0604 ]] && hdr=01
+    printf '%b' "\\x${v:2:2}\\x${v:0:2}\\x${d:2:2}\\x${d:0:2}\\x00\\x00\\x00\\x00\\x01\\x${c:4:2}\\x${c:2:2}\\x${c:0:2}\\x00\\x00\\x$hdr\\x00"
+    printf '\0%.0s' {1..48}
+}
+pci_ids() {
+    mkdir -p usr/share/hwdata
+    for ids in /usr/share/hwdata/pci.ids /usr/share/misc/pci.ids; do
+        if [[ -f $ids ]]; then
+            cp "$ids" usr/share/hwdata/pci.ids
+            break
+        fi
+    done
+}
+if [[ $n == desktop ]]; then
+    (cd "$top" && cargo run -q -p vfio-early-testing --example seed-desktop -- "$dir")
+    pci_ids
+    mkdir -p sys/firmware/acpi/tables
+    : >sys/firmware/acpi/tables/IVRS
+    for real in sys/devices/pci0000:00/*/; do
+        v=$(<"$real/vendor") d=$(<"$real/device") c=$(<"$real/class")
+        config_space "${v#0x}" "${d#0x}" "${c#0x}" >"$real/config"
+    done
+    exit 0
+fi
 mkdir -p sys/bus/pci/devices sys/bus/pci/drivers sys/kernel/iommu_groups sys/devices/pci0000:00 \
-    sys/firmware/acpi/tables proc/sys/kernel dev etc run usr/share/hwdata
+    sys/firmware/acpi/tables proc/sys/kernel dev etc run
 : >sys/firmware/acpi/tables/DMAR
 : >sys/bus/pci/drivers_probe
 echo "6.1.0-bench-amd64" >proc/sys/kernel/osrelease
 echo "BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro quiet intel_iommu=on iommu=pt" >proc/cmdline
-for ids in /usr/share/hwdata/pci.ids /usr/share/misc/pci.ids; do
-    if [[ -f $ids ]]; then
-        cp "$ids" usr/share/hwdata/pci.ids
-        break
-    fi
-done
+pci_ids
 
 # A kernel log of 2,000 records, the IOMMU proof among them.
 {
@@ -52,12 +78,6 @@ models=(
     "8086 1901 0000 0000 060400 pcieport"
     "1002 73bf 1002 0e3a 030000 amdgpu"
 )
-config_space() { # vendor device class -> 64 bytes
-    local v=$1 d=$2 c=$3 hdr=00
-    [[ ${c:0:4} == 0604 ]] && hdr=01
-    printf '%b' "\\x${v:2:2}\\x${v:0:2}\\x${d:2:2}\\x${d:0:2}\\x00\\x00\\x00\\x00\\x01\\x${c:4:2}\\x${c:2:2}\\x${c:0:2}\\x00\\x00\\x$hdr\\x00"
-    printf '\0%.0s' {1..48}
-}
 declare -A drivers=()
 for ((i = 0; i < n; i++)); do
     printf -v addr "0000:%02x:%02x.%x" $((i / 256)) $(((i / 8) % 32)) $((i % 8))
