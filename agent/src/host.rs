@@ -671,9 +671,13 @@ impl Host {
         };
         let mut names: Vec<String> = rd
             .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .map(|e| {
+                e.file_name()
+                    .into_string()
+                    .unwrap_or_else(|n| n.to_string_lossy().into_owned())
+            })
             .collect();
-        names.sort();
+        names.sort_unstable();
         names
     }
 

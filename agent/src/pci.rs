@@ -450,14 +450,21 @@ pub fn scan(host: &Host) -> Vec<Device> {
 /// Where the kernel's own group directories (`sys/kernel/iommu_groups/N/devices`)
 /// disagree with the devices' `iommu_group` links, or hold a member that is not a PCI
 /// function (a platform device): per group, the reasons. Such a group is refused whole
-/// by the planner, since what it really holds is not known.
+/// by the planner, since what it really holds is not known. `devices` are sorted by
+/// address, as [`scan`] gives them.
 pub fn group_problems(
     host: &Host,
     devices: &[Device],
 ) -> std::collections::BTreeMap<u32, Vec<String>> {
     use std::collections::{BTreeMap, BTreeSet};
     let mut problems: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    let by_addr: BTreeMap<PciAddress, &Device> = devices.iter().map(|d| (d.address, d)).collect();
+    // `devices` as `scan` gives them: sorted by address.
+    let by_addr = |a: &PciAddress| {
+        devices
+            .binary_search_by_key(a, |d| d.address)
+            .ok()
+            .map(|i| &devices[i])
+    };
     let mut listed: BTreeSet<(u32, PciAddress)> = BTreeSet::new();
     for name in host.list(IOMMU_GROUPS) {
         let Ok(g) = name.parse::<u32>() else { continue };
@@ -469,7 +476,7 @@ pub fn group_problems(
                 )),
                 Ok(a) => {
                     listed.insert((g, a));
-                    match by_addr.get(&a) {
+                    match by_addr(&a) {
                         None => Some(format!(
                             "it lists {a}, which sys/bus/pci/devices does not show"
                         )),
