@@ -8,6 +8,8 @@
 #   backports_installed PKG        true when PKG is installed from backports
 #   backports_download PKG...      downloads PKG's .deb from backports into the current
 #                                  directory (nothing installed)
+#   backports_apt ARGS...          apt-get on the backports state (use `download`)
+#   backports_apt_cache ARGS...    apt-cache on the same state (`depends PKG/SUITE`)
 #   foreign_apt ARCH ARGS...       apt-get for another architecture (download only)
 #   foreign_apt_cache ARCH ARGS... apt-cache on the same state
 #
@@ -65,6 +67,34 @@ backports_download() {
         touch "$APT_PRIVATE_DIR/backports/updated"
     fi
     apt-get "${opts[@]}" download -qq -t "$BACKPORTS_SUITE" "$@"
+}
+
+# _backports_opts: the options of the backports state, its lists fetched when stale.
+_backports_opts() {
+    local -a opts
+    mapfile -t opts < <(_apt_opts backports)
+    _apt_state backports "deb $DEBIAN_MIRROR $BACKPORTS_SUITE main"
+    opts+=(-o "Dir::Etc::SourceList=$APT_PRIVATE_DIR/backports/sources.list")
+    if ! _apt_fresh backports; then
+        apt-get "${opts[@]}" update -qq >&2 || return 1
+        touch "$APT_PRIVATE_DIR/backports/updated"
+    fi
+    printf '%s\n' "${opts[@]}"
+}
+
+# backports_apt ARGS...: apt-get with bookworm-backports known (nothing installed
+# with `download`).
+backports_apt() {
+    local -a opts
+    mapfile -t opts < <(_backports_opts) && ((${#opts[@]})) || return 1
+    apt-get "${opts[@]}" "$@"
+}
+
+# backports_apt_cache ARGS...: apt-cache on the same state.
+backports_apt_cache() {
+    local -a opts
+    mapfile -t opts < <(_backports_opts) && ((${#opts[@]})) || return 1
+    apt-cache "${opts[@]}" "$@"
 }
 
 # _foreign_opts ARCH: the options of the private state that only knows ARCH (the

@@ -146,6 +146,7 @@ struct RawDevice {
     #[serde(default)]
     allow_storage: bool,
     vf: Option<Spanned<Vec<u16>>>,
+    reset_method: Option<Spanned<Vec<String>>>,
 }
 
 /// One `[[sriov]]` entry: a PF whose VFs the agent makes at boot.
@@ -337,6 +338,9 @@ pub struct Selector {
     pub allow_storage: bool,
     /// With `address` naming an SR-IOV PF: the indexes of the VFs taken (not the PF).
     pub vf: Vec<u16>,
+    /// `reset_method = [...]`: written at boot, before binding, to the devices the
+    /// entry names (its address, or its id's matches), in this order.
+    pub reset_method: Option<Vec<crate::reset::Method>>,
 }
 
 impl fmt::Display for Selector {
@@ -400,6 +404,25 @@ impl Lines {
     fn line(&self, offset: usize) -> usize {
         self.starts.partition_point(|&s| s <= offset)
     }
+}
+
+/// A `reset_method` list: at least one known method, none twice (the kernel refuses
+/// both).
+fn reset_methods(words: &[String]) -> Result<Vec<crate::reset::Method>, String> {
+    if words.is_empty() {
+        return Err(
+            "an empty list chooses nothing (leave the key out for the kernel's own)".to_owned(),
+        );
+    }
+    let mut out: Vec<crate::reset::Method> = Vec::with_capacity(words.len());
+    for w in words {
+        let m: crate::reset::Method = w.parse()?;
+        if out.contains(&m) {
+            return Err(format!("{w} is named twice"));
+        }
+        out.push(m);
+    }
+    Ok(out)
 }
 
 /// 1-based line and column of a byte offset (for the one error a parse reports; the
@@ -516,6 +539,13 @@ impl Config {
                 vf.sort_unstable();
                 vf.dedup();
             }
+            let reset_method = match &dev.reset_method {
+                Some(v) => Some(
+                    reset_methods(v.get_ref())
+                        .map_err(|e| err(at(v.span()), format!("reset_method: {e}")))?,
+                ),
+                None => None,
+            };
             devices.push(Selector {
                 index: i + 1,
                 line: lines.line(span.start),
@@ -524,6 +554,7 @@ impl Config {
                 functions: dev.functions,
                 allow_boot_vga: dev.allow_boot_vga,
                 allow_storage: dev.allow_storage,
+                reset_method,
                 vf,
             });
         }
@@ -685,6 +716,37 @@ mod tests {
             (None, Functions::One, true, 6)
         );
         assert_eq!(c.bind.timeout(), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn reset_method_is_a_list_of_known_methods_in_order() {
+        use crate::reset::Method;
+        let c = parse("[[device]]\naddress = \"0000:03:00.0\"\nreset_method = [\"pm\", \"flr\"]\n")
+            .unwrap();
+        assert_eq!(
+            c.devices[0].reset_method,
+            Some(vec![Method::Pm, Method::Flr])
+        );
+        assert_eq!(
+            parse("[[device]]\naddress = \"0000:03:00.0\"\n")
+                .unwrap()
+                .devices[0]
+                .reset_method,
+            None
+        );
+        for (text, says) in [
+            ("[\"reboot\"]", "is not a reset method"),
+            ("[]", "chooses nothing"),
+            ("[\"flr\", \"flr\"]", "named twice"),
+            ("\"flr\"", "invalid type"),
+        ] {
+            let e = parse(&format!(
+                "[[device]]\naddress = \"0000:03:00.0\"\nreset_method = {text}\n"
+            ))
+            .unwrap_err();
+            assert_eq!(e.at.map(|a| a.0), Some(3), "{e}");
+            assert!(e.message.contains(says), "{text}: {e}");
+        }
     }
 
     #[test]

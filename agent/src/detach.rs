@@ -161,6 +161,7 @@ pub fn selectors(req: &Request<'_>, config: &Config, devices: &[Device]) -> Vec<
                 allow_boot_vga: taken.iter().any(|s| s.allow_boot_vga),
                 allow_storage: taken.iter().any(|s| s.allow_storage),
                 vf: Vec::new(),
+                reset_method: None,
             }
         })
         .collect()

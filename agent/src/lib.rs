@@ -80,6 +80,7 @@ pub mod pciids;
 pub mod plan;
 pub mod record;
 pub mod report;
+pub mod reset;
 pub mod size;
 pub mod sriov;
 pub mod traps;

@@ -152,6 +152,33 @@ pub struct DevicePlan {
     pub reasons: Vec<String>,
 }
 
+impl Plan {
+    /// The `reset_method` each device going to vfio-pci gets at boot: from the entries
+    /// that name it (by address, or by id when the entry has no address; a slot's
+    /// other functions are not named), the first in file order.
+    pub fn reset_targets<'a>(
+        &self,
+        selectors: &'a [Selector],
+    ) -> Vec<(PciAddress, &'a [crate::reset::Method])> {
+        self.devices
+            .iter()
+            .filter(|d| matches!(d.action, Action::Bind | Action::AlreadyBound))
+            .filter_map(|d| {
+                selectors.iter().find_map(|s| {
+                    let named = match s.address {
+                        Some(a) => a == d.address,
+                        None => s
+                            .id
+                            .is_some_and(|id| id.vendor == d.id.vendor && id.device == d.id.device),
+                    };
+                    let m = s.reset_method.as_deref()?;
+                    (named && d.selected_by.contains(&s.index)).then_some((d.address, m))
+                })
+            })
+            .collect()
+    }
+}
+
 /// Serialises a class code as six hex digits, as sysfs and `lspci -n` show it.
 fn class_hex<S: serde::Serializer>(class: &u32, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&format_args!("{class:06x}"))
@@ -739,6 +766,7 @@ pub fn selectors_for(select: &[PciAddress], needs: &[OptIn]) -> Vec<Selector> {
             allow_boot_vga: needs.contains(&OptIn::AllowBootVga),
             allow_storage: needs.contains(&OptIn::AllowStorage),
             vf: Vec::new(),
+            reset_method: None,
         })
         .collect()
 }

@@ -11,6 +11,8 @@ BOOT_TIMEOUT=${VFIO_EARLY_BOOT_TIMEOUT:-240}
 
 # shellcheck source=tests/qemu/stage.sh
 . "$QEMU_DIR/stage.sh"
+# shellcheck source=tests/apt-private.sh
+. "$QEMU_DIR/../apt-private.sh"
 
 log() { printf 'qemu-harness: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 2; }
@@ -20,30 +22,42 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 # fetch_kernel: downloads Debian's generic kernel (whatever linux-image-amd64 depends
-# on today), extracts it under $CACHE_DIR/kernel and runs depmod there. Sets KVER,
-# KROOT (extracted root), KMODDIR, VMLINUZ.
+# on today; with KERNEL_SUITE=backports, what it depends on in
+# bookworm-backports, through the private apt state of tests/apt-private.sh), extracts it
+# under $CACHE_DIR/kernel (kernel-backports) and runs depmod there. Sets KVER, KROOT
+# (extracted root), KMODDIR, VMLINUZ; KSUITE is "" or "backports".
 fetch_kernel() {
-    local pkg deb
+    local pkg deb suite=${KERNEL_SUITE:-} tag=kernel
+    KSUITE=$suite
+    [[ -n $suite ]] && tag=kernel-$suite
     mkdir -p "$CACHE_DIR"
-    if [[ -f $CACHE_DIR/kernel.pkg ]]; then
-        pkg=$(cat "$CACHE_DIR/kernel.pkg")
+    if [[ -f $CACHE_DIR/$tag.pkg ]]; then
+        pkg=$(cat "$CACHE_DIR/$tag.pkg")
+    elif [[ $suite == backports ]]; then
+        pkg=$(backports_apt_cache depends "linux-image-amd64/$BACKPORTS_SUITE" |
+            awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+        [[ -n $pkg ]] || die "linux-image-amd64 in $BACKPORTS_SUITE names no versioned kernel"
     else
         pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
         [[ -n $pkg ]] || die "apt-cache depends linux-image-amd64 names no versioned kernel (apt-get update?)"
     fi
-    KROOT=$CACHE_DIR/kernel
+    KROOT=$CACHE_DIR/$tag
     if [[ ! -f $KROOT/.done ]]; then
         log "fetching $pkg"
         rm -rf "$KROOT" "$CACHE_DIR"/deb
         mkdir -p "$CACHE_DIR/deb"
-        (cd "$CACHE_DIR/deb" && apt-get download "$pkg") || die "apt-get download $pkg failed"
+        if [[ $suite == backports ]]; then
+            (cd "$CACHE_DIR/deb" && backports_apt download "$pkg") || die "apt-get download $pkg failed"
+        else
+            (cd "$CACHE_DIR/deb" && apt-get download "$pkg") || die "apt-get download $pkg failed"
+        fi
         deb=$(ls "$CACHE_DIR"/deb/*.deb)
         mkdir -p "$KROOT"
         dpkg-deb -x "$deb" "$KROOT"
         KVER=$(ls "$KROOT/lib/modules")
         depmod -b "$KROOT" "$KVER"
         rm -rf "$CACHE_DIR/deb"
-        printf '%s\n' "$pkg" >"$CACHE_DIR/kernel.pkg"
+        printf '%s\n' "$pkg" >"$CACHE_DIR/$tag.pkg"
         touch "$KROOT/.done"
     fi
     KVER=$(ls "$KROOT/lib/modules")
@@ -131,7 +145,9 @@ qemu_boot() {
         -kernel "$VMLINUZ" -initrd "$initrd" \
         -append "console=ttyS0 panic=-1 loglevel=4 no_timer_check $append" </dev/null >"$WORK_DIR/$name.qemu.out" 2>&1
     rc=$?
-    log "boot $name ($iommu): exit $rc after $(elapsed "$t") s, log $logf"
+    local guest
+    guest=$(tr -d '\r' <"$logf" | awk '$1 == "VE-UNAME" { v = $2 } END { print v }')
+    log "boot $name ($iommu): exit $rc after $(elapsed "$t") s, guest uname -r ${guest:-unknown}, log $logf"
     return "$rc"
 }
 

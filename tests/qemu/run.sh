@@ -3,9 +3,10 @@
 # End-to-end tests: real initramfs images (dracut shell and systemd, initramfs-tools,
 # mkinitcpio's hooks) booting Debian's generic kernel under QEMU (TCG) with an
 # emulated Intel or AMD IOMMU, and Debian's arm64 kernel on qemu-system-aarch64 (virt,
-# GICv3 ITS, SMMUv3; tests/qemu/arm64.sh). Usage: tests/qemu/run.sh [intel|amd|detach|arm64|sriov|all]
+# GICv3 ITS, SMMUv3; tests/qemu/arm64.sh). Usage: tests/qemu/run.sh [intel|amd|detach|arm64|sriov|newer|all]
 # (detach: only the runtime handover scenarios, one boot; arm64: only the arm64 boots;
-# sriov: only the igb SR-IOV boot, tests/qemu/sriov.sh).
+# sriov: only the igb SR-IOV boot, tests/qemu/sriov.sh; newer: only the named subset on
+# bookworm-backports' kernel, see newer_scenarios).
 # Exit 0 only when every assertion held; the last line is "N passed, M failed".
 # Environment: VFIO_EARLY_BIN (use this binary instead of building it),
 # VFIO_EARLY_BOOT_TIMEOUT (seconds per boot, default 240), VE_SKIP_DEPS=1.
@@ -16,8 +17,8 @@ QEMU_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$QEMU_DIR/lib.sh"
 
 which=${1:-all}
-case $which in intel | amd | detach | arm64 | sriov | all) ;; *)
-    echo "usage: $0 [intel|amd|detach|arm64|sriov|all]" >&2
+case $which in intel | amd | detach | arm64 | sriov | newer | all) ;; *)
+    echo "usage: $0 [intel|amd|detach|arm64|sriov|newer|all]" >&2
     exit 2
     ;;
 esac
@@ -68,6 +69,13 @@ console_before() {
     [[ -n $a && -n $b ]] && ((a < b))
 }
 nothing_on_vfio() { ! report_has "$1" 'VE-DEV ' ' vfio-pci( |$)'; }
+# The guest's own view of its kernel and of the vfio stack (guest/report.sh).
+uname_is() { [[ $(report "$1" | awk '$1 == "VE-UNAME" { v = $2 } END { print v }') == "$2" ]]; }
+mod_loaded() { report_has "$1" 'VE-MOD ' "^$2\$"; }
+vfiodev_has() { report_has "$1" 'VE-VFIODEV ' "$2"; }
+reset_is() { [[ $(report "$1" | awk -v a="$2" '$1 == "VE-RESET" && $2 == a { v = $3 } END { print v }') == "$3" ]]; }
+# ver_ge A B: kernel release A is at least B (major.minor).
+ver_ge() { [[ $(printf '%s\n' "$2" "${1%%-*}" | sort -V | head -n1) == "$2" ]]; }
 
 # The main config (configs/main.toml) on the standard topology.
 assert_main() { # BOOT LABEL EARLY_E1000E(yes|no)
@@ -158,6 +166,40 @@ detach_scenarios() { # one Intel boot: every step of guest/detach.sh
 }
 
 DRACUT_ARGS="root=/dev/nonexistent rd.retry=6 rd.shell=0 rd.emergency=poweroff"
+
+# image_list IMAGE: the image's file list (captured, then matched).
+image_list() { cpio -it --quiet <"$1" 2>/dev/null; }
+image_has() { local l; l=$(image_list "$1"); grep -E -- "$2" <<<"$l" >/dev/null; }
+
+# The module closure and the vfio interfaces of the kernel now in KVER/KMODDIR, proven
+# from its own modules.dep and, after a boot, from the guest (BOOT): vfio_virqfd is a
+# module up to 6.1 and folded into vfio.ko from 6.2; modules may ship compressed.
+closure_assertions() { # LABEL
+    local l=$1 mods
+    mods=$("$AGENT_BIN" modules --kver "$KVER" --kmoddir "$KMODDIR")
+    for m in vfio_pci vfio_pci_core vfio vfio_iommu_type1 irqbypass; do
+        ok "$l modules: $m in vfio-pci's closure for $KVER" grep -qx "$m" <<<"$mods"
+    done
+    if ver_ge "$KVER" 6.2; then
+        ok "$l modules: no vfio_virqfd in the closure ($KVER >= 6.2: folded into vfio.ko)" \
+            eval '! grep -qx vfio_virqfd <<<"$mods" && ! grep -q "vfio_virqfd" "$KMODDIR/modules.dep"'
+    else
+        ok "$l modules: vfio_virqfd in the closure ($KVER < 6.2: its own module)" grep -qx vfio_virqfd <<<"$mods"
+    fi
+}
+
+guest_kernel_assertions() { # BOOT LABEL
+    local b=$1 l=$2
+    ok "$l: the guest runs $KVER (uname -r)" uname_is "$b" "$KVER"
+    ok "$l: vfio, vfio_pci_core, vfio_pci and vfio_iommu_type1 loaded" \
+        eval 'mod_loaded '"$b"' vfio && mod_loaded '"$b"' vfio_pci_core && mod_loaded '"$b"' vfio_pci && mod_loaded '"$b"' vfio_iommu_type1'
+    if ver_ge "$KVER" 6.2; then
+        ok "$l: no vfio_virqfd module loaded (in vfio.ko on $KVER)" eval '! mod_loaded '"$b"' vfio_virqfd'
+    else
+        ok "$l: vfio_virqfd loaded as its own module ($KVER)" mod_loaded "$b" vfio_virqfd
+    fi
+    ok "$l: the group interface /dev/vfio/N is there" vfiodev_has "$b" '^/dev/vfio/[0-9]+$'
+}
 T0=$(now)
 
 boot_scenarios() { # VENDOR
@@ -165,6 +207,7 @@ boot_scenarios() { # VENDOR
     qemu_boot "$v-dracut-shell" "$v" "$WORK_DIR/dracut-shell.img" \
         "$DRACUT_ARGS rd.driver.pre=e1000e printk.devkmsg=on ve.config=main"
     assert_main "$v-dracut-shell" "$v dracut shell" yes
+    guest_kernel_assertions "$v-dracut-shell" "$v dracut shell"
     ok "$v dracut shell: IOMMU groups exist ($v)" kmsg_has "$v-dracut-shell" 'IOMMU group [0-9]+'
     ok "$v dracut shell: modprobe.d backstop in the image" conf_has "$v-dracut-shell" '^install vfio-pci .*vfio-early bind --once; modprobe --ignore-install vfio-pci'
 
@@ -249,6 +292,60 @@ boot_scenarios() { # VENDOR
     fi
 }
 
+# The named subset on the newer kernel that linux-image-amd64 names in
+# bookworm-backports (found by name, cached like the 6.1 one): its module closure and
+# image contents, then Intel and AMD binds, rollback (with check and a reset_method
+# written and read back) and the kill switch, each boot checking the guest's uname -r.
+# Leaves KVER and friends on the newer kernel.
+newer_scenarios() {
+    local t p ext
+    t=$(now)
+    KERNEL_SUITE=backports fetch_kernel
+    log "newer kernel $KVER ready: $(elapsed "$t") s"
+    closure_assertions "newer $KVER"
+    # Debian compresses the modules of its 6.12 (CONFIG_MODULE_COMPRESS_XZ, and
+    # MODULE_DECOMPRESS: the kernel takes them compressed through finit_module).
+    p=$(awk -F: '$1 ~ /\/vfio-pci\.ko/ { print $1; exit }' "$KMODDIR/modules.dep")
+    ext=${p##*/vfio-pci}
+    ok "newer $KVER: vfio-pci ships as $ext (the suffix as modules.dep names it)" test -n "$p" -a -f "$KMODDIR/$p"
+    dracut_image "$WORK_DIR/newer-dracut-shell.img" shell "$QEMU_DIR/configs/main.toml" || die "dracut shell image ($KVER)"
+    ok "newer $KVER image: vfio-pci, vfio-pci-core, vfio and vfio_iommu_type1 in it as $ext" \
+        eval 'for m in vfio-pci vfio-pci-core vfio vfio_iommu_type1; do image_has "$WORK_DIR/newer-dracut-shell.img" "/$m${ext//./\\.}\$" || exit 1; done'
+    ok "newer $KVER image: no vfio_virqfd module in it" eval '! image_has "$WORK_DIR/newer-dracut-shell.img" vfio_virqfd'
+
+    local b=newer-intel
+    qemu_boot "$b" intel "$WORK_DIR/newer-dracut-shell.img" \
+        "$DRACUT_ARGS rd.driver.pre=e1000e printk.devkmsg=on ve.config=main ve.check=1"
+    assert_main "$b" "newer intel dracut shell" yes
+    guest_kernel_assertions "$b" "newer intel dracut shell"
+    ok "newer intel: check reports the vfio interfaces this kernel offers" \
+        eval 'check_has '"$b"' "^info +vfio interface +.*group" && { vfiodev_has '"$b"' "^/dev/vfio/devices/vfio[0-9]+$" && check_has '"$b"' "device cdev /dev/vfio/devices" || check_has '"$b"' "no vfio device cdev"; }'
+
+    b=newer-amd
+    qemu_boot "$b" amd "$WORK_DIR/newer-dracut-shell.img" \
+        "$DRACUT_ARGS rd.driver.pre=e1000e printk.devkmsg=on ve.config=main"
+    assert_main "$b" "newer amd dracut shell" yes
+    ok "newer amd: the guest runs $KVER (uname -r)" uname_is "$b" "$KVER"
+
+    b=newer-extras
+    qemu_boot "$b" intel "$WORK_DIR/newer-dracut-shell.img" \
+        "$DRACUT_ARGS rd.driver.pre=e1000e printk.devkmsg=on ve.config=extras ve.rollback=1 ve.check=1"
+    ok "newer rollback: the guest runs $KVER (uname -r)" uname_is "$b" "$KVER"
+    ok "newer rollback: card A display ends on its host driver" driver_is "$b" 0000:01:00.0 bochs-drm
+    ok "newer rollback: card A audio ends on its host driver" driver_is "$b" 0000:01:00.1 snd_hda_intel
+    ok "newer rollback: the failure is logged" kmsg_has "$b" 'vfio-early: .*0000:01:00\.1.*(fail|roll|verif)'
+    ok "newer rollback: e1000e (another group) still handed over" driver_is "$b" 0000:00:03.0 vfio-pci
+    ok "newer check: fails on the rolled-back group" check_has "$b" '^fail +boot 0000:01:00\.1 +rolled-back'
+
+    b=newer-killswitch
+    qemu_boot "$b" intel "$WORK_DIR/newer-dracut-shell.img" \
+        "$DRACUT_ARGS rd.driver.pre=e1000e ve.config=main vfio_early=off"
+    assert_untouched "$b" "newer kill switch"
+    ok "newer kill switch: the guest runs $KVER (uname -r)" uname_is "$b" "$KVER"
+    ok "newer kill switch: exactly one agent line, naming the switch" \
+        eval '[[ $(agent_lines '"$b"') == 1 ]] && kmsg_has '"$b"' "vfio-early: .*vfio_early=off"'
+}
+
 # shellcheck source=tests/qemu/arm64.sh
 . "$QEMU_DIR/arm64.sh"
 # shellcheck source=tests/qemu/sriov.sh
@@ -297,11 +394,16 @@ if [[ $which == sriov ]]; then
     exit
 fi
 
+# --- newer kernel alone ----------------------------------------------------------------
+if [[ $which == newer ]]; then
+    newer_scenarios
+    log "total $(elapsed "$T0") s"
+    assert_summary
+    exit
+fi
+
 # --- build-time checks (no boot) ---------------------------------------------------
-mods=$("$AGENT_BIN" modules --kver "$KVER" --kmoddir "$KMODDIR")
-for m in vfio_pci vfio_pci_core vfio vfio_iommu_type1 irqbypass; do
-    ok "modules: $m in vfio-pci's closure for $KVER" grep -qx "$m" <<<"$mods"
-done
+closure_assertions "$KVER"
 empty_kmod=$WORK_DIR/empty-kmoddir
 mkdir -p "$empty_kmod"
 ok "modules: exit 1 when the kernel has no vfio-pci" \
@@ -412,7 +514,12 @@ if [[ $which == all ]]; then
     log "SR-IOV scenarios: $(elapsed "$t2") s"
 fi
 log "boots: $(elapsed "$t") s"
-[[ $which == all ]] && arm64_scenarios
+if [[ $which == all ]]; then
+    t2=$(now)
+    newer_scenarios
+    log "newer kernel: $(elapsed "$t2") s"
+    arm64_scenarios
+fi
 log "total $(elapsed "$T0") s"
 
 assert_summary

@@ -207,6 +207,8 @@ fn bind(args: &Args, host: &Host) -> Exit {
         info!("{} selects no device; nothing to do", path.display());
     }
     bind::log_plan(&plan);
+    // The config's reset methods, written before binding (vfio-pci resets with them).
+    let reset_warnings = write_reset_methods(host, &plan, &config);
     let outcome = bind::execute(host, &plan, &cmdline, config.bind.timeout());
     // The selected VFs carry their override now: the others may get their drivers.
     crate::sriov::restore(host, &record.sriov, config.bind.timeout());
@@ -233,8 +235,41 @@ fn bind(args: &Args, host: &Host) -> Exit {
     record.vfio_pci.clone_from(&outcome.vfio_pci);
     record.devices = outcome.devices;
     record.warnings.clone_from(&plan.warnings);
+    record.warnings.extend(reset_warnings);
     record.errors = outcome.errors.iter().map(ToString::to_string).collect();
     finish(args, host, &record, &plan, &hugepages, strict(failed))
+}
+
+/// Writes each planned device's `reset_method` from its entry and reads it back: one
+/// log line per device; what was refused or read back otherwise is also returned, for
+/// the record's warnings.
+fn write_reset_methods(host: &Host, plan: &Plan, config: &Config) -> Vec<String> {
+    use crate::reset::{self, Applied};
+    let mut warnings = Vec::new();
+    for (address, wanted) in plan.reset_targets(&config.devices) {
+        let words = reset::words(wanted);
+        match reset::apply(host, address, wanted, config.bind.timeout()) {
+            Applied::Set { was, now } => {
+                info!("{address}: reset_method {} (was {was})", reset::words(&now));
+            }
+            Applied::Differs { now, .. } => {
+                let w = format!("{address}: reset_method {words} written, but it reads {now}");
+                warn!("{w}");
+                warnings.push(w);
+            }
+            Applied::Refused(r) => {
+                let w = format!("{address}: reset_method {words} not set: {r}");
+                warn!("{w}");
+                warnings.push(w);
+            }
+            Applied::Failed(e) => {
+                let w = format!("{address}: reset_method {words} not set: {e}");
+                warn!("{w}");
+                warnings.push(w);
+            }
+        }
+    }
+    warnings
 }
 
 fn finish(

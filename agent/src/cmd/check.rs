@@ -189,8 +189,12 @@ pub fn check(host: &Host, config_path: Option<&Path>) -> Findings {
         record.as_ref(),
         &records,
     ));
+    f.extend(reset_findings(host, &topo, plan, selectors, &configured));
     f.extend(kernel_verdicts(host, &devices, &configured));
     if let Some(m) = vfio_backend(host, &devices) {
+        f.push(m);
+    }
+    if let Some(m) = vfio_interface(host) {
         f.push(m);
     }
     f.push(freshness(host, config.as_ref(), record.as_ref()));
@@ -604,6 +608,126 @@ fn vfio_backend(host: &Host, devices: &[Device]) -> Option<Finding> {
             format!("DMA backend loaded: {}", loaded.join(", ")),
         )
     })
+}
+
+/// `reset ADDR`: the reset verdict of each configured device ([`reset::judge`], the
+/// configured devices being what is assigned together), the advice of its family, and
+/// whether the `reset_method` its entry chooses is what the kernel shows now.
+fn reset_findings(
+    host: &Host,
+    topo: &Topology,
+    plan: &Plan,
+    selectors: &[config::Selector],
+    configured: &[PciAddress],
+) -> Vec<Finding> {
+    use crate::reset::{self, Resettable};
+    let methods = reset::read_all(host, &topo.devices);
+    let families = reset::builtin_families();
+    let assigned = |a: PciAddress| configured.contains(&a);
+    let mut out = Vec::new();
+    for addr in configured {
+        let Some(d) = topo.devices.iter().find(|d| d.address == *addr) else {
+            continue;
+        };
+        let v = reset::judge(d, &topo.devices, &methods, &assigned, &families);
+        if v.resettable == Resettable::NotNeeded {
+            continue;
+        }
+        let check = format!("reset {addr}");
+        let status = match v.resettable {
+            _ if v.family.is_some() => Status::Warn,
+            Resettable::Device | Resettable::SlotBus => Status::Pass,
+            Resettable::No => Status::Warn,
+            Resettable::Unknown | Resettable::NotNeeded => Status::Info,
+        };
+        let detail = format!("reset_method: {}; {}", v.methods, v.resettable.words());
+        let mut finding = Finding::new(check, status, detail);
+        if let Some(h) = reset::hint(&v) {
+            finding = finding.hint(h);
+        }
+        out.push(finding);
+    }
+    for (addr, wanted) in plan.reset_targets(selectors) {
+        let now = methods
+            .get(&addr)
+            .cloned()
+            .unwrap_or(reset::Methods::Unknown);
+        let want = reset::words(wanted);
+        out.push(if now.listed() == Some(wanted) {
+            Finding::new(
+                format!("reset {addr}"),
+                Status::Pass,
+                format!("reset_method is {want}, as the config chooses"),
+            )
+        } else {
+            Finding::new(
+                format!("reset {addr}"),
+                Status::Warn,
+                format!("the config chooses reset_method {want}; the kernel shows {now}"),
+            )
+            .hint("the boot log's vfio-early: line for this device says why (or rebuild the initramfs)")
+        });
+    }
+    out
+}
+
+/// `vfio interface`: what the running kernel offers userspace, from the nodes it
+/// made: the group interface (`/dev/vfio/N`, Linux of every version) and the device
+/// cdev (`/dev/vfio/devices/vfioX`, 6.6+ with IOMMUFD and VFIO_DEVICE_CDEV). `None`
+/// when vfio is not loaded.
+fn vfio_interface(host: &Host) -> Option<Finding> {
+    if !host.exists("sys/module/vfio") {
+        return None;
+    }
+    let groups: Vec<String> = host
+        .list("dev/vfio")
+        .into_iter()
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        .map(|n| format!("/dev/vfio/{n}"))
+        .collect();
+    let cdevs: Vec<String> = host
+        .list("dev/vfio/devices")
+        .into_iter()
+        .map(|n| format!("/dev/vfio/devices/{n}"))
+        .collect();
+    let release = host.kernel_release().unwrap_or_default();
+    let group_part = if groups.is_empty() {
+        "group interface: no group open to userspace yet (/dev/vfio/N)".to_owned()
+    } else {
+        format!("group interface: {}", groups.join(", "))
+    };
+    let cdev_part = if !cdevs.is_empty() {
+        let fd = if host.exists("dev/iommu") {
+            "iommufd at /dev/iommu"
+        } else {
+            "no /dev/iommu"
+        };
+        format!("device cdev /dev/vfio/devices: {} ({fd})", cdevs.join(", "))
+    } else if !release.is_empty() && !at_least(&release, (6, 6)) {
+        format!(
+            "no vfio device cdev: Linux {release} is older than 6.6, which added /dev/vfio/devices"
+        )
+    } else if groups.is_empty() {
+        "no vfio device cdev (/dev/vfio/devices) now".to_owned()
+    } else {
+        format!(
+            "no vfio device cdev: Linux {release} is built without it (/dev/vfio/devices needs \
+             CONFIG_VFIO_DEVICE_CDEV, which needs CONFIG_IOMMUFD)"
+        )
+    };
+    Some(Finding::new(
+        "vfio interface",
+        Status::Info,
+        format!("{group_part}; {cdev_part}"),
+    ))
+}
+
+/// Whether a kernel release is at least (major, minor).
+fn at_least(release: &str, want: (u32, u32)) -> bool {
+    let mut p = release.split(|c: char| !c.is_ascii_digit());
+    let major = p.next().and_then(|x| x.parse::<u32>().ok());
+    let minor = p.next().and_then(|x| x.parse::<u32>().ok());
+    matches!((major, minor), (Some(a), Some(b)) if (a, b) >= want)
 }
 
 /// The command that rebuilds the initramfs on this system, from what is installed.

@@ -30,13 +30,20 @@
 //!                   "class_name": "VGA compatible controller",
 //!                   "vendor_name": "...", "device_name": "...", "subsystem_name": null,
 //!                   "driver": "radeon", "boot_vga": false, "bridge": false,
-//!                   "gpu": 2 } ] } ] }
+//!                   "gpu": 2,
+//!                   "reset": { "methods": ["bus"], "resettable": "device",
+//!                              "family": "AMD Polaris 10 (...)", "hint": "..." } } ] } ] }
 //! ```
 //!
 //! An SR-IOV function adds `"sriov"`: a PF `{ "role": "pf", "totalvfs": 7,
 //! "numvfs": 2, "drivers_autoprobe": true, "vfs": ["0000:03:10.0", "0000:03:10.2"] }`,
 //! a VF `{ "role": "vf", "pf": "0000:03:00.0", "index": 1 }`; in words, `SR-IOV PF:
 //! 2 of 7 VFs` and `SR-IOV VF 1 of 0000:03:00.0` end the device's line.
+//! `reset` is the reset verdict ([`crate::reset::judge`], the IOMMU group counting as
+//! what is assigned together): `methods` as the kernel's `reset_method` lists them
+//! (`[]` when it shows none, `null` when the kernel is older than 5.15), `resettable`
+//! one of `device`, `slot-bus`, `no` (cannot be reset between VM runs), `unknown`,
+//! `not-needed` (a bridge); `family` and `hint` only when there is advice.
 
 use std::fmt::Write as _;
 
@@ -50,6 +57,7 @@ use crate::machine::{gpus, read_facts, read_topology};
 use crate::pci::{Device, PciAddress, Sriov};
 use crate::pciids::PciIds;
 use crate::plan::{self, class_name, Handover, OptIn, Plan, Topology};
+use crate::reset;
 use crate::traps;
 
 /// Options of `vfio-early groups`.
@@ -100,9 +108,39 @@ pub struct DeviceView {
     /// SR-IOV: a PF with its VF counts and VFs, or a VF with its PF and index.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sriov: Option<Sriov>,
+    /// The reset verdict (filled by [`collect`], which reads `reset_method`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reset: Option<ResetView>,
     /// Display class.
     #[serde(skip)]
     pub display: bool,
+}
+
+/// A device's reset verdict, as shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResetView {
+    /// The kernel's methods; `None` when the kernel does not say.
+    pub methods: Option<Vec<reset::Method>>,
+    /// Whether it can be reset between VM runs.
+    pub resettable: reset::Resettable,
+    /// A family known to need help.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    /// What to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl ResetView {
+    /// The view of a verdict.
+    pub fn of(v: &reset::Verdict) -> Self {
+        Self {
+            methods: v.methods.listed().map(<[reset::Method]>::to_vec),
+            resettable: v.resettable,
+            family: v.family.as_ref().map(|f| f.name.clone()),
+            hint: reset::hint(v),
+        }
+    }
 }
 
 /// One group.
@@ -175,6 +213,7 @@ fn view(d: &Device, ids: Option<&PciIds>, gpu: Option<usize>) -> DeviceView {
         bridge: d.is_bridge(),
         gpu,
         sriov: d.sriov.clone(),
+        reset: None,
         display: d.is_display(),
     }
 }
@@ -183,6 +222,7 @@ fn view(d: &Device, ids: Option<&PciIds>, gpu: Option<usize>) -> DeviceView {
 pub fn collect(host: &Host, ids: Option<&PciIds>) -> Groups {
     let topo = read_topology(host);
     let mut g = of_topology(&topo, ids);
+    add_resets(&mut g, &topo, &reset::read_all(host, &topo.devices));
     let none = Plan::default();
     g.warnings = traps::find(&none, &topo, &read_facts(host, &none))
         .iter()
@@ -202,6 +242,29 @@ pub fn collect(host: &Host, ids: Option<&PciIds>) -> Groups {
         g.iommu.vendor = Evidence::gather(host, Ok(&[])).vendor();
     }
     g
+}
+
+/// Adds each device's reset verdict, its IOMMU group being what is assigned with it.
+pub fn add_resets(
+    g: &mut Groups,
+    topo: &Topology,
+    methods: &std::collections::BTreeMap<PciAddress, reset::Methods>,
+) {
+    let families = reset::builtin_families();
+    for grp in &mut g.groups {
+        let n = grp.group;
+        let in_group = |a: PciAddress| {
+            topo.devices
+                .iter()
+                .any(|d| d.address == a && d.iommu_group == Some(n))
+        };
+        for view in &mut grp.devices {
+            if let Some(d) = topo.devices.iter().find(|d| d.address == view.address) {
+                let v = reset::judge(d, &topo.devices, methods, &in_group, &families);
+                view.reset = Some(ResetView::of(&v));
+            }
+        }
+    }
 }
 
 /// The groups of a topology, each with the planner's verdict (pure; `iommu.vendor`
@@ -374,9 +437,37 @@ pub fn render(g: &Groups) -> String {
                 None => {}
             }
             out.push('\n');
+            if let Some(r) = &d.reset {
+                render_reset(&mut out, r);
+            }
         }
     }
     out
+}
+
+/// The device's reset line under it (`reset: flr pm`, `reset: none (cannot be reset
+/// between VM runs)`, `reset: unknown`), and the hint when there is one; nothing for
+/// a bridge.
+fn render_reset(out: &mut String, r: &ResetView) {
+    if r.resettable == reset::Resettable::NotNeeded {
+        return;
+    }
+    let methods = match &r.methods {
+        None => "unknown".to_owned(),
+        Some(m) if m.is_empty() => "none".to_owned(),
+        Some(m) => reset::words(m),
+    };
+    let _ = write!(out, "\t\treset: {methods}");
+    if matches!(
+        r.resettable,
+        reset::Resettable::SlotBus | reset::Resettable::No | reset::Resettable::Unknown
+    ) {
+        let _ = write!(out, " ({})", r.resettable.words());
+    }
+    out.push('\n');
+    if let Some(h) = &r.hint {
+        let _ = writeln!(out, "\t\treset hint: {h}");
+    }
 }
 
 fn list(a: &[PciAddress]) -> String {

@@ -7,9 +7,19 @@
 #        VE-CHECK <line of `vfio-early check`> (ve.check=1)   VE-CHECK-EXIT <status>
 #        VE-SRIOV <pf> <numvfs> <totalvfs> <drivers_autoprobe>   VE-VF <vf> <pf>
 #        VE-GROUPS <line of `vfio-early groups`> (ve.groups=1)
+#        VE-UNAME <uname -r>   VE-MOD <loaded module of the vfio stack>
+#        VE-VFIODEV <node under /dev/vfio, /dev/vfio/devices, /dev/iommu>
+#        VE-RESET <addr> <reset_method, or "absent" when the kernel shows none>
 PATH=/ve/bin:$PATH
 exec >/dev/console 2>&1
 echo "VE-STAGE report $1"
+echo "VE-UNAME $(uname -r)"
+while read -r m _; do
+    case $m in vfio* | iommufd | irqbypass | kvm) echo "VE-MOD $m" ;; esac
+done </proc/modules
+for n in /dev/vfio/* /dev/vfio/devices/* /dev/iommu; do
+    [ -e "$n" ] && echo "VE-VFIODEV $n"
+done
 for d in /sys/bus/pci/devices/*; do
     a=${d##*/}
     drv=none
@@ -23,6 +33,9 @@ for d in /sys/bus/pci/devices/*; do
     [ -f "$d/sriov_numvfs" ] &&
         echo "VE-SRIOV $a $(cat "$d/sriov_numvfs") $(cat "$d/sriov_totalvfs") $(cat "$d/sriov_drivers_autoprobe")"
     [ -L "$d/physfn" ] && echo "VE-VF $a $(basename "$(readlink "$d/physfn")")"
+    rm=absent
+    [ -f "$d/reset_method" ] && rm=$(tr ' ' , <"$d/reset_method" 2>/dev/null)
+    echo "VE-RESET $a ${rm:-empty}"
 done
 dmesg | grep -i -E 'vfio|ve-bench' | sed 's/^/VE-KMSG /'
 dmesg | grep -E 'DMAR|AMD-Vi|IOMMU' | head -20 | sed 's/^/VE-IOMMU /'
