@@ -421,6 +421,8 @@ pub enum Applied {
     },
     /// Written, but it reads back otherwise.
     Differs {
+        /// What it showed before.
+        was: Methods,
         /// What was asked.
         wanted: Vec<Method>,
         /// What it reads now.
@@ -452,6 +454,7 @@ pub fn apply(
     match read(host, address, Some(true)) {
         Methods::Listed(now) if now == wanted => Applied::Set { was, now },
         now => Applied::Differs {
+            was,
             wanted: wanted.to_vec(),
             now,
         },

@@ -195,7 +195,9 @@ fn check_reports_each_configured_devices_reset() {
 
 #[test]
 fn bind_writes_the_chosen_reset_method_reads_it_back_and_logs_it() {
+    // The NIC already on vfio-pci: the run keeps it there, and keeps the method.
     let t = machine("6.1.0-test");
+    t.bind_link(NIC, "vfio-pci");
     t.config(&format!(
         "[[device]]\naddress = \"{NIC}\"\nreset_method = [\"flr\"]\n"
     ));
@@ -210,10 +212,37 @@ fn bind_writes_the_chosen_reset_method_reads_it_back_and_logs_it() {
         kmsg.contains(&format!("vfio-early: {NIC}: reset_method flr (was flr pm)")),
         "{kmsg}"
     );
+    assert!(!kmsg.contains("restored"), "{kmsg}");
     let check = stdout(&run(&t, &["check"]));
     assert!(
         check.contains("reset_method is flr, as the config chooses"),
         "{check}"
+    );
+}
+
+#[test]
+fn a_rolled_back_bind_puts_the_reset_method_back() {
+    // On a fixture no driver ever binds: the group is rolled back, and the method the
+    // kernel listed before the write is written back.
+    let t = machine("6.1.0-test");
+    t.config(&format!(
+        "[[device]]\naddress = \"{NIC}\"\nreset_method = [\"pm\"]\n"
+    ));
+    assert_eq!(run(&t, &["bind"]).status.code(), Some(0));
+    let kmsg = t.read("dev/kmsg");
+    assert!(
+        kmsg.contains(&format!("vfio-early: {NIC}: reset_method pm (was flr pm)")),
+        "{kmsg}"
+    );
+    assert!(
+        kmsg.contains(&format!(
+            "vfio-early: {NIC}: reset_method flr pm restored (not on vfio-pci)"
+        )),
+        "{kmsg}"
+    );
+    assert_eq!(
+        t.read(&format!("sys/bus/pci/devices/{NIC}/reset_method")),
+        "flr pm"
     );
 }
 
@@ -252,14 +281,18 @@ fn bind_refuses_reset_methods_the_kernel_cannot_take() {
         "{check}"
     );
 
-    // With the module loaded, it is written.
+    // With the module loaded, it is written (and, the card being rolled back on a
+    // fixture, put back).
     let t = machine("6.1.0-test");
     t.config(&conf);
     t.file("sys/module/vendor_reset/refcnt", "0\n");
     assert_eq!(run(&t, &["bind"]).status.code(), Some(0));
-    assert_eq!(
-        t.read(&format!("sys/bus/pci/devices/{POLARIS}/reset_method")),
-        "device_specific"
+    let kmsg = t.read("dev/kmsg");
+    assert!(
+        kmsg.contains(&format!(
+            "vfio-early: {POLARIS}: reset_method device_specific (was bus)"
+        )),
+        "{kmsg}"
     );
 
     // A device the kernel found no method for, and a kernel without the attribute.

@@ -15,6 +15,7 @@ use crate::exit::{Exit, Outcome};
 use crate::host::Host;
 use crate::logger::KmsgLogger;
 use crate::machine::{self, read_topology};
+use crate::pci::{self, PciAddress};
 use crate::plan::{self, Action, Plan};
 use crate::record::{HugepageRecord, PlanDoc, Record, SriovOutcome};
 
@@ -208,8 +209,14 @@ fn bind(args: &Args, host: &Host) -> Exit {
     }
     bind::log_plan(&plan);
     // The config's reset methods, written before binding (vfio-pci resets with them).
-    let reset_warnings = write_reset_methods(host, &plan, &config);
+    let (mut reset_warnings, reset_before) = write_reset_methods(host, &plan, &config);
     let outcome = bind::execute(host, &plan, &cmdline, config.bind.timeout());
+    reset_warnings.extend(restore_reset_methods(
+        host,
+        &outcome,
+        &reset_before,
+        config.bind.timeout(),
+    ));
     // The selected VFs carry their override now: the others may get their drivers.
     crate::sriov::restore(host, &record.sriov, config.bind.timeout());
     let hugepages = crate::hugepages::reserve(host, &hugepages, config.bind.timeout());
@@ -242,17 +249,28 @@ fn bind(args: &Args, host: &Host) -> Exit {
 
 /// Writes each planned device's `reset_method` from its entry and reads it back: one
 /// log line per device; what was refused or read back otherwise is also returned, for
-/// the record's warnings.
-fn write_reset_methods(host: &Host, plan: &Plan, config: &Config) -> Vec<String> {
-    use crate::reset::{self, Applied};
+/// the record's warnings, with the lists found before each write (for a rollback).
+fn write_reset_methods(
+    host: &Host,
+    plan: &Plan,
+    config: &Config,
+) -> (Vec<String>, Vec<(PciAddress, Vec<crate::reset::Method>)>) {
+    use crate::reset::{self, Applied, Methods};
     let mut warnings = Vec::new();
+    let mut before = Vec::new();
     for (address, wanted) in plan.reset_targets(&config.devices) {
         let words = reset::words(wanted);
         match reset::apply(host, address, wanted, config.bind.timeout()) {
             Applied::Set { was, now } => {
                 info!("{address}: reset_method {} (was {was})", reset::words(&now));
+                if let Methods::Listed(m) = was {
+                    before.push((address, m));
+                }
             }
-            Applied::Differs { now, .. } => {
+            Applied::Differs { now, was, .. } => {
+                if let Methods::Listed(m) = was {
+                    before.push((address, m));
+                }
                 let w = format!("{address}: reset_method {words} written, but it reads {now}");
                 warn!("{w}");
                 warnings.push(w);
@@ -264,6 +282,41 @@ fn write_reset_methods(host: &Host, plan: &Plan, config: &Config) -> Vec<String>
             }
             Applied::Failed(e) => {
                 let w = format!("{address}: reset_method {words} not set: {e}");
+                warn!("{w}");
+                warnings.push(w);
+            }
+        }
+    }
+    (warnings, before)
+}
+
+/// Puts back the `reset_method` found before the write on each device that did not end
+/// on vfio-pci (its group was rolled back): a rollback restores what it found.
+fn restore_reset_methods(
+    host: &Host,
+    outcome: &bind::Outcome,
+    before: &[(PciAddress, Vec<crate::reset::Method>)],
+    timeout: std::time::Duration,
+) -> Vec<String> {
+    use crate::reset;
+    let mut warnings = Vec::new();
+    for (address, was) in before {
+        let kept = outcome.devices.iter().any(|d| {
+            d.address == address.to_string() && d.driver_after.as_deref() == Some(pci::VFIO_DRIVER)
+        });
+        if kept || was.is_empty() {
+            continue;
+        }
+        match host.write_bounded(address.attr(reset::ATTR), &reset::words(was), timeout) {
+            Ok(()) => info!(
+                "{address}: reset_method {} restored (not on vfio-pci)",
+                reset::words(was)
+            ),
+            Err(e) => {
+                let w = format!(
+                    "{address}: reset_method {} not restored: {e}",
+                    reset::words(was)
+                );
                 warn!("{w}");
                 warnings.push(w);
             }
