@@ -342,9 +342,12 @@ newer_scenarios() {
             eval 'vfiodev_has '"$b"' "^/dev/vfio/devices/vfio[0-9]+$" && check_has '"$b"' "^info +vfio interface +group interface: /dev/vfio/[0-9]+.*; device cdev /dev/vfio/devices: /dev/vfio/devices/vfio[0-9]"'
     else
         ok "newer intel: no VFIO_DEVICE_CDEV in $KVER's config: no /dev/vfio/devices, and check says the kernel is built without it" \
-            eval '! vfiodev_has '"$b"' "^/dev/vfio/devices" && check_has '"$b"' "^info +vfio interface +group interface: /dev/vfio/[0-9]+.*; no vfio device cdev: Linux $KVER is built without it"'
+            eval '! vfiodev_has '"$b"' "^/dev/vfio/devices" && check_has '"$b"' "^info +vfio interface +group interface: /dev/vfio/[0-9]+.*; no vfio device cdev: Linux [^ ]+ is built without it"'
     fi
 
+    # The AMD bind runs on Debian 12's QEMU 7.2: under QEMU 10.0.2's amd-iommu, 6.12's
+    # emulated-device DMA went untranslated (AHCI IDENTIFY timeouts, a udev event that
+    # never ended: 2 boots of 4 here), one reason the machine's QEMU stays 7.2.
     b=newer-amd
     qemu_boot "$b" amd "$WORK_DIR/newer-dracut-shell.img" \
         "$DRACUT_ARGS rd.driver.pre=e1000e printk.devkmsg=on ve.config=main"
