@@ -301,9 +301,10 @@ fn restore_reset_methods(
     use crate::reset;
     let mut warnings = Vec::new();
     for (address, was) in before {
-        let kept = outcome.devices.iter().any(|d| {
-            d.address == address.to_string() && d.driver_after.as_deref() == Some(pci::VFIO_DRIVER)
-        });
+        let kept = outcome
+            .devices
+            .iter()
+            .any(|d| d.address == *address && d.driver_after.as_deref() == Some(pci::VFIO_DRIVER));
         if kept || was.is_empty() {
             continue;
         }
