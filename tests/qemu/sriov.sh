@@ -29,6 +29,9 @@ fetch_qemu10() {
         touch "$c/.done"
     fi
     QEMU10_BIN=$c/root/usr/bin/qemu-system-x86_64
+    # Its own modules (audio, UI), never the installed 7.2's ("Only modules from the
+    # same build can be loaded").
+    QEMU10_MODULES=$c/root/usr/lib/x86_64-linux-gnu/qemu
     QEMU10_DATA="$c/root/usr/share/qemu $c/root/usr/share/seabios"
     [[ -x $QEMU10_BIN ]] || die "no $QEMU10_BIN"
     log "SR-IOV emulator: $("$QEMU10_BIN" --version | sed -n 1p)"
@@ -55,7 +58,8 @@ sriov_scenarios() {
     ok "SR-IOV image: igb is in the image (named by vfio-early initramfs for the [[sriov]] entry)" \
         grep -E '/igb\.ko(\.[a-z]+)?$' <<<"$list"
     fetch_qemu10
-    VE_QEMU_BIN=$QEMU10_BIN VE_QEMU_DATA=$QEMU10_DATA VE_QEMU_EXTRA=$SRIOV_QEMU qemu_boot "$b" intel "$img" \
+    QEMU_MODULE_DIR=$QEMU10_MODULES VE_QEMU_BIN=$QEMU10_BIN VE_QEMU_DATA=$QEMU10_DATA \
+        VE_QEMU_EXTRA=$SRIOV_QEMU qemu_boot "$b" intel "$img" \
         "$DRACUT_ARGS printk.devkmsg=on ve.config=sriov ve.check=1 ve.groups=1"
     ok "SR-IOV: boot reached the report" reached_report "$b"
     ok "SR-IOV: the agent loaded igb, made 4 VFs and read the count back" \
