@@ -29,8 +29,8 @@ fetch_qemu10() {
         touch "$c/.done"
     fi
     QEMU10_BIN=$c/root/usr/bin/qemu-system-x86_64
-    # Its own modules (audio, UI), never the installed 7.2's ("Only modules from the
-    # same build can be loaded").
+    # Its own modules (audio, UI) first; the installed 7.2's, which it tries too, fail
+    # to load ("Only modules from the same build can be loaded"), harmlessly.
     QEMU10_MODULES=$c/root/usr/lib/x86_64-linux-gnu/qemu
     QEMU10_DATA="$c/root/usr/share/qemu $c/root/usr/share/seabios"
     [[ -x $QEMU10_BIN ]] || die "no $QEMU10_BIN"
