@@ -145,22 +145,24 @@ impl Log for KmsgLogger {
         if r.level() <= self.stderr_level {
             // -v and -vv: a trace with the time of each step, to see where a bind or
             // a rollback spent its time.
+            // Whole microseconds (no float formatting in the boot agent).
             let at = if self.stderr_level >= LevelFilter::Debug {
-                format!("{:>9.3} ms ", self.start.elapsed().as_secs_f64() * 1000.0)
+                let us = self.start.elapsed().as_micros();
+                format!("{:>5}.{:03} ms ", us / 1000, us % 1000)
             } else {
                 String::new()
             };
-            let _ = writeln!(
-                std::io::stderr(),
-                "vfio-early: {at}{}",
-                level_word(r.level(), &text)
-            );
+            // One write per line (stderr is unbuffered).
+            let line = format!("vfio-early: {at}{}\n", level_word(r.level(), &text));
+            let _ = std::io::stderr().write_all(line.as_bytes());
         }
         let Ok(mut st) = self.state.lock() else {
             return;
         };
-        st.lines
-            .push(format!("{}: {text}", r.level().as_str().to_lowercase()));
+        st.lines.push(format!(
+            "{}: {text}",
+            r.level().as_str().to_ascii_lowercase()
+        ));
         if r.level() > self.kmsg_level || st.kmsg.is_none() {
             return;
         }
