@@ -270,6 +270,7 @@ pub(crate) fn execute(host: &Host, plan: &Plan, cmdline: &Cmdline, timeout: Dura
                 Availability::Modprobe(p) => format!("loaded by {}", p.display()),
                 Availability::Loaded(m) => format!("loaded ({})", m.join(", ")),
             };
+            debug!("vfio-pci {how}");
             out.vfio_pci = Some(how);
         }
         Err(e) => {
@@ -547,6 +548,9 @@ fn wait_for(
     window: Duration,
 ) -> Vec<(PciAddress, Option<String>)> {
     let start = Instant::now();
+    // A probe is synchronous, so the first look usually settles it; when it does not,
+    // naps from 1 ms growing to 10 ms.
+    let mut nap = Duration::from_millis(1);
     loop {
         let pending: Vec<(PciAddress, Option<String>)> = addrs
             .iter()
@@ -557,7 +561,8 @@ fn wait_for(
             return pending;
         }
         trace!("waiting for {} driver link(s)", pending.len());
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(nap.min(window.saturating_sub(start.elapsed())));
+        nap = (nap * 2).min(Duration::from_millis(10));
     }
 }
 

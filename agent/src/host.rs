@@ -1068,7 +1068,7 @@ fn child_write(dir: RawFd, name: &CStr, bytes: &[u8]) -> nix::Result<()> {
 
 fn wait_bounded(path: &Path, child: Pid, timeout: Duration) -> HostResult<()> {
     let start = Instant::now();
-    let mut nap = Duration::from_micros(50);
+    let mut pause = ChildWait::new(child);
     loop {
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, 0)) => return Ok(()),
@@ -1084,7 +1084,8 @@ fn wait_bounded(path: &Path, child: Pid, timeout: Duration) -> HostResult<()> {
             Ok(_) => {}
             Err(e) => return Err(HostError::errno_at(path, e)),
         }
-        if start.elapsed() >= timeout {
+        let left = timeout.saturating_sub(start.elapsed());
+        if left.is_zero() {
             // The child may sit in an uninterruptible kernel wait; SIGKILL takes effect
             // when it leaves it. We do not wait: init reaps it if it ever ends.
             let _ = kill(child, Signal::SIGKILL);
@@ -1093,8 +1094,63 @@ fn wait_bounded(path: &Path, child: Pid, timeout: Duration) -> HostResult<()> {
                 timeout,
             });
         }
-        std::thread::sleep(nap);
-        nap = (nap * 2).min(Duration::from_millis(5));
+        pause.until_exit(left);
+    }
+}
+
+/// Waits for a child to end, at most a given time, without reaping it (the caller
+/// does, and keeps its own deadline).
+///
+/// On a pidfd (`pidfd_open`, Linux 5.3+) the wait is one `poll` that returns the
+/// moment the child ends. Where the kernel has no pidfds (`ENOSYS`, or any other
+/// refusal) it falls back to naps that grow from 50 µs to 5 ms, never past the time
+/// given.
+#[derive(Debug)]
+pub(crate) struct ChildWait {
+    pidfd: Option<OwnedFd>,
+    nap: Duration,
+}
+
+impl ChildWait {
+    /// Opens the child's pidfd when the kernel has them.
+    pub(crate) fn new(child: Pid) -> Self {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1;
+        // it touches no memory of ours.
+        let fd = unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_pidfd_open,
+                child.as_raw(),
+                0 as nix::libc::c_uint,
+            )
+        };
+        // The kernel sets close-on-exec on a pidfd itself.
+        let pidfd = RawFd::try_from(fd).ok().filter(|&fd| fd >= 0).map(owned);
+        Self {
+            pidfd,
+            nap: Duration::from_micros(50),
+        }
+    }
+
+    /// Returns when the child has ended or `left` has passed (or a signal came):
+    /// the caller checks which.
+    pub(crate) fn until_exit(&mut self, left: Duration) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        if let Some(fd) = &self.pidfd {
+            // Whole milliseconds, rounded up: the child is never declared late early.
+            let ms = left.as_micros().div_ceil(1000);
+            let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
+            let _ = poll(&mut [PollFd::new(fd.as_fd(), PollFlags::POLLIN)], timeout);
+            return;
+        }
+        std::thread::sleep(self.nap.min(left));
+        self.nap = (self.nap * 2).min(Duration::from_millis(5));
+    }
+
+    /// Whether the wait is on a pidfd (false: the kernel has none, naps instead).
+    #[cfg(test)]
+    fn on_pidfd(&self) -> bool {
+        self.pidfd.is_some()
     }
 }
 
@@ -1426,6 +1482,40 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.errno(), Some(nix::libc::EISDIR));
         assert!(err.to_string().contains("/d"), "{err}");
+    }
+
+    /// A child that leaves at once, not yet reaped.
+    fn short_child() -> Pid {
+        // SAFETY: the child only calls `_exit`.
+        match unsafe { fork() }.unwrap() {
+            // SAFETY: `_exit` ends the child at once, touching nothing of the parent's.
+            ForkResult::Child => unsafe { nix::libc::_exit(3) },
+            ForkResult::Parent { child } => child,
+        }
+    }
+
+    #[test]
+    fn the_child_wait_wakes_when_the_child_ends() {
+        // On a pidfd (this kernel has them): one poll that ends with the child. Were
+        // it a sleep of the time given, this test would take a minute.
+        let child = short_child();
+        let mut w = ChildWait::new(child);
+        assert!(w.on_pidfd());
+        w.until_exit(Duration::from_secs(60));
+        assert_eq!(
+            waitpid(child, Some(WaitPidFlag::WNOHANG)).unwrap(),
+            WaitStatus::Exited(child, 3)
+        );
+        // Without one (an old kernel): naps, each bounded by the time left.
+        let child = short_child();
+        let mut w = ChildWait {
+            pidfd: None,
+            nap: Duration::from_micros(50),
+        };
+        while waitpid(child, Some(WaitPidFlag::WNOHANG)).unwrap() == WaitStatus::StillAlive {
+            w.until_exit(Duration::from_secs(60));
+        }
+        assert!(w.nap <= Duration::from_millis(5));
     }
 
     #[test]

@@ -325,8 +325,10 @@ pub(crate) fn ensure_vfio_pci(
         None => load_closure(host, cmdline, "vfio_pci").map(Availability::Loaded),
     };
     let result = result?;
-    // Module init registers the driver synchronously; allow a moment for sysfs.
+    // Module init registers the driver synchronously; allow a moment for sysfs, in
+    // naps from 1 ms growing to 10 ms.
     let start = Instant::now();
+    let mut nap = Duration::from_millis(1);
     while !host.exists(DRIVER_DIR) {
         if start.elapsed() > Duration::from_millis(500) {
             return Err(HostError::Io {
@@ -334,7 +336,8 @@ pub(crate) fn ensure_vfio_pci(
                 source: std::io::Error::other("vfio-pci was loaded but its driver did not appear"),
             });
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(10));
     }
     Ok(result)
 }
@@ -388,13 +391,14 @@ fn run_modprobe(modprobe: &std::path::Path, module: &str, timeout: Duration) -> 
     // vfio-pci`; without it the agent would call itself.
     let mut child = Command::new(modprobe)
         .args(["--ignore-install", module])
-        .env("VFIO_EARLY_NESTED", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(io)?;
     let start = Instant::now();
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let mut pause = crate::host::ChildWait::new(pid);
     loop {
         if let Some(status) = child.try_wait().map_err(io)? {
             if status.success() {
@@ -411,14 +415,15 @@ fn run_modprobe(modprobe: &std::path::Path, module: &str, timeout: Duration) -> 
                 if msg.is_empty() { "" } else { ": " }
             ))));
         }
-        if start.elapsed() > timeout {
+        let left = timeout.saturating_sub(start.elapsed());
+        if left.is_zero() {
             let _ = child.kill();
             return Err(HostError::Timeout {
                 path: modprobe.to_path_buf(),
                 timeout,
             });
         }
-        std::thread::sleep(Duration::from_millis(5));
+        pause.until_exit(left);
     }
 }
 
