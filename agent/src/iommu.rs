@@ -120,34 +120,119 @@ pub(crate) fn groups_at_probe(host: &Host) -> bool {
 
 /// Classifies kernel log records.
 pub fn scan_log(records: &[kmsg::Record]) -> LogEvidence {
-    let mut e = LogEvidence {
-        readable: true,
-        from_boot: kmsg::from_boot(records),
-        ..LogEvidence::default()
-    };
+    let mut scan = LogScan::new();
     for r in records {
-        classify(&r.text, &mut e);
+        scan.record(r.seq, &r.text);
     }
-    e
+    scan.finish()
+}
+
+/// Reads the host's kernel log once, classifying each record as it is read (nothing
+/// is kept but the evidence).
+pub(crate) fn read_log(host: &Host) -> LogEvidence {
+    let mut scan = LogScan::new();
+    match kmsg::scan(host, |seq, text| scan.record(seq, text)) {
+        Ok(()) => scan.finish(),
+        Err(e) => LogEvidence {
+            error: Some(e.to_string()),
+            ..LogEvidence::default()
+        },
+    }
+}
+
+/// The phrases every log line is searched for, in the order of [`PHRASES`].
+#[derive(Debug, Clone, Copy)]
+enum Phrase {
+    IntelUp,
+    AmdFound,
+    PlatformOptIn,
+    IntelIr,
+    AmdIr,
+    IrNotEnabling,
+    IrDisabled,
+    IrFailed,
+    FirmwareBug,
+    NoIrSupport,
+    ProbeOf,
+}
+
+const PHRASES: [&str; 11] = [
+    "DMAR: Intel(R) Virtualization Technology for Directed I/O",
+    "AMD-Vi: Found IOMMU",
+    "force enabled due to platform opt in",
+    "DMAR-IR: Enabled IRQ remapping",
+    "AMD-Vi: Interrupt remapping enabled",
+    "Not enabling interrupt remapping",
+    "IRQ remapping was disabled",
+    "Failed to enable irq remapping",
+    "[Firmware Bug]",
+    "No interrupt remapping support",
+    "probe of ",
+];
+
+/// Which of [`PHRASES`] one line contains.
+#[derive(Debug, Clone, Copy)]
+struct Hits(u16);
+
+impl Hits {
+    fn has(self, p: Phrase) -> bool {
+        self.0 & (1 << p as u16) != 0
+    }
+}
+
+/// One pass over a log: the phrase finders are built once for all its lines.
+#[derive(Debug)]
+struct LogScan {
+    finders: [memchr::memmem::Finder<'static>; PHRASES.len()],
+    evidence: LogEvidence,
+    first: bool,
+}
+
+impl LogScan {
+    fn new() -> Self {
+        Self {
+            finders: PHRASES.map(memchr::memmem::Finder::new),
+            evidence: LogEvidence {
+                readable: true,
+                ..LogEvidence::default()
+            },
+            first: true,
+        }
+    }
+
+    fn record(&mut self, seq: u64, text: &str) {
+        if std::mem::take(&mut self.first) {
+            self.evidence.from_boot = seq == 0;
+        }
+        let mut hits = 0u16;
+        for (i, f) in self.finders.iter().enumerate() {
+            if f.find(text.as_bytes()).is_some() {
+                hits |= 1 << i;
+            }
+        }
+        classify(text, Hits(hits), &mut self.evidence);
+    }
+
+    fn finish(self) -> LogEvidence {
+        self.evidence
+    }
 }
 
 /// Reads one line of log text into the evidence.
-fn classify(t: &str, e: &mut LogEvidence) {
+fn classify(t: &str, hits: Hits, e: &mut LogEvidence) {
     let prove = |e: &mut LogEvidence, v: Vendor| {
         if e.proof.len() < 4 {
             e.proof.push(t.to_owned());
         }
         e.vendor.get_or_insert(v);
     };
-    if t.contains("DMAR: Intel(R) Virtualization Technology for Directed I/O") {
+    if hits.has(Phrase::IntelUp) {
         prove(e, Vendor::Intel);
-    } else if t.contains("AMD-Vi: Found IOMMU")
-        || t.starts_with("perf/amd_iommu: Detected AMD IOMMU")
-    {
+    } else if hits.has(Phrase::AmdFound) || t.starts_with("perf/amd_iommu: Detected AMD IOMMU") {
         prove(e, Vendor::Amd);
     } else if t.trim_end() == "DMAR: IOMMU enabled" {
         e.cmdline_echo = true;
-    } else if t.contains("force enabled due to platform opt in") {
+    } else if hits.has(Phrase::PlatformOptIn) {
         e.platform_opt_in = true;
     } else {
         match arm::classify(t) {
@@ -161,28 +246,25 @@ fn classify(t: &str, e: &mut LogEvidence) {
             None => {}
         }
     }
-    if t.contains("DMAR-IR: Enabled IRQ remapping")
-        || t.contains("AMD-Vi: Interrupt remapping enabled")
-    {
+    if hits.has(Phrase::IntelIr) || hits.has(Phrase::AmdIr) {
         e.irq_remap.get_or_insert_with(|| t.to_owned());
     }
-    if t.contains("Not enabling interrupt remapping")
-        || t.contains("IRQ remapping was disabled")
-        || t.contains("Failed to enable irq remapping")
+    if hits.has(Phrase::IrNotEnabling) || hits.has(Phrase::IrDisabled) || hits.has(Phrase::IrFailed)
     {
         e.irq_remap_off.get_or_insert_with(|| t.to_owned());
     }
-    if let Some(f) = failure(t) {
+    if let Some(f) = failure(t, hits) {
         if !e.failures.iter().any(|x| x.detail == f.detail) && e.failures.len() < 16 {
             e.failures.push(f);
         }
     }
 }
 
-/// A known failure line as a finding.
-fn failure(t: &str) -> Option<Finding> {
+/// A known failure line as a finding (the phrases decide; the few lines that have one
+/// are looked at further).
+fn failure(t: &str, hits: Hits) -> Option<Finding> {
     const CHECK: &str = "kernel log";
-    if t.contains("[Firmware Bug]")
+    if hits.has(Phrase::FirmwareBug)
         && (t.contains("DMAR") || t.contains("AMD-Vi") || t.contains("IOMMU"))
     {
         let hint = if t.contains("AMD-Vi") {
@@ -194,7 +276,7 @@ fn failure(t: &str) -> Option<Finding> {
         };
         return Some(Finding::new(CHECK, Status::Warn, t).hint(hint));
     }
-    if t.contains("No interrupt remapping support") {
+    if hits.has(Phrase::NoIrSupport) {
         return Some(Finding::new(CHECK, Status::Fail, t).hint(
             "vfio refused a group because interrupts are not remapped: enable interrupt remapping \
              (x2APIC / IR in the firmware settings, no intremap=off); \
@@ -207,7 +289,7 @@ fn failure(t: &str) -> Option<Finding> {
              video=efifb:off or initcall_blacklist=sysfb_init on the kernel command line",
         ));
     }
-    if t.contains("probe of ") && t.contains("failed with error") {
+    if hits.has(Phrase::ProbeOf) && t.contains("failed with error") {
         let hint = if t.contains("error -22") && t.starts_with("vfio-pci") {
             "vfio-pci gives -22 (EINVAL) when the device has no IOMMU group: the IOMMU is off \
              (see the iommu check)"
@@ -234,7 +316,21 @@ pub(crate) fn ir_chips(interrupts: &str) -> Vec<String> {
 
 impl Evidence {
     /// Gathers the evidence of a host, with its log records already read.
-    pub(crate) fn gather(host: &Host, log: Result<&[kmsg::Record], String>) -> Self {
+    pub fn gather(host: &Host, log: Result<&[kmsg::Record], String>) -> Self {
+        Self {
+            log: match log {
+                Ok(records) => scan_log(records),
+                Err(e) => LogEvidence {
+                    error: Some(e),
+                    ..LogEvidence::default()
+                },
+            },
+            ..Self::from_sysfs(host)
+        }
+    }
+
+    /// The firmware tables, sysfs and procfs; the log left unread.
+    pub(crate) fn from_sysfs(host: &Host) -> Self {
         let tables = host.list(ACPI_TABLES);
         let acpi = [Vendor::Intel, Vendor::Amd, Vendor::Arm]
             .into_iter()
@@ -256,23 +352,40 @@ impl Evidence {
                 .iter()
                 .filter(|g| g.parse::<u32>().is_ok())
                 .count(),
-            log: match log {
-                Ok(records) => scan_log(records),
-                Err(e) => LogEvidence {
-                    error: Some(e),
-                    ..LogEvidence::default()
-                },
-            },
+            log: LogEvidence::default(),
             ir_chips: interrupts.as_deref().map(ir_chips).unwrap_or_default(),
             interrupts_readable: interrupts.is_ok(),
             arm: arm::Facts::gather(host, interrupts.as_deref().ok()),
         }
     }
 
-    /// Reads the host's log and gathers everything.
+    /// Gathers everything, the log read in one pass.
     pub fn read(host: &Host) -> Self {
-        let records = kmsg::read(host).map_err(|e| e.to_string());
-        Self::gather(host, records.as_deref().map_err(Clone::clone))
+        Self {
+            log: read_log(host),
+            ..Self::from_sysfs(host)
+        }
+    }
+
+    /// The boot's evidence: sysfs first, and the log (in one pass) only when sysfs
+    /// leaves a question open ([`Evidence::sysfs_leaves_a_question`]).
+    pub fn read_lazily(host: &Host) -> Self {
+        let mut ev = Self::from_sysfs(host);
+        if ev.sysfs_leaves_a_question() {
+            ev.log = read_log(host);
+        }
+        ev
+    }
+
+    /// Whether the log could add to the boot's verdict: sysfs and procfs tell whether
+    /// the IOMMU is on (units, groups), which it is (firmware table, unit name), and
+    /// whether interrupts are remapped (`IR-` chips) or isolated (ITS chips); the log's
+    /// other lines only matter to `check`.
+    pub fn sysfs_leaves_a_question(&self) -> bool {
+        let on = !self.units.is_empty() || self.groups > 0;
+        let which = !self.acpi.is_empty() || self.vendor_from_units().is_some();
+        let interrupts = !self.ir_chips.is_empty() || !self.arm.its_chips.is_empty();
+        !(on && which && interrupts)
     }
 
     /// The IOMMU family: from the firmware tables, else from the sysfs unit names,
@@ -562,7 +675,7 @@ pub fn boot_verdict(
     cmdline: &Cmdline,
     devices: &[pci::Device],
 ) -> (log::Level, String) {
-    let ev = Evidence::read(host);
+    let ev = Evidence::read_lazily(host);
     // The boot leaves the kernel config to `check`: with the IOMMU on, whether VT-d is
     // on by default changes no verdict (sysfs proves it on), and with it off the fix is
     // `intel_iommu=on` either way. Not reading it keeps the gzip and .config parsers

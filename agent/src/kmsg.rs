@@ -15,6 +15,7 @@
 //! live system it opens `/dev/kmsg` non-blocking and reads until `EAGAIN`, so it
 //! never waits for new messages; in a fixture `dev/kmsg` is a plain file of records.
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use crate::host::{Host, HostError, HostResult};
@@ -61,6 +62,20 @@ impl Record {
 
 /// Parses the header line of one record; `None` when it is not a record.
 pub fn parse_record(line: &str) -> Option<Record> {
+    let (prio, seq, usec, text) = split_record(line)?;
+    Some(Record {
+        level: u8::try_from(prio & 7).unwrap_or(7),
+        facility: prio >> 3,
+        seq,
+        usec,
+        text: unescape(text).into_owned(),
+        dict: Vec::new(),
+    })
+}
+
+/// The header fields (priority, sequence, microseconds) and the raw text of one
+/// record line.
+fn split_record(line: &str) -> Option<(u32, u64, u64, &str)> {
     let (header, text) = line.split_once(';')?;
     let mut fields = header.split(',');
     let prio: u32 = fields.next()?.parse().ok()?;
@@ -68,14 +83,7 @@ pub fn parse_record(line: &str) -> Option<Record> {
     let usec: u64 = fields.next()?.parse().ok()?;
     // The flags field ('-', 'c', '+') must be there; more fields may follow.
     fields.next()?;
-    Some(Record {
-        level: u8::try_from(prio & 7).unwrap_or(7),
-        facility: prio >> 3,
-        seq,
-        usec,
-        text: unescape(text.trim_end_matches(['\n', '\r'])),
-        dict: Vec::new(),
-    })
+    Some((prio, seq, usec, text.trim_end_matches(['\n', '\r'])))
 }
 
 /// Parses every record in `text`; lines that are neither records nor continuations
@@ -85,7 +93,7 @@ pub fn parse(text: &str) -> Vec<Record> {
     for line in text.lines() {
         if let Some(cont) = line.strip_prefix(' ') {
             if let (Some(last), Some((k, v))) = (out.last_mut(), cont.split_once('=')) {
-                last.dict.push((k.to_owned(), unescape(v)));
+                last.dict.push((k.to_owned(), unescape(v).into_owned()));
             }
             continue;
         }
@@ -96,10 +104,11 @@ pub fn parse(text: &str) -> Vec<Record> {
     out
 }
 
-/// Decodes the kernel's `\xNN` escapes (it escapes `\` itself and non-printables).
-fn unescape(s: &str) -> String {
+/// Decodes the kernel's `\xNN` escapes (it escapes `\` itself and non-printables);
+/// text without any is borrowed as it is.
+fn unescape(s: &str) -> Cow<'_, str> {
     if !s.contains("\\x") {
-        return s.to_owned();
+        return Cow::Borrowed(s);
     }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -116,7 +125,7 @@ fn unescape(s: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Reads every record the host's kernel log holds now, without waiting for more.
@@ -132,7 +141,38 @@ pub fn read(host: &Host) -> HostResult<Vec<Record>> {
     read_device(host)
 }
 
+/// Reads the host's kernel log once, in one pass, handing each record's sequence
+/// number and text (escapes decoded) to `visit` as it comes; nothing is kept. Live:
+/// `/dev/kmsg` as [`read`] reads it; in a fixture, the file.
+pub fn scan(host: &Host, mut visit: impl FnMut(u64, &str)) -> HostResult<()> {
+    let mut line = |l: &str| {
+        if let Some((_, seq, _, text)) = split_record(l) {
+            visit(seq, &unescape(text));
+        }
+    };
+    if !host.is_live() {
+        host.read(PATH)?.lines().for_each(&mut line);
+        return Ok(());
+    }
+    // Each read is one record: its first line is the header and text, the rest its
+    // dictionary.
+    each_device_record(host, |bytes| {
+        if let Some(first) = String::from_utf8_lossy(bytes).lines().next() {
+            line(first);
+        }
+    })
+}
+
 fn read_device(host: &Host) -> HostResult<Vec<Record>> {
+    let mut out = Vec::new();
+    each_device_record(host, |bytes| {
+        out.extend(parse(&String::from_utf8_lossy(bytes)));
+    })?;
+    Ok(out)
+}
+
+/// Opens `/dev/kmsg` non-blocking and hands each record to `each` until `EAGAIN`.
+fn each_device_record(host: &Host, mut each: impl FnMut(&[u8])) -> HostResult<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = host.path(PATH);
     let io = |e| HostError::Io {
@@ -146,23 +186,26 @@ fn read_device(host: &Host) -> HostResult<Vec<Record>> {
         .map_err(io)?;
     // A record is at most 8 KiB (CONSOLE_EXT_LOG_MAX) with its dictionary.
     let mut buf = vec![0u8; 8192];
-    let mut out = Vec::new();
+    let mut any = false;
     loop {
         match f.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => out.extend(parse(&String::from_utf8_lossy(&buf[..n]))),
+            Ok(n) => {
+                any = true;
+                each(&buf[..n]);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
             Err(e) if e.raw_os_error() == Some(nix::libc::EPIPE) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
-                if out.is_empty() {
+                if !any {
                     return Err(io(e));
                 }
                 break;
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Whether the log still reaches back to the start of the boot: the first record
@@ -206,6 +249,26 @@ mod tests {
         }
         assert!(from_boot(&parse("6,0,0,-;Linux version 6.1.0\n")));
         assert!(!from_boot(&parse("6,9000,0,-;later\n")));
+    }
+
+    #[test]
+    fn scans_in_one_pass_what_parse_reads() {
+        let t = "6,0,0,-;Linux version 6.1.0\n \
+                 SUBSYSTEM=pci\n\
+                 not a record\n\
+                 4,7,9,-,caller=T1;a\\x5cb\n";
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("dev")).unwrap();
+        std::fs::write(dir.path().join(PATH), t).unwrap();
+        let mut seen = Vec::new();
+        scan(&Host::new(dir.path()), |seq, text| {
+            seen.push((seq, text.to_owned()));
+        })
+        .unwrap();
+        let parsed: Vec<(u64, String)> = parse(t).into_iter().map(|r| (r.seq, r.text)).collect();
+        assert_eq!(seen, parsed);
+        assert_eq!(seen[1], (7, "a\\b".to_owned()));
+        assert!(scan(&Host::new(dir.path().join("nope")), |_, _| {}).is_err());
     }
 
     #[test]

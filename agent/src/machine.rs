@@ -42,10 +42,11 @@ pub fn read_topology(host: &Host) -> Topology {
         })
         .collect();
     let iommu_groups = pci::iommu_groups_present(host);
-    // Only without groups: the evidence (firmware tables, log) that says why.
+    // Only without groups: the evidence that says why (firmware tables, sysfs; the
+    // log adds nothing to why it is off, and the boot's verdict reads it).
     let no_iommu = (!iommu_groups).then(|| {
         let cmdline = Cmdline::parse(&host.read("proc/cmdline").unwrap_or_default());
-        let (why, fix) = Evidence::read(host).why_off(&cmdline);
+        let (why, fix) = Evidence::from_sysfs(host).why_off(&cmdline);
         format!("{why}; fix: {fix}")
     });
     Topology {

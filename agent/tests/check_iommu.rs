@@ -189,8 +189,10 @@ fn boot_verdict_is_one_line_with_level() {
         iommu::boot_verdict(&host, &Cmdline::parse("intel_iommu=on"), &pci::scan(&host));
     assert_eq!(level, log::Level::Info, "{line}");
     assert!(!line.contains('\n'));
+    // sysfs answers every question (units, groups, the DMAR table, IR- chips): the
+    // log is not read.
     assert!(
-        line.contains("Intel VT-d on") && line.contains("sysfs + kernel log"),
+        line.contains("Intel VT-d on (proof: sysfs; 6 groups)"),
         "{line}"
     );
     assert!(line.contains("interrupt remapping on"), "{line}");
@@ -219,6 +221,39 @@ fn boot_verdict_is_one_line_with_level() {
         line.contains("IOMMU off") && line.contains("amd_iommu=off"),
         "{line}"
     );
+}
+
+#[test]
+fn the_boot_reads_the_log_only_when_sysfs_leaves_a_question() {
+    let t = q35(true);
+    iommu_on(&t, "DMAR", "dmar0");
+    // A log that cannot be read: the boot never tries while sysfs answers.
+    let _ = std::fs::remove_file(t.root().join("dev/kmsg"));
+    std::fs::create_dir_all(t.root().join("dev/kmsg")).unwrap();
+    let host = Host::new(t.root());
+    let ev = Evidence::read_lazily(&host);
+    assert!(!ev.sysfs_leaves_a_question());
+    assert_eq!(ev.log.error, None, "the log was read");
+    assert!(ev.is_on() && ev.log.proof.is_empty());
+
+    // No IR- chip in /proc/interrupts: whether interrupts are remapped is open, so the
+    // log is read (once), and its DMAR-IR line answers.
+    t.file("proc/interrupts", INTERRUPTS_PLAIN);
+    let ev = Evidence::read_lazily(&host);
+    assert!(ev.sysfs_leaves_a_question());
+    assert!(ev.log.error.is_some(), "the log was not read");
+    std::fs::remove_dir(t.root().join("dev/kmsg")).unwrap();
+    t.file("dev/kmsg", &intel_log());
+    let (level, line) =
+        iommu::boot_verdict(&host, &Cmdline::parse("intel_iommu=on"), &pci::scan(&host));
+    assert_eq!(level, log::Level::Info, "{line}");
+    assert!(
+        line.contains("(proof: sysfs + kernel log; 6 groups), interrupt remapping on"),
+        "{line}"
+    );
+    // The full evidence (`check`) always reads it, and agrees.
+    let full = Evidence::read(&host);
+    assert_eq!(full.log, Evidence::read_lazily(&host).log);
 }
 
 #[test]
