@@ -28,9 +28,20 @@ pub(crate) const IMAGE_ALIAS_DIR: &str = "usr/lib/vfio-early";
 pub fn read_topology(host: &Host) -> Topology {
     let devices = pci::scan(host);
     let release = host.kernel_release().unwrap_or_default();
-    let mut table = ClaimTable::load(host, &release);
-    let image = ClaimTable::load_dir(host, IMAGE_ALIAS_DIR);
-    table.extend(image);
+    // Only the aliases that may match a device without a driver are kept: the image's
+    // table is the whole kernel's (thousands of lines), and this runs at every boot.
+    let modaliases: Vec<&str> = devices
+        .iter()
+        .filter(|d| d.driver.is_none())
+        .filter_map(|d| d.modalias.as_deref())
+        .collect();
+    let mut table =
+        ClaimTable::load_dir_for(host, &format!("lib/modules/{release}"), Some(&modaliases));
+    table.extend(ClaimTable::load_dir_for(
+        host,
+        IMAGE_ALIAS_DIR,
+        Some(&modaliases),
+    ));
     let claimants = devices
         .iter()
         .filter(|d| d.driver.is_none())

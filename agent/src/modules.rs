@@ -33,13 +33,52 @@ pub struct Alias {
 
 /// Parses `modules.alias` text, keeping `pci:` aliases only.
 pub fn parse_alias(text: &str) -> Vec<Alias> {
-    text.lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            (words.next()? == "alias").then_some(())?;
-            let pattern = words.next()?;
-            let module = words.next()?;
-            pattern.starts_with("pci:").then(|| Alias {
+    parse_alias_for(text, None)
+}
+
+/// [`parse_alias`], keeping only the aliases that may match one of `modaliases`
+/// (all of them with `None`); see [`AliasFilter`].
+fn parse_alias_for(text: &str, modaliases: Option<&[&str]>) -> Vec<Alias> {
+    let filter = AliasFilter::new(modaliases);
+    // Byte-wise (lines found with memchr, ASCII whitespace): the image's table is a
+    // whole kernel's, read at every boot.
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
+    ends.map(|end| {
+        let line = text.get(start..end).unwrap_or_default();
+        start = end + 1;
+        line
+    })
+    .filter_map(|line| {
+        let rest = line.strip_prefix("alias")?;
+        rest.starts_with([' ', '\t']).then_some(())?;
+        let mut words = rest.split_ascii_whitespace();
+        let pattern = words.next()?;
+        (pattern.starts_with("pci:") && filter.keeps(pattern)).then_some(())?;
+        Some(Alias {
+            pattern: pattern.to_owned(),
+            module: normalize(words.next()?),
+        })
+    })
+    .collect()
+}
+
+/// Parses `modules.builtin.modinfo` (NUL-separated `module.key=value` records),
+/// keeping the `pci:` aliases of built-in drivers.
+pub fn parse_builtin_modinfo(bytes: &[u8]) -> Vec<Alias> {
+    parse_builtin_modinfo_for(bytes, None)
+}
+
+fn parse_builtin_modinfo_for(bytes: &[u8], modaliases: Option<&[&str]>) -> Vec<Alias> {
+    let filter = AliasFilter::new(modaliases);
+    bytes
+        .split(|&b| b == 0)
+        .filter_map(|rec| {
+            let rec = std::str::from_utf8(rec).ok()?;
+            let (module, rest) = rec.split_once('.')?;
+            let pattern = rest.strip_prefix("alias=")?;
+            (pattern.starts_with("pci:") && filter.keeps(pattern)).then(|| Alias {
                 pattern: pattern.to_owned(),
                 module: normalize(module),
             })
@@ -47,21 +86,51 @@ pub fn parse_alias(text: &str) -> Vec<Alias> {
         .collect()
 }
 
-/// Parses `modules.builtin.modinfo` (NUL-separated `module.key=value` records),
-/// keeping the `pci:` aliases of built-in drivers.
-pub fn parse_builtin_modinfo(bytes: &[u8]) -> Vec<Alias> {
-    bytes
-        .split(|&b| b == 0)
-        .filter_map(|rec| {
-            let rec = std::str::from_utf8(rec).ok()?;
-            let (module, rest) = rec.split_once('.')?;
-            let pattern = rest.strip_prefix("alias=")?;
-            pattern.starts_with("pci:").then(|| Alias {
-                pattern: pattern.to_owned(),
-                module: normalize(module),
-            })
-        })
-        .collect()
+/// Which alias patterns can match one of the given modaliases (every pattern, when
+/// none are given): the pattern's literal start, up to its first glob character, must
+/// begin the text. Most PCI aliases spell out vendor and device
+/// (`pci:v00008086d000010D3sv*...`), so of a kernel's thousands only those of the
+/// devices present are kept; the vendor part (`pci:vXXXXXXXX`) is compared first.
+#[derive(Debug)]
+struct AliasFilter<'a> {
+    texts: Option<&'a [&'a str]>,
+    vendors: Vec<u32>,
+}
+
+/// The vendor a modalias or pattern spells out (`pci:v00008086...`), if it does.
+fn vendor_of(s: &str) -> Option<u32> {
+    let hex = s.strip_prefix("pci:v")?.get(..8)?;
+    hex.bytes()
+        .all(|b| b.is_ascii_hexdigit())
+        .then(|| u32::from_str_radix(hex, 16).ok())?
+}
+
+impl<'a> AliasFilter<'a> {
+    fn new(texts: Option<&'a [&'a str]>) -> Self {
+        let mut vendors: Vec<u32> = texts
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|t| vendor_of(t))
+            .collect();
+        vendors.sort_unstable();
+        vendors.dedup();
+        Self { texts, vendors }
+    }
+
+    fn keeps(&self, pattern: &str) -> bool {
+        let Some(texts) = self.texts else {
+            return true;
+        };
+        // A vendor spelled out that no device has: no text can begin like it.
+        if vendor_of(pattern).is_some_and(|v| !self.vendors.contains(&v)) {
+            return false;
+        }
+        let literal = pattern
+            .bytes()
+            .position(|b| matches!(b, b'*' | b'?' | b'['))
+            .map_or(pattern, |i| &pattern[..i]);
+        texts.iter().any(|t| t.starts_with(literal))
+    }
 }
 
 /// fnmatch(3) without flags: `*`, `?` and `[...]` (with ranges and `!`/`^`).
@@ -150,6 +219,9 @@ fn class_match(p: &[u8], c: u8) -> Option<(bool, usize)> {
 #[derive(Debug, Default, Clone)]
 pub struct ClaimTable {
     aliases: Vec<Alias>,
+    /// Whether an alias file was read at all (a table kept only for the devices
+    /// present may hold none of them and still be a real table).
+    read: bool,
 }
 
 impl ClaimTable {
@@ -157,7 +229,10 @@ impl ClaimTable {
     pub fn new(mut aliases: Vec<Alias>) -> Self {
         // Drivers that manage DMA for vfio claim nothing for the host.
         aliases.retain(|a| !crate::pci::driver_manages_dma(&a.module));
-        Self { aliases }
+        Self {
+            read: !aliases.is_empty(),
+            aliases,
+        }
     }
 
     /// Reads `lib/modules/<release>/modules.alias` and `modules.builtin.modinfo`.
@@ -167,19 +242,33 @@ impl ClaimTable {
 
     /// Reads `modules.alias` and `modules.builtin.modinfo` from one directory.
     pub(crate) fn load_dir(host: &Host, dir: &str) -> Self {
-        let mut aliases = host
-            .read(format!("{dir}/modules.alias"))
-            .map(|t| parse_alias(&t))
-            .unwrap_or_default();
+        Self::load_dir_for(host, dir, None)
+    }
+
+    /// [`ClaimTable::load_dir`], keeping only the aliases that may match one of
+    /// `modaliases` (all with `None`): the same answers for those devices, without
+    /// holding (or matching against) a whole kernel's table.
+    pub(crate) fn load_dir_for(host: &Host, dir: &str, modaliases: Option<&[&str]>) -> Self {
+        let mut read = false;
+        let mut aliases = match host.read(format!("{dir}/modules.alias")) {
+            Ok(t) => {
+                read = t.lines().any(|l| l.starts_with("alias pci:"));
+                parse_alias_for(&t, modaliases)
+            }
+            Err(_) => Vec::new(),
+        };
         if let Ok(bytes) = host.read_bytes(format!("{dir}/modules.builtin.modinfo")) {
-            aliases.extend(parse_builtin_modinfo(&bytes));
+            aliases.extend(parse_builtin_modinfo_for(&bytes, modaliases));
         }
-        Self::new(aliases)
+        let mut table = Self::new(aliases);
+        table.read |= read;
+        table
     }
 
     /// Adds another table's aliases.
     pub fn extend(&mut self, other: Self) {
         self.aliases.extend(other.aliases);
+        self.read |= other.read;
     }
 
     /// The aliases, in table order.
@@ -189,7 +278,7 @@ impl ClaimTable {
 
     /// Whether the table knows anything (an empty one proves nothing).
     pub fn is_empty(&self) -> bool {
-        self.aliases.is_empty()
+        !self.read
     }
 
     /// Every host module whose alias matches, sorted, without duplicates (a softdep
@@ -601,6 +690,32 @@ mod tests {
             t.claimant("pci:v00008086d0000293Esv1AF4sd1100bc04sc03i00"),
             Some("snd_hda_intel")
         );
+    }
+
+    #[test]
+    fn a_table_kept_for_the_devices_present_gives_their_answers() {
+        let text = "alias pci:v00001AF4d00001000sv*sd*bc*sc*i* virtio_pci\n\
+            alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\n\
+            alias pci:v00008086d*sv*sd*bc0Csc03i30* xhci_pci\n\
+            alias pci:v*d*sv*sd*bc04sc03i00* snd_hda_intel\n";
+        let t = testing::TestSysfs::new();
+        t.file("img/modules.alias", text);
+        let host = Host::new(t.root());
+        let nic = "pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00";
+        let hda = "pci:v00001234d0000293Esv1AF4sd1100bc04sc03i00";
+        let whole = ClaimTable::load_dir(&host, "img");
+        let kept = ClaimTable::load_dir_for(&host, "img", Some(&[nic, hda]));
+        // Only what may match: the NIC's own line, Intel's device wildcard, the
+        // class-wide catch-all.
+        let modules: Vec<&str> = kept.aliases().iter().map(|a| a.module.as_str()).collect();
+        assert_eq!(modules, ["e1000e", "xhci_pci", "snd_hda_intel"]);
+        for m in [nic, hda] {
+            assert_eq!(kept.claimant(m), whole.claimant(m), "{m}");
+        }
+        // Nothing present matches, and still the table was read.
+        let none = ClaimTable::load_dir_for(&host, "img", Some(&[]));
+        assert!(none.aliases().is_empty() && !none.is_empty());
+        assert!(ClaimTable::load_dir_for(&host, "nowhere", Some(&[nic])).is_empty());
     }
 
     #[test]
