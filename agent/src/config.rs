@@ -380,6 +380,14 @@ pub struct Config {
     pub handover: HandoverSettings,
 }
 
+impl Config {
+    /// Whether the config asks for nothing at all (no device, no hugepages, no VFs): the boot
+    /// then stops before reading the topology.
+    pub fn selects_nothing(&self) -> bool {
+        self.devices.is_empty() && self.hugepages.is_empty() && self.sriov.is_empty()
+    }
+}
+
 /// The start of every line of a text, built once, so finding the line of an offset is
 /// a binary search rather than a scan from the start (one scan per `[[device]]` entry
 /// made parsing quadratic in the number of entries).

@@ -164,6 +164,26 @@ fn bind(args: &Args, host: &Host) -> Exit {
         }
     };
     record.config_text = Some(config.text.clone());
+    log::debug!(
+        "config read: {} device selector(s), {} hugepage request(s)",
+        config.devices.len(),
+        config.hugepages.len()
+    );
+
+    if !args.dry_run && config.selects_nothing() {
+        // Nothing to bind or reserve: no topology, no plan. The verdict still goes to
+        // the log and the record; it looks at the devices only for `vfio-pci.ids=`.
+        let devices = if cmdline.last("vfio_pci.ids").is_some() {
+            crate::pci::scan(host)
+        } else {
+            Vec::new()
+        };
+        let (level, verdict) = crate::iommu::boot_verdict(host, &cmdline, &devices);
+        log::log!(level, "{verdict}");
+        record.iommu_verdict = Some(verdict);
+        info!("{} selects no device; nothing to do", path.display());
+        return nothing(&record, Exit::Ok);
+    }
 
     // One scan of the devices serves the verdict and the plan; a second one only when
     // `[[sriov]]` made VFs (they are devices the first scan could not see).
@@ -185,6 +205,7 @@ fn bind(args: &Args, host: &Host) -> Exit {
         }
         record.sriov = made;
     }
+    log::debug!("topology read: {} device(s)", topo.devices.len());
     // The IOMMU and command-line verdict, so `dmesg` alone tells a user where they stand.
     let (level, verdict) = crate::iommu::boot_verdict(host, &cmdline, &topo.devices);
     if !args.dry_run {
@@ -204,9 +225,6 @@ fn bind(args: &Args, host: &Host) -> Exit {
     }
     let plan = plan::plan(&config.devices, &topo);
 
-    if config.devices.is_empty() && config.hugepages.is_empty() {
-        info!("{} selects no device; nothing to do", path.display());
-    }
     bind::log_plan(&plan);
     // The config's reset methods, written before binding (vfio-pci resets with them).
     let (mut reset_warnings, reset_before) = write_reset_methods(host, &plan, &config);
