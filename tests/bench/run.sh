@@ -100,8 +100,10 @@ boot=$target/boot/$musl/release/vfio-early
 
 # --- size ------------------------------------------------------------------------
 size=$(stat -c %s "$boot")
+size_met="not met"
+((size <= 1000000)) && size_met=met
 row "boot agent size (\`--no-default-features\`, static, stripped, stable)" "$(thousands "$size") bytes" \
-    "$(ratio "$size" 1000000) of 1,000,000" "<= 1.0"
+    "$(ratio "$size" 1000000) of 1,000,000 ($size_met)" "<= 1.0"
 
 # --- groups on a big tree vs lspci -nn ---------------------------------------------
 tree() { # tree N -> DIR (built once)
@@ -168,8 +170,9 @@ if ((boot_rounds > 0)); then
     boot_ratio=$(sed -nE 's/^ratio agent\/shell: *([0-9.]+).*/\1/p' <<<"$out")
     agent_ms=$(sed -nE 's/^agent, hook markers[^:]*: *([0-9.]+) ms.*/\1/p' <<<"$out")
     shell_ms=$(sed -nE 's/^shell loop[^:]*: *([0-9.]+) ms.*/\1/p' <<<"$out")
+    boot_met=$(awk -v r="${boot_ratio:-}" 'BEGIN { print (r != "" && r <= 1.0) ? "met" : "not met" }')
     row "time added to boot, QEMU TCG, agent / the seed's shell loop, same image ($boot_rounds boots each)" \
-        "${agent_ms:-?} / ${shell_ms:-?} ms (medians)" "${boot_ratio:-failed, see $log}" "<= 1.0"
+        "${agent_ms:-?} / ${shell_ms:-?} ms (medians)" "${boot_ratio:-failed, see $log} ($boot_met)" "<= 1.0"
 fi
 
 echo
