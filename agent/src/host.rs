@@ -1154,6 +1154,100 @@ impl ChildWait {
     }
 }
 
+/// How a program run by [`run_bounded`] ended.
+#[derive(Debug)]
+pub(crate) enum Ran {
+    /// It exited with this status; what it wrote to stderr (at most 4 KiB).
+    Exited(i32, String),
+    /// A signal ended it (`signal: 9 (SIGKILL)`).
+    Signaled(String),
+}
+
+/// Runs a program of the live system with its arguments, as a forked child that
+/// `exec`s it (stdin and stdout on `/dev/null`, stderr kept), and waits at most
+/// `timeout` for it ([`ChildWait`]); a child still running then is sent SIGKILL and
+/// abandoned. Everything the child needs is prepared before the fork.
+pub(crate) fn run_bounded(program: &Path, args: &[&CStr], timeout: Duration) -> HostResult<Ran> {
+    use nix::libc;
+    let shown = program.to_path_buf();
+    let prog = CString::new(program.as_os_str().as_bytes())
+        .map_err(|_| HostError::io(shown.clone(), io::Error::other("a NUL byte in the path")))?;
+    let mut argv: Vec<*const libc::c_char> = Vec::with_capacity(args.len() + 2);
+    argv.push(prog.as_ptr());
+    argv.extend(args.iter().map(|a| a.as_ptr()));
+    argv.push(std::ptr::null());
+    let null = nix::fcntl::open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
+        .map(owned)
+        .map_err(|e| HostError::errno_at(Path::new("/dev/null"), e))?;
+    let (err_r, err_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| HostError::errno_at(&shown, e))?;
+    let lock_fd = LOCK_FD.load(Ordering::SeqCst);
+    // SAFETY: the child only calls async-signal-safe functions (dup2, close, execv,
+    // write, _exit) on data prepared before the fork, and never returns.
+    let forked = unsafe { fork() };
+    let child = match forked {
+        Err(e) => return Err(HostError::errno_at(&shown, e)),
+        // SAFETY: as above; `argv` is NULL-terminated and outlives the exec.
+        Ok(ForkResult::Child) => unsafe {
+            libc::dup2(null.as_raw_fd(), 0);
+            libc::dup2(null.as_raw_fd(), 1);
+            libc::dup2(err_w.as_raw_fd(), 2);
+            if lock_fd >= 0 {
+                libc::close(lock_fd);
+            }
+            libc::execv(prog.as_ptr(), argv.as_ptr());
+            let msg = b"cannot execute the program\n";
+            libc::write(2, msg.as_ptr().cast(), msg.len());
+            libc::_exit(127)
+        },
+        Ok(ForkResult::Parent { child }) => child,
+    };
+    drop(err_w);
+    drop(null);
+    let start = Instant::now();
+    let mut pause = ChildWait::new(child);
+    loop {
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(Ran::Exited(code, drain(err_r))),
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                return Ok(Ran::Signaled(format!(
+                    "signal: {} ({})",
+                    sig as i32,
+                    sig.as_str()
+                )))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(HostError::errno_at(&shown, e)),
+        }
+        let left = timeout.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            let _ = kill(child, Signal::SIGKILL);
+            return Err(HostError::Timeout {
+                path: shown,
+                timeout,
+            });
+        }
+        pause.until_exit(left);
+    }
+}
+
+/// What an ended child left in its stderr pipe, at most 4 KiB, without waiting (a
+/// grandchild may hold the pipe open).
+fn drain(pipe: OwnedFd) -> String {
+    // SAFETY: fcntl on a descriptor we own, with a flag argument; no memory involved.
+    unsafe {
+        let fl = nix::libc::fcntl(pipe.as_raw_fd(), nix::libc::F_GETFL);
+        nix::libc::fcntl(
+            pipe.as_raw_fd(),
+            nix::libc::F_SETFL,
+            fl | nix::libc::O_NONBLOCK,
+        );
+    }
+    let mut buf = Vec::new();
+    let _ = fs::File::from(pipe).take(4096).read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1516,6 +1610,30 @@ mod tests {
             w.until_exit(Duration::from_secs(60));
         }
         assert!(w.nap <= Duration::from_millis(5));
+    }
+
+    #[test]
+    fn a_bounded_run_gives_status_and_stderr_and_kills_when_late() {
+        let sh = Path::new("/bin/sh");
+        let long = Duration::from_secs(60);
+        match run_bounded(sh, &[c"-c", c"echo out; echo oops >&2; exit 3"], long).unwrap() {
+            Ran::Exited(code, err) => assert_eq!((code, err.as_str()), (3, "oops\n")),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            run_bounded(sh, &[c"-c", c"true"], long).unwrap(),
+            Ran::Exited(0, _)
+        ));
+        match run_bounded(Path::new("/nonexistent/modprobe"), &[], long).unwrap() {
+            Ran::Exited(127, err) => assert!(err.contains("cannot execute"), "{err}"),
+            other => panic!("{other:?}"),
+        }
+        match run_bounded(sh, &[c"-c", c"kill -9 $$"], long).unwrap() {
+            Ran::Signaled(how) => assert_eq!(how, "signal: 9 (SIGKILL)"),
+            other => panic!("{other:?}"),
+        }
+        let err = run_bounded(sh, &[c"-c", c"sleep 30"], Duration::from_millis(100)).unwrap_err();
+        assert!(matches!(err, HostError::Timeout { .. }), "{err}");
     }
 
     #[test]

@@ -471,49 +471,25 @@ fn find_kmod_modprobe(host: &Host) -> Option<PathBuf> {
 }
 
 fn run_modprobe(modprobe: &std::path::Path, module: &str, timeout: Duration) -> HostResult<()> {
-    use std::process::{Command, Stdio};
-    let io = |e: std::io::Error| HostError::Io {
+    use crate::host::Ran;
+    let failed = |why: String| HostError::Io {
         path: modprobe.to_path_buf(),
-        source: e,
+        source: std::io::Error::other(why),
     };
+    let name = std::ffi::CString::new(module)
+        .map_err(|_| failed(format!("module name {module:?} has a NUL byte")))?;
     // --ignore-install: our own modprobe.d backstop runs the agent on `install
     // vfio-pci`; without it the agent would call itself.
-    let mut child = Command::new(modprobe)
-        .args(["--ignore-install", module])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(io)?;
-    let start = Instant::now();
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
-    let mut pause = crate::host::ChildWait::new(pid);
-    loop {
-        if let Some(status) = child.try_wait().map_err(io)? {
-            if status.success() {
-                return Ok(());
-            }
-            let mut msg = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                use std::io::Read;
-                let _ = (&mut e).take(4096).read_to_string(&mut msg);
-            }
-            let msg = msg.trim();
-            return Err(io(std::io::Error::other(format!(
-                "modprobe {module} failed ({status}){}{msg}",
-                if msg.is_empty() { "" } else { ": " }
-            ))));
-        }
-        let left = timeout.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            let _ = child.kill();
-            return Err(HostError::Timeout {
-                path: modprobe.to_path_buf(),
-                timeout,
-            });
-        }
-        pause.until_exit(left);
-    }
+    let ran = crate::host::run_bounded(modprobe, &[c"--ignore-install", &name], timeout)?;
+    let (status, msg) = match &ran {
+        Ran::Exited(0, _) => return Ok(()),
+        Ran::Exited(code, err) => (format!("exit status: {code}"), err.trim()),
+        Ran::Signaled(how) => (how.clone(), ""),
+    };
+    Err(failed(format!(
+        "modprobe {module} failed ({status}){}{msg}",
+        if msg.is_empty() { "" } else { ": " }
+    )))
 }
 
 /// Loads a module and its dependencies from `modules.dep` with `finit_module`.
