@@ -319,3 +319,35 @@ fn bind_refuses_reset_methods_the_kernel_cannot_take() {
         );
     }
 }
+
+#[test]
+fn advice_in_words_only_where_the_group_can_be_handed_over() {
+    // The lone card shares its group with a host bridge's ISA function on lpc_ich: the
+    // group is impossible, so its "no reset" hint is noise in words; the JSON keeps it.
+    let t = machine("6.1.0-test");
+    t.add(
+        &Dev::new("0000:04:00.1", (0x8086, 0x3a16), 0x060100)
+            .group(3)
+            .driver("lpc_ich"),
+    );
+    let g = groups_json(&t);
+    assert!(
+        reset_of(&g, LONE)["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("no reset")),
+        "{g}"
+    );
+    let words = stdout(&run(&t, &["groups"]));
+    let group3 = words
+        .split("IOMMU group ")
+        .find(|s| s.starts_with("3:"))
+        .unwrap_or_else(|| panic!("{words}"));
+    assert!(group3.starts_with("3: impossible"), "{group3}");
+    assert!(
+        group3.contains("\t\treset: none (cannot be reset between VM runs)"),
+        "{group3}"
+    );
+    assert!(!group3.contains("reset hint"), "{group3}");
+    // A group that can be handed over keeps its advice.
+    assert!(words.contains("\t\treset hint: AMD Polaris 10"), "{words}");
+}

@@ -115,7 +115,7 @@ big=${sizes[-1]}
 t=$(tree "$big")
 say "groups vs lspci -nn, $big functions"
 g_ir=$(instr "$bin" --root "$t" groups)
-g_lines=$(grep -c $'^\t' "$work/out")
+g_lines=$(grep -c $'^\t[0-9a-f]' "$work/out")
 l_ir=$(instr lspci -A linux-sysfs -O sysfs.path="$t/sys/bus/pci" -nn)
 same_count "groups vs lspci -nn" "$g_lines" "$(grep -c . "$work/out")"
 g_ms=$(median_ms "$bin" --root "$t" groups)
@@ -141,9 +141,9 @@ done
 EOF
 say "seed loop vs groups"
 s_ir=$(instr bash "$work/seed.sh" "$desk")
-s_lines=$(grep -c $'^\t' "$work/out")
+s_lines=$(grep -c $'^\t[0-9a-f]' "$work/out")
 d_ir=$(instr "$bin" --root "$desk" groups)
-same_count "seed loop vs groups" "$s_lines" "$(grep -c $'^\t' "$work/out")"
+same_count "seed loop vs groups" "$s_lines" "$(grep -c $'^\t[0-9a-f]' "$work/out")"
 s_ms=$(median_ms bash "$work/seed.sh" "$desk")
 d_ms=$(median_ms "$bin" --root "$desk" groups)
 n_desk=$(find "$desk/sys/bus/pci/devices" -mindepth 1 -maxdepth 1 | wc -l)
@@ -191,7 +191,7 @@ for n in "${sizes[@]}"; do
     say "scaling: $n functions"
     t=$(tree "$n")
     gi=$(instr "$bin" --root "$t" groups)
-    same_count "groups at $n functions" "$n" "$(grep -c $'^\t' "$work/out")"
+    same_count "groups at $n functions" "$n" "$(grep -c $'^\t[0-9a-f]' "$work/out")"
     bi=$(instr "$bin" --root "$t" bind --dry-run --json)
     if ((prev_n)); then
         gm=$(thousands "$(per $((gi - prev_g)) $((n - prev_n)))") bm=$(thousands "$(per $((bi - prev_b)) $((n - prev_n)))")

@@ -438,7 +438,7 @@ pub fn render(g: &Groups) -> String {
             }
             out.push('\n');
             if let Some(r) = &d.reset {
-                render_reset(&mut out, r);
+                render_reset(&mut out, r, !matches!(grp.handover, Handover::Impossible));
             }
         }
     }
@@ -446,9 +446,10 @@ pub fn render(g: &Groups) -> String {
 }
 
 /// The device's reset line under it (`reset: flr pm`, `reset: none (cannot be reset
-/// between VM runs)`, `reset: unknown`), and the hint when there is one; nothing for
-/// a bridge.
-fn render_reset(out: &mut String, r: &ResetView) {
+/// between VM runs)`, `reset: unknown`), and the hint when there is one and the group
+/// can be handed over (advice about a device that stays with the host is noise: the
+/// JSON keeps it); nothing for a bridge.
+fn render_reset(out: &mut String, r: &ResetView, advise: bool) {
     if r.resettable == reset::Resettable::NotNeeded {
         return;
     }
@@ -465,7 +466,7 @@ fn render_reset(out: &mut String, r: &ResetView) {
         let _ = write!(out, " ({})", r.resettable.words());
     }
     out.push('\n');
-    if let Some(h) = &r.hint {
+    if let Some(h) = r.hint.as_ref().filter(|_| advise) {
         let _ = writeln!(out, "\t\treset hint: {h}");
     }
 }
