@@ -44,31 +44,6 @@ backports_installed() {
     [[ $(dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null) == "install ok installed "*bpo* ]]
 }
 
-backports_install() {
-    local -a opts
-    mapfile -t opts < <(_apt_opts backports)
-    _apt_state backports "deb $DEBIAN_MIRROR $BACKPORTS_SUITE main"
-    opts+=(-o "Dir::Etc::SourceList=$APT_PRIVATE_DIR/backports/sources.list")
-    if ! _apt_fresh backports; then
-        apt-get "${opts[@]}" update -qq || return 1
-        touch "$APT_PRIVATE_DIR/backports/updated"
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get "${opts[@]}" install -y -qq --no-install-recommends \
-        -t "$BACKPORTS_SUITE" "$@" >/dev/null
-}
-
-backports_download() {
-    local -a opts
-    mapfile -t opts < <(_apt_opts backports)
-    _apt_state backports "deb $DEBIAN_MIRROR $BACKPORTS_SUITE main"
-    opts+=(-o "Dir::Etc::SourceList=$APT_PRIVATE_DIR/backports/sources.list")
-    if ! _apt_fresh backports; then
-        apt-get "${opts[@]}" update -qq || return 1
-        touch "$APT_PRIVATE_DIR/backports/updated"
-    fi
-    apt-get "${opts[@]}" download -qq -t "$BACKPORTS_SUITE" "$@"
-}
-
 # _backports_opts: the options of the backports state, its lists fetched when stale.
 _backports_opts() {
     local -a opts
@@ -95,6 +70,17 @@ backports_apt_cache() {
     local -a opts
     mapfile -t opts < <(_backports_opts) && ((${#opts[@]})) || return 1
     apt-cache "${opts[@]}" "$@"
+}
+
+# backports_install PKG...: installs PKG from bookworm-backports (root).
+backports_install() {
+    DEBIAN_FRONTEND=noninteractive backports_apt install -y -qq --no-install-recommends \
+        -t "$BACKPORTS_SUITE" "$@" >/dev/null
+}
+
+# backports_download PKG...: downloads PKG from bookworm-backports into this folder.
+backports_download() {
+    backports_apt download -qq -t "$BACKPORTS_SUITE" "$@"
 }
 
 # _foreign_opts ARCH: the options of the private state that only knows ARCH (the

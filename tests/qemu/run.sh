@@ -403,32 +403,22 @@ log "agent built: $(elapsed "$t") s"
 export VE_QEMU_DIR=$QEMU_DIR
 mkdir -p "$WORK_DIR/empty-confdir"
 
-# --- detach alone: one image, one boot ------------------------------------------------
-if [[ $which == detach ]]; then
-    dracut_image "$WORK_DIR/dracut-shell.img" shell "$QEMU_DIR/configs/main.toml" || die "dracut shell image"
-    detach_scenarios
-    log "detach: $(elapsed "$T0") s"
-    echo "$passed passed, $failed failed"
-    ((failed == 0))
-    exit
-fi
-
-# --- SR-IOV alone: one image, one boot ---------------------------------------------
-if [[ $which == sriov ]]; then
-    sriov_scenarios
-    log "sriov: $(elapsed "$T0") s"
-    echo "$passed passed, $failed failed"
-    ((failed == 0))
-    exit
-fi
-
-# --- newer kernel alone ----------------------------------------------------------------
-if [[ $which == newer ]]; then
-    newer_scenarios
-    log "total $(elapsed "$T0") s"
+# --- one scenario alone (detach: one image, one boot; sriov: one boot; newer kernel) -
+# alone SCENARIO: runs it, says how long it took, and ends the run with its summary.
+alone() {
+    "$@"
+    log "$which: $(elapsed "$T0") s"
     assert_summary
     exit
-fi
+}
+case $which in
+detach)
+    dracut_image "$WORK_DIR/dracut-shell.img" shell "$QEMU_DIR/configs/main.toml" || die "dracut shell image"
+    alone detach_scenarios
+    ;;
+sriov) alone sriov_scenarios ;;
+newer) alone newer_scenarios ;;
+esac
 
 # --- build-time checks (no boot) ---------------------------------------------------
 closure_assertions "$KVER"
