@@ -297,9 +297,29 @@ pub struct Verdict {
     pub family: Option<Family>,
 }
 
+/// The functions of `address`'s slot in `devices`, which are sorted by address (as
+/// [`crate::pci::scan`] gives them): found by binary search, so that judging every
+/// device of a big machine stays linear.
+fn slot_of(devices: &[Device], address: PciAddress) -> &[Device] {
+    debug_assert!(
+        devices.is_sorted_by_key(|d| d.address),
+        "devices sorted by address"
+    );
+    let first = PciAddress {
+        function: 0,
+        ..address
+    };
+    let start = devices.partition_point(|d| d.address < first);
+    let len = devices[start..]
+        .iter()
+        .take_while(|d| d.address.same_slot(&address))
+        .count();
+    &devices[start..start + len]
+}
+
 /// Judges one device: `methods` of every device (from [`read_all`]), `assigned` tells
 /// which devices go to the VM together with it (its IOMMU group in `groups`, the
-/// planned devices in `check`).
+/// planned devices in `check`). `devices` are sorted by address.
 pub fn judge(
     dev: &Device,
     devices: &[Device],
@@ -322,10 +342,7 @@ pub fn judge(
             Methods::Unknown => Resettable::Unknown,
             Methods::Listed(m) if !m.is_empty() => Resettable::Device,
             Methods::Listed(_) => {
-                let slot: Vec<&Device> = devices
-                    .iter()
-                    .filter(|d| d.address.same_slot(&dev.address))
-                    .collect();
+                let slot = slot_of(devices, dev.address);
                 let bus = slot.iter().any(|d| {
                     methods
                         .get(&d.address)

@@ -253,13 +253,17 @@ pub fn add_resets(
     let families = reset::builtin_families();
     for grp in &mut g.groups {
         let n = grp.group;
-        let in_group = |a: PciAddress| {
+        // The topology's devices are sorted by address (pci::scan): looked up by
+        // binary search, so that a big machine costs what its devices do.
+        let find = |a: PciAddress| {
             topo.devices
-                .iter()
-                .any(|d| d.address == a && d.iommu_group == Some(n))
+                .binary_search_by_key(&a, |d| d.address)
+                .ok()
+                .map(|i| &topo.devices[i])
         };
+        let in_group = |a: PciAddress| find(a).is_some_and(|d| d.iommu_group == Some(n));
         for view in &mut grp.devices {
-            if let Some(d) = topo.devices.iter().find(|d| d.address == view.address) {
+            if let Some(d) = find(view.address) {
                 let v = reset::judge(d, &topo.devices, methods, &in_group, &families);
                 view.reset = Some(ResetView::of(&v));
             }
