@@ -323,6 +323,19 @@ mod tests {
             assert_eq!(serde_json::from_str::<DeviceOutcome>(&json).unwrap(), o);
         }
         assert!(serde_json::from_str::<DeviceOutcome>("\"bounded\"").is_err());
+        // `check` words an SR-IOV outcome with as_str: it must be the JSON's spelling.
+        for o in [
+            SriovOutcome::Made,
+            SriovOutcome::Already,
+            SriovOutcome::Kept,
+            SriovOutcome::Refused,
+            SriovOutcome::Failed,
+            SriovOutcome::ToMake,
+        ] {
+            let json = serde_json::to_string(&o).unwrap();
+            assert_eq!(json, format!("{:?}", o.as_str()));
+            assert_eq!(serde_json::from_str::<SriovOutcome>(&json).unwrap(), o);
+        }
     }
 
     /// Records the string-typed agent wrote (the captured boots' and one with every
