@@ -15,7 +15,8 @@
 //! Otherwise the whole group is refused, and the reasons name the members that stand
 //! in the way. Independently, a selected boot display (`boot_vga` = 1) or storage
 //! controller (class 0x01, maybe the root disk) is refused unless its config entry
-//! allows it explicitly.
+//! allows it explicitly. An SR-IOV physical function with VFs made is refused too: its
+//! driver made them, and unbinding it removes them (select the VFs, `vf = [...]`).
 //!
 //! [`group_verdict`] asks the same planner what any config could do with one group
 //! (`ready`, `possible` with what to select, `impossible` with why): `groups` and
@@ -546,6 +547,13 @@ fn plan_in(planner: &Planner<'_>, selectors: &[Selector]) -> Plan {
         if let Some((pf, index)) = d.vf_of() {
             if selected.contains_key(&pf) {
                 why.push(format!("VF {index} of {pf}, which is selected too: the PF's driver makes its VFs, and unbinding it from that driver removes them; select the VFs or the PF, not both"));
+            }
+        }
+        if let Some(Sriov::Pf { numvfs, .. }) = &d.sriov {
+            // Its driver made the VFs; unbinding it takes them away, from whatever has
+            // them (a VM, another driver). On a VFIO driver already, nothing is unbound.
+            if *numvfs > 0 && !d.driver.as_deref().is_some_and(is_vfio_driver) {
+                why.push(format!("an SR-IOV physical function with {numvfs} VFs made: unbinding its driver removes them, with whatever uses them; select its VFs (vf = [...]), or the PF once it has none"));
             }
         }
         if d.is_storage() && !sel.allow_storage {

@@ -178,6 +178,27 @@ fn vfs_in_their_pfs_group_are_refused_and_the_pf_keeps_its_driver() {
     );
 }
 
+/// A PF whose driver has made VFs: unbinding that driver removes the VFs, so the PF
+/// alone is refused while it has any, and planned like any card once it has none.
+#[test]
+fn a_pf_with_vfs_made_is_refused_alone_and_taken_without_them() {
+    let t = igb(2, false);
+    t.config(&format!("[[device]]\naddress = \"{PF}\"\n"));
+    let plan = dry_json(&t);
+    assert_eq!(action(&plan, PF), "refuse", "{plan}");
+    let why = reasons(&plan, PF);
+    assert!(
+        why.contains("an SR-IOV physical function with 2 VFs made"),
+        "{why}"
+    );
+    assert_eq!(action(&plan, VFS[0]), "absent", "{plan}");
+
+    let t = igb(0, false);
+    t.config(&format!("[[device]]\naddress = \"{PF}\"\n"));
+    let plan = dry_json(&t);
+    assert_eq!(action(&plan, PF), "bind", "{plan}");
+}
+
 #[test]
 fn the_boot_makes_the_vfs_with_autoprobe_off_then_restores_it() {
     let t = igb(0, false);
