@@ -163,6 +163,7 @@ test:
 
 # Debian package: target/debian/vfio-early_<version>_<arch>.deb (dpkg-deb over
 # `make install DESTDIR=`; packaging/debian/build-deb.sh says what it adds).
+# Always through cargo (a no-op when up to date): a stale binary is never packaged.
 .PHONY: deb
-deb: $(BIN) $(BOOT_BIN) $(GEN)/man/vfio-early.8
+deb: build-$(RUST_ARCH) $(GEN)/man/vfio-early.8
 	TARGET_DIR=$(TARGET_DIR) packaging/debian/build-deb.sh

@@ -45,12 +45,11 @@ if ((!check_only)); then
     rm -rf "$SYS_WORK"
     mkdir -p "$SYS_WORK"
 
-    # The package under test, where `make deb` puts it. The binaries are built first:
-    # `make deb` takes any binary already there, and a stale one (say, a boot build
-    # left at the full tool's path) would be packaged as it is.
-    make -s build-x86_64 >"$SYS_WORK/build.out" 2>&1 || { cat "$SYS_WORK/build.out" >&2; slog "make build-x86_64 failed"; exit 2; }
-    deb=$(make -s deb | tail -n 1)
-    [[ -f $deb ]] || { slog "make deb wrote no package"; exit 2; }
+    # The package under test, where `make deb` puts it (it builds both binaries first
+    # through cargo, so a stale one, say a boot build left at the full tool's path, is
+    # never packaged).
+    deb=$(make -s deb 2>"$SYS_WORK/build.out" | tail -n 1)
+    [[ -f $deb ]] || { cat "$SYS_WORK/build.out" >&2; slog "make deb wrote no package"; exit 2; }
     deb=$REPO_DIR/$deb
 
     # The two roots, built side by side (downloads and dpkg overlap).
