@@ -1231,9 +1231,138 @@ pub(crate) fn run_bounded(program: &Path, args: &[&CStr], timeout: Duration) -> 
     }
 }
 
+/// One module file for [`finit_bounded`]: loaded with `finit_module(fd, params, flags)`;
+/// when it fails, loading goes on at step `on_failure` (the end of the soft dependency it
+/// belongs to, or past the last step).
+#[derive(Debug, Clone)]
+pub(crate) struct FinitStep {
+    /// The file (a full path of the live system).
+    pub path: CString,
+    /// The module's parameters (`k=v k2=v2`).
+    pub params: CString,
+    /// `finit_module` flags (`MODULE_INIT_COMPRESSED_FILE` for a compressed file).
+    pub flags: u32,
+    /// Where loading goes on when this step fails.
+    pub on_failure: usize,
+}
+
+/// The most steps [`finit_bounded`] takes: their results (3 bytes each) must fit in
+/// a pipe, which the child fills without waiting for the parent.
+pub(crate) const FINIT_MAX_STEPS: usize = 1024;
+
+/// Loads module files with `finit_module`, in order, in a forked child (no exec: the
+/// agent's own code, no modprobe binary to start), waited for at most `timeout`
+/// ([`ChildWait`]); a child still running then is sent SIGKILL and abandoned, as for
+/// [`run_bounded`]. Returns each step tried, in order, with its errno (`EEXIST`, a
+/// module already there, counts as loaded), and the error that ended the wait early,
+/// if any: what the child reported before a timeout is still returned.
+pub(crate) fn finit_bounded(
+    shown: &Path,
+    steps: &[FinitStep],
+    timeout: Duration,
+) -> (Vec<(usize, Option<Errno>)>, Option<HostError>) {
+    use nix::libc;
+    if steps.len() > FINIT_MAX_STEPS {
+        let e = io::Error::other(format!(
+            "{} modules to load (at most {FINIT_MAX_STEPS})",
+            steps.len()
+        ));
+        return (Vec::new(), Some(HostError::io(shown.to_path_buf(), e)));
+    }
+    let (res_r, res_w) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => return (Vec::new(), Some(HostError::errno_at(shown, e))),
+    };
+    let lock_fd = LOCK_FD.load(Ordering::SeqCst);
+    // SAFETY: the child only calls async-signal-safe functions (close, open,
+    // finit_module, write, _exit) on data prepared before the fork, allocates nothing,
+    // and never returns into the caller's stack.
+    let forked = unsafe { fork() };
+    let child = match forked {
+        Err(e) => return (Vec::new(), Some(HostError::errno_at(shown, e))),
+        // SAFETY: as above: raw system calls on descriptors and C strings the parent
+        // prepared; `_exit` ends the child without running the parent's destructors.
+        Ok(ForkResult::Child) => unsafe {
+            if lock_fd >= 0 {
+                libc::close(lock_fd);
+            }
+            let out = res_w.as_raw_fd();
+            let mut i = 0;
+            while i < steps.len() {
+                let s = &steps[i];
+                let fd = libc::open(s.path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+                let rc = if fd < 0 {
+                    -1
+                } else {
+                    libc::syscall(libc::SYS_finit_module, fd, s.params.as_ptr(), s.flags)
+                };
+                let errno = if rc < 0 { Errno::last_raw() } else { 0 };
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+                let errno = if errno == libc::EEXIST { 0 } else { errno };
+                #[allow(clippy::cast_possible_truncation)] // i < FINIT_MAX_STEPS
+                let rec = [(i & 0xff) as u8, (i >> 8) as u8, errno.clamp(0, 255) as u8];
+                libc::write(out, rec.as_ptr().cast(), rec.len());
+                i = if errno == 0 {
+                    i + 1
+                } else {
+                    s.on_failure.max(i + 1)
+                };
+            }
+            libc::_exit(0)
+        },
+        Ok(ForkResult::Parent { child }) => child,
+    };
+    drop(res_w);
+    let start = Instant::now();
+    let mut pause = ChildWait::new(child);
+    let ended = loop {
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, 0)) => break None,
+            Ok(WaitStatus::Exited(_, code)) => {
+                let e = io::Error::other(format!("the module loader exited with status {code}"));
+                break Some(HostError::io(shown.to_path_buf(), e));
+            }
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                let e = io::Error::other(format!("the module loader was killed by {sig}"));
+                break Some(HostError::io(shown.to_path_buf(), e));
+            }
+            Ok(_) => {}
+            Err(e) => break Some(HostError::errno_at(shown, e)),
+        }
+        let left = timeout.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            // As for a stalled write: SIGKILL takes effect when the child leaves the
+            // kernel; init reaps it.
+            let _ = kill(child, Signal::SIGKILL);
+            break Some(HostError::Timeout {
+                path: shown.to_path_buf(),
+                timeout,
+            });
+        }
+        pause.until_exit(left);
+    };
+    let bytes = drain_bytes(res_r, steps.len() * 3);
+    let results = bytes
+        .chunks_exact(3)
+        .map(|r| {
+            let i = usize::from(r[0]) | usize::from(r[1]) << 8;
+            (i, (r[2] != 0).then(|| Errno::from_raw(i32::from(r[2]))))
+        })
+        .filter(|(i, _)| *i < steps.len())
+        .collect();
+    (results, ended)
+}
+
 /// What an ended child left in its stderr pipe, at most 4 KiB, without waiting (a
 /// grandchild may hold the pipe open).
 fn drain(pipe: OwnedFd) -> String {
+    String::from_utf8_lossy(&drain_bytes(pipe, 4096)).into_owned()
+}
+
+/// At most `max` bytes a pipe holds now, without waiting.
+fn drain_bytes(pipe: OwnedFd, max: usize) -> Vec<u8> {
     // SAFETY: fcntl on a descriptor we own, with a flag argument; no memory involved.
     unsafe {
         let fl = nix::libc::fcntl(pipe.as_raw_fd(), nix::libc::F_GETFL);
@@ -1244,8 +1373,10 @@ fn drain(pipe: OwnedFd) -> String {
         );
     }
     let mut buf = Vec::new();
-    let _ = fs::File::from(pipe).take(4096).read_to_end(&mut buf);
-    String::from_utf8_lossy(&buf).into_owned()
+    let _ = fs::File::from(pipe)
+        .take(u64::try_from(max).unwrap_or(u64::MAX))
+        .read_to_end(&mut buf);
+    buf
 }
 
 #[cfg(test)]
@@ -1664,5 +1795,25 @@ mod tests {
         assert!(err.to_string().contains(LOCK_PATH), "{err}");
         drop(held);
         h.lock(Duration::from_millis(50)).unwrap();
+    }
+
+    #[test]
+    fn the_forked_module_loader_reports_each_step_and_skips_a_failed_unit() {
+        // Files that do not exist: open fails, finit_module is never called.
+        let dir = tempfile::tempdir().unwrap();
+        let step = |name: &str, on_failure: usize| FinitStep {
+            path: CString::new(dir.path().join(name).as_os_str().as_bytes()).unwrap(),
+            params: CString::default(),
+            flags: 0,
+            on_failure,
+        };
+        // Step 0 fails and skips its unit (step 1); step 2 fails and ends the run.
+        let steps = [step("a.ko", 2), step("b.ko", 2), step("c.ko", 3)];
+        let (results, ended) = finit_bounded(dir.path(), &steps, Duration::from_secs(10));
+        assert!(ended.is_none(), "{ended:?}");
+        assert_eq!(
+            results,
+            [(0, Some(Errno::ENOENT)), (2, Some(Errno::ENOENT))]
+        );
     }
 }

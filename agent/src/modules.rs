@@ -5,10 +5,12 @@
 //! `modalias` matched against `modules.alias` (loadable drivers) and
 //! `modules.builtin.modinfo` (drivers built into the kernel).
 //!
-//! Loading vfio-pci prefers the image's kmod `modprobe` (it honours `modprobe.d` and
-//! the command line). Without one (busybox's applet cannot read kmod's binary index),
-//! the closure from `modules.dep` is loaded with `finit_module`, with the options
-//! `modprobe.d` and the kernel command line give, as modprobe would.
+//! Loading vfio-pci: the closure from `modules.dep` is loaded with `finit_module` by a
+//! forked child of the agent, with the options `modprobe.d` and the kernel command
+//! line give and the soft dependencies of `modules.softdep`, as `modprobe
+//! --ignore-install` would. Compressed modules go to the image's kmod `modprobe` when
+//! there is one (kernels before 6.4 cannot decompress them; busybox's applet cannot
+//! read kmod's binary index, so it is never used).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -407,13 +409,7 @@ pub(crate) fn ensure_vfio_pci(
         return Ok(Availability::AlreadyThere);
     }
     host.require_live("load module vfio-pci")?;
-    let result = match find_kmod_modprobe(host) {
-        Some(modprobe) => {
-            run_modprobe(&modprobe, "vfio-pci", timeout).map(|()| Availability::Modprobe(modprobe))
-        }
-        None => load_closure(host, cmdline, "vfio_pci").map(Availability::Loaded),
-    };
-    let result = result?;
+    let result = load(host, cmdline, "vfio-pci", timeout)?;
     // Module init registers the driver synchronously; allow a moment for sysfs, in
     // naps from 1 ms growing to 10 ms.
     let start = Instant::now();
@@ -445,11 +441,30 @@ pub(crate) fn load_module(
         return Ok(Availability::AlreadyThere);
     }
     host.require_live(&format!("load module {name}"))?;
-    match find_kmod_modprobe(host) {
-        Some(modprobe) => {
-            run_modprobe(&modprobe, &name, timeout).map(|()| Availability::Modprobe(modprobe))
+    load(host, cmdline, &name, timeout)
+}
+
+/// Loads `name` and what it needs, within `timeout`. The agent's own loader (a forked
+/// child calling `finit_module` over the `modules.dep` closure, [`crate::host::finit_bounded`])
+/// when every file of it is a plain `.ko` or the image has no kmod `modprobe`; otherwise
+/// (compressed modules, which kernels before 6.4 cannot take from `finit_module`) kmod's
+/// `modprobe --ignore-install`. Both load the same files in the same order with the
+/// same options; the own loader starts no program (under QEMU TCG, exec'ing the
+/// dynamically linked modprobe cost the boot benchmark about 70 ms).
+fn load(host: &Host, cmdline: &Cmdline, name: &str, timeout: Duration) -> HostResult<Availability> {
+    let modprobe = find_kmod_modprobe(host);
+    let planned = Loader::read(host, cmdline).and_then(|l| {
+        let p = l.plan(name)?;
+        Ok((l, p))
+    });
+    match (planned, modprobe) {
+        (Ok((loader, plan)), Some(m)) if !plan.all_plain() => {
+            drop(loader);
+            run_modprobe(&m, name, timeout).map(|()| Availability::Modprobe(m))
         }
-        None => load_closure(host, cmdline, &name).map(Availability::Loaded),
+        (Ok((loader, plan)), _) => loader.run(&plan, timeout).map(Availability::Loaded),
+        (Err(_), Some(m)) => run_modprobe(&m, name, timeout).map(|()| Availability::Modprobe(m)),
+        (Err(e), None) => Err(e),
     }
 }
 
@@ -492,27 +507,6 @@ fn run_modprobe(modprobe: &std::path::Path, module: &str, timeout: Duration) -> 
     )))
 }
 
-/// Loads a module and its dependencies from `modules.dep` with `finit_module`.
-fn load_closure(host: &Host, cmdline: &Cmdline, name: &str) -> HostResult<Vec<String>> {
-    let release = host.kernel_release().unwrap_or_default();
-    let dir = format!("lib/modules/{release}");
-    let loader = Loader {
-        host,
-        cmdline,
-        insmod: &finit,
-        deps: DepTable::parse(&host.read(format!("{dir}/modules.dep"))?),
-        soft: host
-            .read(format!("{dir}/modules.softdep"))
-            .map(|t| parse_softdep(&t))
-            .unwrap_or_default(),
-        dir,
-    };
-    let mut loaded = Vec::new();
-    let mut seen = HashSet::new();
-    loader.load(name, &mut seen, &mut loaded)?;
-    Ok(loaded)
-}
-
 /// Soft dependencies from `modules.softdep`: module -> (pre, post), as modprobe honours
 /// them (vfio's `post: vfio_iommu_type1` is what gives QEMU an IOMMU backend).
 pub(crate) fn parse_softdep(text: &str) -> BTreeMap<String, (Vec<String>, Vec<String>)> {
@@ -537,24 +531,106 @@ pub(crate) fn parse_softdep(text: &str) -> BTreeMap<String, (Vec<String>, Vec<St
     out
 }
 
+/// What a failed file takes with it: the module asked for (an error), or the soft
+/// dependency it belongs to (a `pre:` one is skipped quietly, a `post:` one with a
+/// warning, as modprobe does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Required,
+    Pre,
+    Post,
+}
+
+/// The module asked for, or one soft dependency with what it needs: its files are the
+/// steps from where it starts to `end`.
+#[derive(Debug, Clone)]
+struct Unit {
+    need: Need,
+    name: String,
+    /// The module whose soft dependency this is.
+    of: String,
+    end: usize,
+}
+
+/// One file to load.
+#[derive(Debug, Clone)]
+struct Step {
+    module: String,
+    /// As `modules.dep` names it (relative to the modules directory).
+    file: String,
+    opts: String,
+    /// The innermost [`Unit`] it belongs to (0: the module asked for).
+    unit: usize,
+}
+
+/// What loading a module takes, in modprobe's order: dependencies first, each module's
+/// `pre:` soft dependencies before it and its `post:` ones after it; modules already
+/// there are left out.
+#[derive(Debug)]
+struct LoadPlan {
+    steps: Vec<Step>,
+    units: Vec<Unit>,
+}
+
+impl LoadPlan {
+    /// Whether `finit_module` takes every file as it is on any kernel (no compression).
+    fn all_plain(&self) -> bool {
+        self.steps.iter().all(|s| s.file.ends_with(".ko"))
+    }
+
+    /// Where loading goes on when step `i` fails: past its unit.
+    fn on_failure(&self, i: usize) -> usize {
+        self.units[self.steps[i].unit].end
+    }
+}
+
 struct Loader<'a> {
     host: &'a Host,
     cmdline: &'a Cmdline,
-    /// Loads one module file with its options (`finit_module`; a recorder in tests).
-    insmod: &'a dyn Fn(&std::path::Path, &str, bool) -> std::io::Result<()>,
     deps: DepTable,
     soft: BTreeMap<String, (Vec<String>, Vec<String>)>,
     dir: String,
 }
 
-impl Loader<'_> {
-    /// Loads `name` with its hard dependencies; soft ones are loaded when they exist
-    /// for this kernel, and their failure does not fail `name`.
-    fn load(
+impl<'a> Loader<'a> {
+    /// Reads this kernel's `modules.dep` (needed) and `modules.softdep`.
+    fn read(host: &'a Host, cmdline: &'a Cmdline) -> HostResult<Self> {
+        let release = host.kernel_release().unwrap_or_default();
+        let dir = format!("lib/modules/{release}");
+        Ok(Self {
+            host,
+            cmdline,
+            deps: DepTable::parse(&host.read(format!("{dir}/modules.dep"))?),
+            soft: host
+                .read(format!("{dir}/modules.softdep"))
+                .map(|t| parse_softdep(&t))
+                .unwrap_or_default(),
+            dir,
+        })
+    }
+
+    /// The files to load for `name`; an error when this kernel has no such module.
+    fn plan(&self, name: &str) -> HostResult<LoadPlan> {
+        let mut plan = LoadPlan {
+            steps: Vec::new(),
+            units: vec![Unit {
+                need: Need::Required,
+                name: normalize(name),
+                of: String::new(),
+                end: 0,
+            }],
+        };
+        self.add(name, &mut HashSet::new(), &mut plan, 0)?;
+        plan.units[0].end = plan.steps.len();
+        Ok(plan)
+    }
+
+    fn add(
         &self,
         name: &str,
         seen: &mut HashSet<String>,
-        loaded: &mut Vec<String>,
+        plan: &mut LoadPlan,
+        unit: usize,
     ) -> HostResult<()> {
         let order = self.deps.load_order(name).ok_or_else(|| HostError::Io {
             path: self.host.path(format!("{}/modules.dep", self.dir)),
@@ -567,43 +643,136 @@ impl Loader<'_> {
             }
             let (pre, post) = self.soft.get(&m).cloned().unwrap_or_default();
             for s in pre.iter().filter(|s| self.deps.load_order(s).is_some()) {
-                let _ = self.load(s, seen, loaded);
+                self.add_soft(s, Need::Pre, &m, seen, plan);
             }
             if !self.host.exists(format!("sys/module/{m}")) {
-                let path = self.host.path(format!("{}/{file}", self.dir));
-                let opts = module_options(self.host, self.cmdline, &m);
-                (self.insmod)(&path, &opts, file.ends_with(".ko")).map_err(|e| HostError::Io {
-                    path: path.clone(),
-                    source: e,
-                })?;
-                loaded.push(m);
+                plan.steps.push(Step {
+                    opts: module_options(self.host, self.cmdline, &m),
+                    module: m.clone(),
+                    file,
+                    unit,
+                });
             }
             for s in post.iter().filter(|s| self.deps.load_order(s).is_some()) {
-                if let Err(e) = self.load(s, seen, loaded) {
-                    log::warn!("soft dependency {s} of {}: {e}", module_name(&file));
-                }
+                self.add_soft(s, Need::Post, &m, seen, plan);
             }
         }
         Ok(())
     }
-}
 
-fn finit(path: &std::path::Path, opts: &str, plain: bool) -> std::io::Result<()> {
-    use nix::kmod::{finit_module, ModuleInitFlags};
-    let file = std::fs::File::open(path)?;
-    let params = std::ffi::CString::new(opts).map_err(std::io::Error::other)?;
-    // Compressed modules are handed to the kernel as they are (MODULE_INIT_COMPRESSED_FILE,
-    // Linux 6.4+ with in-kernel decompression); older kernels need kmod's modprobe.
-    let flags = if plain {
-        ModuleInitFlags::empty()
-    } else {
-        ModuleInitFlags::from_bits_retain(4)
-    };
-    match finit_module(&file, &params, flags) {
-        Ok(()) | Err(nix::errno::Errno::EEXIST) => Ok(()),
-        Err(e) => Err(e.into()),
+    fn add_soft(
+        &self,
+        name: &str,
+        need: Need,
+        of: &str,
+        seen: &mut HashSet<String>,
+        plan: &mut LoadPlan,
+    ) {
+        let u = plan.units.len();
+        plan.units.push(Unit {
+            need,
+            name: name.to_owned(),
+            of: of.to_owned(),
+            end: 0,
+        });
+        // It is in modules.dep (the callers check), so planning it cannot fail.
+        let _ = self.add(name, seen, plan, u);
+        plan.units[u].end = plan.steps.len();
+    }
+
+    fn full_path(&self, step: &Step) -> PathBuf {
+        self.host.path(format!("{}/{}", self.dir, step.file))
+    }
+
+    /// Loads the plan's files in a forked child, within `timeout`; the modules loaded.
+    fn run(&self, plan: &LoadPlan, timeout: Duration) -> HostResult<Vec<String>> {
+        use std::os::unix::ffi::OsStrExt;
+        let bad = |p: &std::path::Path| HostError::Io {
+            path: p.to_path_buf(),
+            source: std::io::Error::other("a NUL byte in a module's path or options"),
+        };
+        let mut steps = Vec::with_capacity(plan.steps.len());
+        for (i, s) in plan.steps.iter().enumerate() {
+            let full = self.full_path(s);
+            steps.push(crate::host::FinitStep {
+                path: std::ffi::CString::new(full.as_os_str().as_bytes())
+                    .map_err(|_| bad(&full))?,
+                params: std::ffi::CString::new(s.opts.as_str()).map_err(|_| bad(&full))?,
+                flags: if s.file.ends_with(".ko") {
+                    0
+                } else {
+                    MODULE_INIT_COMPRESSED_FILE
+                },
+                on_failure: plan.on_failure(i),
+            });
+        }
+        let shown = self.host.path(&self.dir);
+        let (results, ended) = crate::host::finit_bounded(&shown, &steps, timeout);
+        let results: Vec<(usize, Option<std::io::Error>)> = results
+            .into_iter()
+            .map(|(i, e)| (i, e.map(std::io::Error::from)))
+            .collect();
+        self.settle(plan, results, ended)
+    }
+
+    /// Loads the plan's files in this process with `insmod` (tests: a recorder).
+    #[cfg(test)]
+    fn run_with(
+        &self,
+        plan: &LoadPlan,
+        insmod: &dyn Fn(&std::path::Path, &str, bool) -> std::io::Result<()>,
+    ) -> HostResult<Vec<String>> {
+        let mut results = Vec::new();
+        let mut i = 0;
+        while i < plan.steps.len() {
+            let s = &plan.steps[i];
+            let r = insmod(&self.full_path(s), &s.opts, s.file.ends_with(".ko")).err();
+            let failed = r.is_some();
+            results.push((i, r));
+            i = if failed {
+                plan.on_failure(i).max(i + 1)
+            } else {
+                i + 1
+            };
+        }
+        self.settle(plan, results, None)
+    }
+
+    /// What the steps tried mean: the modules loaded, a warning per failed `post:`
+    /// soft dependency, an error when a file of the module asked for failed.
+    fn settle(
+        &self,
+        plan: &LoadPlan,
+        results: Vec<(usize, Option<std::io::Error>)>,
+        ended: Option<HostError>,
+    ) -> HostResult<Vec<String>> {
+        let mut loaded = Vec::new();
+        for (i, e) in results {
+            let s = &plan.steps[i];
+            let Some(source) = e else {
+                loaded.push(s.module.clone());
+                continue;
+            };
+            let e = HostError::Io {
+                path: self.full_path(s),
+                source,
+            };
+            let u = &plan.units[s.unit];
+            match u.need {
+                Need::Required => return Err(e),
+                Need::Pre => {}
+                Need::Post => log::warn!("soft dependency {} of {}: {e}", u.name, u.of),
+            }
+        }
+        match ended {
+            Some(e) => Err(e),
+            None => Ok(loaded),
+        }
     }
 }
+
+/// `finit_module`'s flag for a compressed file (Linux 6.4+ decompresses in the kernel).
+const MODULE_INIT_COMPRESSED_FILE: u32 = 4;
 
 #[cfg(test)]
 mod tests {
@@ -762,6 +931,25 @@ mod tests {
         );
     }
 
+    fn vfio_loader<'a>(host: &'a Host, cmdline: &'a Cmdline, ext: &str) -> Loader<'a> {
+        Loader {
+            host,
+            cmdline,
+            deps: DepTable::parse(&format!(
+                "kernel/drivers/vfio/pci/vfio-pci.{ext}: kernel/drivers/vfio/pci/vfio-pci-core.{ext} kernel/drivers/vfio/vfio.{ext} kernel/drivers/virt/lib/irqbypass.{ext}\n\
+                 kernel/drivers/vfio/pci/vfio-pci-core.{ext}: kernel/drivers/vfio/vfio.{ext} kernel/drivers/virt/lib/irqbypass.{ext}\n\
+                 kernel/drivers/vfio/vfio.{ext}:\n\
+                 kernel/drivers/virt/lib/irqbypass.{ext}:\n\
+                 kernel/drivers/vfio/vfio_iommu_type1.{ext}: kernel/drivers/vfio/vfio.{ext}\n\
+                 kernel/drivers/x/pre_one.{ext}:\n",
+            )),
+            soft: parse_softdep(
+                "softdep vfio post: vfio_iommu_type1 vfio_iommu_spapr_tce\nsoftdep vfio_pci_core pre: pre_one\n",
+            ),
+            dir: "lib/modules/x".to_owned(),
+        }
+    }
+
     #[test]
     fn loader_honours_hard_and_soft_dependencies() {
         let t = testing::TestSysfs::new();
@@ -775,37 +963,75 @@ mod tests {
             Ok(())
         };
         let cmdline = Cmdline::parse("vfio-pci.disable_vga=1");
-        let loader = Loader {
-            host: &host,
-            cmdline: &cmdline,
-            insmod: &record,
-            deps: DepTable::parse(
-                "kernel/drivers/vfio/pci/vfio-pci.ko.zst: kernel/drivers/vfio/pci/vfio-pci-core.ko.zst kernel/drivers/vfio/vfio.ko.zst kernel/drivers/virt/lib/irqbypass.ko.zst\n\
-                 kernel/drivers/vfio/pci/vfio-pci-core.ko.zst: kernel/drivers/vfio/vfio.ko.zst kernel/drivers/virt/lib/irqbypass.ko.zst\n\
-                 kernel/drivers/vfio/vfio.ko.zst:\n\
-                 kernel/drivers/virt/lib/irqbypass.ko.zst:\n\
-                 kernel/drivers/vfio/vfio_iommu_type1.ko.zst: kernel/drivers/vfio/vfio.ko.zst\n",
-            ),
-            soft: parse_softdep("softdep vfio post: vfio_iommu_type1 vfio_iommu_spapr_tce\n"),
-            dir: "lib/modules/x".to_owned(),
-        };
-        let mut loaded = Vec::new();
-        loader
-            .load("vfio-pci", &mut HashSet::new(), &mut loaded)
-            .unwrap();
-        // irqbypass is already loaded; type1 comes right after vfio; spapr does not exist here.
+        let loader = vfio_loader(&host, &cmdline, "ko.zst");
+        let plan = loader.plan("vfio-pci").unwrap();
+        assert!(!plan.all_plain(), "compressed files go to kmod's modprobe");
+        let loaded = loader.run_with(&plan, &record).unwrap();
+        // irqbypass is already loaded; type1 comes right after vfio, pre_one right
+        // before vfio-pci-core; spapr does not exist here.
         assert_eq!(
             loaded,
-            ["vfio", "vfio_iommu_type1", "vfio_pci_core", "vfio_pci"]
+            [
+                "vfio",
+                "vfio_iommu_type1",
+                "pre_one",
+                "vfio_pci_core",
+                "vfio_pci"
+            ]
         );
         let calls = calls.borrow();
         assert_eq!(
             calls.last().unwrap(),
             &("vfio_pci".to_owned(), "disable_vga=1".to_owned(), false)
         );
-        assert!(loader
-            .load("nvidia", &mut HashSet::new(), &mut Vec::new())
-            .is_err());
+        assert!(loader.plan("nvidia").is_err());
+        assert!(vfio_loader(&host, &cmdline, "ko")
+            .plan("vfio-pci")
+            .unwrap()
+            .all_plain());
+    }
+
+    #[test]
+    fn a_failed_file_fails_the_module_or_only_its_soft_dependency() {
+        let t = testing::TestSysfs::new();
+        let host = Host::new(t.root());
+        let cmdline = Cmdline::default();
+        let loader = vfio_loader(&host, &cmdline, "ko");
+        let plan = loader.plan("vfio-pci").unwrap();
+        let tried = std::cell::RefCell::new(Vec::new());
+        let failing = |bad: &'static [&'static str]| {
+            let tried = &tried;
+            move |p: &std::path::Path, _: &str, _: bool| {
+                let m = module_name(&p.to_string_lossy());
+                tried.borrow_mut().push(m.clone());
+                if bad.contains(&m.as_str()) {
+                    Err(std::io::Error::from_raw_os_error(8))
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        // A post soft dependency that fails: a warning, the rest goes on.
+        let loaded = loader
+            .run_with(&plan, &failing(&["vfio_iommu_type1"]))
+            .unwrap();
+        assert_eq!(
+            loaded,
+            ["irqbypass", "vfio", "pre_one", "vfio_pci_core", "vfio_pci"]
+        );
+        // A pre one: skipped quietly.
+        let loaded = loader.run_with(&plan, &failing(&["pre_one"])).unwrap();
+        assert!(loaded.contains(&"vfio_pci".to_owned()), "{loaded:?}");
+        // A file the module needs: an error naming it, nothing after it is tried.
+        tried.borrow_mut().clear();
+        let e = loader
+            .run_with(&plan, &failing(&["vfio_pci_core"]))
+            .unwrap_err();
+        assert!(e.to_string().contains("vfio-pci-core.ko"), "{e}");
+        assert_eq!(
+            tried.borrow().last().map(String::as_str),
+            Some("vfio_pci_core")
+        );
     }
 
     #[test]
