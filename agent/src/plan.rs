@@ -476,6 +476,29 @@ impl<'a> Planner<'a> {
         plan_in(self, selectors)
     }
 
+    /// The devices whose claimant ([`Topology::claimants`]) a plan of `selectors` looks
+    /// at: the unselected members without a driver (bridges aside) of the groups that
+    /// hold a selected device ([`member_ok`]). A topology whose alias tables answered
+    /// only these gives the same plan (the boot reads the tables only when this is not
+    /// empty: `machine::read_topology_for`).
+    pub fn claim_questions(&self, selectors: &[Selector]) -> Vec<PciAddress> {
+        let topo = self.topo;
+        let selected = resolve_in(selectors, &topo.devices, &self.by_addr).selected;
+        let mut asked = BTreeSet::new();
+        for addr in selected.keys() {
+            let d = self.by_addr[addr];
+            let Some(g) = GroupKey::of(d.address, d.iommu_group, topo.groups_at_probe) else {
+                continue;
+            };
+            for m in self.groups.get(&g).map_or(&[][..], Vec::as_slice) {
+                if !selected.contains_key(&m.address) && m.driver.is_none() && !m.is_bridge() {
+                    asked.insert(m.address);
+                }
+            }
+        }
+        asked.into_iter().collect()
+    }
+
     /// What any config could do with one IOMMU group ([`group_verdict`]).
     pub fn group_verdict(&self, group: u32) -> GroupVerdict {
         verdict(self, group)

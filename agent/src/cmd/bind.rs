@@ -186,8 +186,21 @@ fn bind(args: &Args, host: &Host) -> Exit {
     }
 
     // One scan of the devices serves the verdict and the plan; a second one only when
-    // `[[sriov]]` made VFs (they are devices the first scan could not see).
-    let mut topo = read_topology(host);
+    // `[[sriov]]` made VFs (they are devices the first scan could not see). The boot
+    // asks the alias tables only what its plan and `[[sriov]]` look at (usually
+    // nothing: then they are not read); a dry run shows the traps too, which ask
+    // about every device.
+    let read = |host: &Host| {
+        if args.dry_run {
+            return read_topology(host);
+        }
+        machine::read_topology_for(host, |t| {
+            let mut asked = plan::Planner::new(t).claim_questions(&config.devices);
+            asked.extend(config.sriov.iter().map(|e| e.address));
+            asked
+        })
+    };
+    let mut topo = read(host);
     if !config.sriov.is_empty() {
         let made = crate::sriov::make(
             host,
@@ -201,7 +214,7 @@ fn bind(args: &Args, host: &Host) -> Exit {
             .iter()
             .any(|r| r.outcome == crate::record::SriovOutcome::Made)
         {
-            topo = read_topology(host);
+            topo = read(host);
         }
         record.sriov = made;
     }
