@@ -369,19 +369,36 @@ impl Device {
     /// Reads one device from `sys/bus/pci/devices/<addr>`; `None` when it does not exist.
     /// Every attribute goes through one [`crate::host::AttrDir`] (one path, one buffer):
     /// reading one more attribute is one more line here.
+    ///
+    /// The ids and the class come from `modalias`, which the kernel prints from the
+    /// same fields as `vendor`, `device`, `subsystem_*` and `class` (one read instead of
+    /// six: under QEMU TCG each sysfs read is a few system calls the boot pays for);
+    /// the single attributes only when it is missing or unreadable.
     pub fn read(host: &Host, address: PciAddress) -> Option<Self> {
         let mut a = host.attr_dir(address.sysfs_dir())?;
-        let mut id16 = |name: &str| a.hex(name).and_then(|v| u16::try_from(v).ok()).unwrap_or(0);
-        let (vendor, device) = (id16("vendor"), id16("device"));
-        let (subsystem_vendor, subsystem_device) =
-            (id16("subsystem_vendor"), id16("subsystem_device"));
+        let modalias = a.string("modalias");
+        let ids = match modalias.as_deref().and_then(parse_modalias) {
+            Some(ids) => ids,
+            None => {
+                let mut id16 =
+                    |name: &str| a.hex(name).and_then(|v| u16::try_from(v).ok()).unwrap_or(0);
+                let ids = (
+                    id16("vendor"),
+                    id16("device"),
+                    id16("subsystem_vendor"),
+                    id16("subsystem_device"),
+                );
+                (ids.0, ids.1, ids.2, ids.3, a.hex("class").unwrap_or(0))
+            }
+        };
+        let (vendor, device, subsystem_vendor, subsystem_device, class) = ids;
         Some(Self {
             address,
             vendor,
             device,
             subsystem_vendor,
             subsystem_device,
-            class: a.hex("class").unwrap_or(0),
+            class,
             driver: a.link_name("driver"),
             driver_override: a
                 .text("driver_override")
@@ -389,7 +406,7 @@ impl Device {
                 .map(str::to_owned),
             boot_vga: a.text("boot_vga") == Some("1"),
             iommu_group: a.link_name("iommu_group").and_then(|g| g.parse().ok()),
-            modalias: a.string("modalias"),
+            modalias,
             sriov: read_pf(&mut a),
         })
     }
@@ -431,6 +448,33 @@ impl Device {
     pub fn is_display(&self) -> bool {
         self.base_class() == 0x03
     }
+}
+
+/// The ids and class in a PCI `modalias` as the kernel prints it
+/// (`pci:v%08Xd%08Xsv%08Xsd%08Xbc%02Xsc%02Xi%02X`): vendor, device, subsystem vendor,
+/// subsystem device, class (base, sub, interface: 24 bits). `None` for any other text.
+pub(crate) fn parse_modalias(s: &str) -> Option<(u16, u16, u16, u16, u32)> {
+    fn field<'a>(s: &'a str, tag: &str, digits: usize) -> Option<(u32, &'a str)> {
+        let s = s.strip_prefix(tag)?;
+        let hex = s.get(..digits)?;
+        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        Some((u32::from_str_radix(hex, 16).ok()?, &s[digits..]))
+    }
+    let s = s.strip_prefix("pci:")?;
+    let (v, s) = field(s, "v", 8)?;
+    let (d, s) = field(s, "d", 8)?;
+    let (sv, s) = field(s, "sv", 8)?;
+    let (sd, s) = field(s, "sd", 8)?;
+    let (bc, s) = field(s, "bc", 2)?;
+    let (sc, s) = field(s, "sc", 2)?;
+    let (i, s) = field(s, "i", 2)?;
+    if !s.is_empty() {
+        return None;
+    }
+    let id = |x: u32| u16::try_from(x).ok();
+    Some((id(v)?, id(d)?, id(sv)?, id(sd)?, bc << 16 | sc << 8 | i))
 }
 
 /// Every PCI device the host shows, sorted by address. Entries whose names are not
@@ -515,6 +559,54 @@ pub(crate) fn iommu_groups_present(host: &Host) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn modalias_gives_the_ids_and_class_the_attributes_show() {
+        assert_eq!(
+            parse_modalias("pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00"),
+            Some((0x8086, 0x10d3, 0x8086, 0xa01f, 0x020000))
+        );
+        assert_eq!(
+            parse_modalias("pci:v00001002d00006779sv00001458sd000022B3bc03sc00i00"),
+            Some((0x1002, 0x6779, 0x1458, 0x22b3, 0x030000))
+        );
+        for bad in [
+            "",
+            "usb:v1D6Bp0002",
+            "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00",
+            "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00x",
+            "pci:v00018086d000010D3sv00008086sd0000A01Fbc02sc00i00",
+            "pci:v0000808gd000010D3sv00008086sd0000A01Fbc02sc00i00",
+        ] {
+            assert_eq!(parse_modalias(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_device_without_modalias_is_read_from_its_attributes() {
+        let t = testing::TestSysfs::new();
+        let dir = "sys/bus/pci/devices/0000:00:03.0";
+        t.file(&format!("{dir}/vendor"), "0x8086\n");
+        t.file(&format!("{dir}/device"), "0x10d3\n");
+        t.file(&format!("{dir}/subsystem_vendor"), "0x8086\n");
+        t.file(&format!("{dir}/subsystem_device"), "0x0000\n");
+        t.file(&format!("{dir}/class"), "0x020000\n");
+        let host = Host::new(t.root());
+        let d = Device::read(&host, "0000:00:03.0".parse().unwrap()).unwrap();
+        assert_eq!((d.vendor, d.device, d.class), (0x8086, 0x10d3, 0x020000));
+        assert_eq!(d.modalias, None);
+        // With one, the ids come from it alone (the kernel prints both from the same
+        // fields).
+        for a in ["vendor", "device", "class"] {
+            std::fs::remove_file(t.root().join(format!("{dir}/{a}"))).unwrap();
+        }
+        t.file(
+            &format!("{dir}/modalias"),
+            "pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00\n",
+        );
+        let d = Device::read(&host, "0000:00:03.0".parse().unwrap()).unwrap();
+        assert_eq!((d.vendor, d.device, d.class), (0x8086, 0x10d3, 0x020000));
+    }
 
     #[test]
     fn parses_full_and_short_addresses() {
