@@ -27,13 +27,28 @@ pub(crate) const IMAGE_ALIAS_DIR: &str = "usr/lib/vfio-early";
 /// Reads what the planner needs from the host: devices, groups and alias tables (for
 /// every device without a driver).
 pub fn read_topology(host: &Host) -> Topology {
-    read_topology_for(host, |t| {
-        t.devices
-            .iter()
-            .filter(|d| d.driver.is_none())
-            .map(|d| d.address)
-            .collect()
-    })
+    read_topology_for(host, driverless)
+}
+
+/// Every device without a driver (what [`read_topology`] asks the alias tables about).
+fn driverless(t: &Topology) -> Vec<PciAddress> {
+    t.devices
+        .iter()
+        .filter(|d| d.driver.is_none())
+        .map(|d| d.address)
+        .collect()
+}
+
+/// [`read_topology`], and what `extra` reads from each device's sysfs directory on the
+/// way ([`pci::scan_with`]), one per device of the topology, in its order: how a view
+/// reads an attribute the planner does not need (`groups`: `reset_method`).
+#[cfg(feature = "tools")]
+pub(crate) fn read_topology_with<T>(
+    host: &Host,
+    extra: impl FnMut(&mut crate::host::AttrDir) -> T,
+) -> (Topology, Vec<T>) {
+    let (devices, more) = pci::scan_with(host, extra);
+    (topology_of(host, devices, driverless), more)
 }
 
 /// [`read_topology`], with the alias tables asked only about the devices `ask` names
@@ -42,7 +57,15 @@ pub fn read_topology(host: &Host) -> Topology {
 /// read at all (the image's is the whole kernel's, 482 KB on Debian's: 16 M of the
 /// boot's 18 M instructions), `claimants` stays empty and `alias_tables` false.
 pub fn read_topology_for(host: &Host, ask: impl FnOnce(&Topology) -> Vec<PciAddress>) -> Topology {
-    let devices = pci::scan(host);
+    topology_of(host, pci::scan(host), ask)
+}
+
+/// [`read_topology_for`] of these devices (as [`pci::scan`] gives them).
+fn topology_of(
+    host: &Host,
+    devices: Vec<pci::Device>,
+    ask: impl FnOnce(&Topology) -> Vec<PciAddress>,
+) -> Topology {
     let iommu_groups = pci::iommu_groups_present(host);
     // Only without groups: the evidence that says why (firmware tables, sysfs; the
     // log adds nothing to why it is off, and the boot's verdict reads it).

@@ -20,7 +20,7 @@
 //! deeper than its header that is not a comment or blank.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use memchr::memmem;
@@ -41,14 +41,16 @@ struct Entry {
     block: Range<usize>,
 }
 
-/// What was looked up already (each id is searched for once).
+/// What was looked up already (each id is searched for once). A machine has a few
+/// dozen ids, asked about once per device: ordered maps that small answer in a few
+/// comparisons, cheaper than hashing the key.
 #[derive(Debug, Clone, Default)]
 struct Found {
-    vendors: HashMap<u16, Option<Entry>>,
-    devices: HashMap<(u16, u16), Option<Entry>>,
-    subsystems: HashMap<(u16, u16, u16, u16), Option<Range<usize>>>,
-    classes: HashMap<u8, Option<Entry>>,
-    subclasses: HashMap<u16, Option<Entry>>,
+    vendors: BTreeMap<u16, Option<Entry>>,
+    devices: BTreeMap<(u16, u16), Option<Entry>>,
+    subsystems: BTreeMap<(u16, u16, u16, u16), Option<Range<usize>>>,
+    classes: BTreeMap<u8, Option<Entry>>,
+    subclasses: BTreeMap<u16, Option<Entry>>,
 }
 
 /// A `pci.ids` database, searched as asked.

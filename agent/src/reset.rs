@@ -20,10 +20,9 @@
 //! (gnif/vendor-reset and `reset_method = ["device_specific"]`).
 //!
 //! Layers: [`parse`] is a parser, [`read_all`] a reader (through the host seam),
-//! [`judge`] the domain's verdict that `groups` and `check` print, [`apply`] the
+//! [`Judge`] the domain's verdict that `groups` and `check` print, [`apply`] the
 //! actor that writes the config's choice at boot, before binding.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -186,21 +185,41 @@ pub fn kernel_has_attr(release: &str) -> Option<bool> {
     Some((major, minor) >= (5, 15))
 }
 
-/// Reads one device's methods; `has_attr` is [`kernel_has_attr`] of the running kernel.
-pub fn read(host: &Host, address: PciAddress, has_attr: Option<bool>) -> Methods {
-    match host.read_attr(address.attr(ATTR)) {
-        Some(text) => Methods::Listed(parse(&text)),
+/// What a device shows, from the text of its `reset_method` (`None`: no such file);
+/// `has_attr` is [`kernel_has_attr`] of the running kernel.
+fn of_text(text: Option<&str>, has_attr: Option<bool>) -> Methods {
+    match text {
+        Some(text) => Methods::Listed(parse(text)),
         None if has_attr == Some(true) => Methods::Listed(Vec::new()),
         None => Methods::Unknown,
     }
 }
 
-/// Reads the methods of every device (host-side views only: the boot scan does not).
-pub fn read_all(host: &Host, devices: &[Device]) -> BTreeMap<PciAddress, Methods> {
-    let has_attr = host.kernel_release().and_then(|r| kernel_has_attr(&r));
+/// Reads one device's methods; `has_attr` is [`kernel_has_attr`] of the running kernel.
+pub fn read(host: &Host, address: PciAddress, has_attr: Option<bool>) -> Methods {
+    of_text(host.read_attr(address.attr(ATTR)).as_deref(), has_attr)
+}
+
+/// Reads one device's methods from its directory, opened by the scan
+/// ([`crate::machine::read_topology_with`]: one more attribute of the same directory,
+/// no path of its own).
+#[cfg(feature = "tools")]
+pub(crate) fn read_in(dir: &mut crate::host::AttrDir, has_attr: Option<bool>) -> Methods {
+    of_text(dir.text(ATTR), has_attr)
+}
+
+/// Whether the running kernel has the attribute ([`kernel_has_attr`] of its release).
+pub fn host_has_attr(host: &Host) -> Option<bool> {
+    host.kernel_release().and_then(|r| kernel_has_attr(&r))
+}
+
+/// Reads the methods of every device, one per device in `devices`' order (host-side
+/// views only: the boot scan does not).
+pub fn read_all(host: &Host, devices: &[Device]) -> Vec<Methods> {
+    let has_attr = host_has_attr(host);
     devices
         .iter()
-        .map(|d| (d.address, read(host, d.address, has_attr)))
+        .map(|d| read(host, d.address, has_attr))
         .collect()
 }
 
@@ -227,8 +246,18 @@ pub struct Family {
 impl Family {
     /// Whether a device is of this family.
     pub fn matches(&self, vendor: u16, device: u16) -> bool {
+        self.ids()
+            .is_some_and(|(v, ds)| v == vendor && ds.contains(&device))
+    }
+
+    /// The vendor id and the device ids, parsed (`None` when the vendor is not hex;
+    /// device ids that are not are left out).
+    fn ids(&self) -> Option<(u16, Vec<u16>)> {
         let hex = |s: &str| u16::from_str_radix(s, 16).ok();
-        hex(&self.vendor) == Some(vendor) && self.devices.iter().any(|d| hex(d) == Some(device))
+        Some((
+            hex(&self.vendor)?,
+            self.devices.iter().filter_map(|d| hex(d)).collect(),
+        ))
     }
 }
 
@@ -288,93 +317,127 @@ impl Resettable {
 
 /// The domain's verdict on one device's reset.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
+pub struct Verdict<'a> {
     /// What the kernel shows.
-    pub methods: Methods,
+    pub methods: &'a Methods,
     /// Whether it can be reset between VM runs.
     pub resettable: Resettable,
     /// A family known to need help, with its advice.
-    pub family: Option<Family>,
+    pub family: Option<&'a Family>,
 }
 
-/// The functions of `address`'s slot in `devices`, which are sorted by address (as
-/// [`crate::pci::scan`] gives them): found by binary search, so that judging every
-/// device of a big machine stays linear.
-fn slot_of(devices: &[Device], address: PciAddress) -> &[Device] {
-    debug_assert!(
-        devices.is_sorted_by_key(|d| d.address),
-        "devices sorted by address"
-    );
-    let first = PciAddress {
-        function: 0,
-        ..address
-    };
-    let start = devices.partition_point(|d| d.address < first);
-    let len = devices[start..]
-        .iter()
-        .take_while(|d| d.address.same_slot(&address))
-        .count();
-    &devices[start..start + len]
+/// What a device whose methods were not read shows.
+static UNKNOWN: Methods = Methods::Unknown;
+
+/// The reset verdicts of one machine's devices: the devices (sorted by address, as
+/// [`crate::pci::scan`] gives them), their methods in the same order (from
+/// [`read_all`] or the scan), and the family table with its ids parsed once. A
+/// device's slot is its neighbours in that order, so judging every device of a big
+/// machine stays linear.
+#[derive(Debug)]
+pub struct Judge<'a> {
+    devices: &'a [Device],
+    methods: &'a [Methods],
+    families: Vec<(u16, Vec<u16>, &'a Family)>,
 }
 
-/// Judges one device: `methods` of every device (from [`read_all`]), `assigned` tells
-/// which devices go to the VM together with it (its IOMMU group in `groups`, the
-/// planned devices in `check`). `devices` are sorted by address.
-pub fn judge(
-    dev: &Device,
-    devices: &[Device],
-    methods: &BTreeMap<PciAddress, Methods>,
-    assigned: &dyn Fn(PciAddress) -> bool,
-    families: &[Family],
-) -> Verdict {
-    let own = methods
-        .get(&dev.address)
-        .cloned()
-        .unwrap_or(Methods::Unknown);
-    let family = families
-        .iter()
-        .find(|f| f.matches(dev.vendor, dev.device))
-        .cloned();
-    let resettable = if dev.is_bridge() {
-        Resettable::NotNeeded
-    } else {
-        match &own {
-            Methods::Unknown => Resettable::Unknown,
-            Methods::Listed(m) if !m.is_empty() => Resettable::Device,
-            Methods::Listed(_) => {
-                let slot = slot_of(devices, dev.address);
-                let bus = slot.iter().any(|d| {
-                    methods
-                        .get(&d.address)
-                        .and_then(Methods::listed)
-                        .is_some_and(|m| m.iter().any(Method::resets_bus))
-                });
-                if bus && slot.iter().all(|d| assigned(d.address)) {
-                    Resettable::SlotBus
-                } else {
-                    Resettable::No
+impl<'a> Judge<'a> {
+    /// A judge over `devices` (sorted by address) with `methods[i]` those of
+    /// `devices[i]`.
+    pub fn new(devices: &'a [Device], methods: &'a [Methods], families: &'a [Family]) -> Self {
+        debug_assert!(
+            devices.is_sorted_by_key(|d| d.address),
+            "devices sorted by address"
+        );
+        debug_assert_eq!(
+            devices.len(),
+            methods.len(),
+            "one list of methods per device"
+        );
+        Self {
+            devices,
+            methods,
+            families: families
+                .iter()
+                .filter_map(|f| f.ids().map(|(v, ds)| (v, ds, f)))
+                .collect(),
+        }
+    }
+
+    /// Where the device at `address` is in the devices (binary search).
+    pub fn index(&self, address: PciAddress) -> Option<usize> {
+        self.devices
+            .binary_search_by_key(&address, |d| d.address)
+            .ok()
+    }
+
+    fn methods_of(&self, i: usize) -> &'a Methods {
+        self.methods.get(i).unwrap_or(&UNKNOWN)
+    }
+
+    /// The indices of the functions of `devices[i]`'s slot (its neighbours).
+    fn slot(&self, i: usize) -> std::ops::Range<usize> {
+        let at = self.devices[i].address;
+        let same = |j: &usize| self.devices[*j].address.same_slot(&at);
+        let start = (0..i).rev().take_while(same).last().unwrap_or(i);
+        let end = (i + 1..self.devices.len())
+            .take_while(same)
+            .last()
+            .unwrap_or(i);
+        start..end + 1
+    }
+
+    /// Judges `devices[i]`: `assigned` tells which devices go to the VM together with
+    /// it (its IOMMU group in `groups`, the planned devices in `check`).
+    pub fn verdict(&self, i: usize, assigned: &dyn Fn(&Device) -> bool) -> Verdict<'a> {
+        let dev = &self.devices[i];
+        let own = self.methods_of(i);
+        let family = self
+            .families
+            .iter()
+            .find(|(v, ds, _)| *v == dev.vendor && ds.contains(&dev.device))
+            .map(|(_, _, f)| *f);
+        let resettable = if dev.is_bridge() {
+            Resettable::NotNeeded
+        } else {
+            match own {
+                Methods::Unknown => Resettable::Unknown,
+                Methods::Listed(m) if !m.is_empty() => Resettable::Device,
+                Methods::Listed(_) => {
+                    let slot = self.slot(i);
+                    let bus = slot.clone().any(|j| {
+                        self.methods_of(j)
+                            .listed()
+                            .is_some_and(|m| m.iter().any(Method::resets_bus))
+                    });
+                    if bus && slot.clone().all(|j| assigned(&self.devices[j])) {
+                        Resettable::SlotBus
+                    } else {
+                        Resettable::No
+                    }
                 }
             }
+        };
+        Verdict {
+            methods: own,
+            resettable,
+            family,
         }
-    };
-    Verdict {
-        methods: own,
-        resettable,
-        family,
     }
 }
+
+/// What to do about a device that cannot be reset.
+const NO_RESET_HINT: &str = "the kernel has no reset for it: a VM may find it as the last \
+     one left it; assign every function of its card together, or expect to reboot between \
+     VM runs";
 
 /// The hint for a verdict: the family's advice, else what to do about a device that
 /// cannot be reset.
-pub fn hint(v: &Verdict) -> Option<String> {
-    if let Some(f) = &v.family {
-        return Some(format!("{}: {}", f.name, f.advice));
+pub fn hint(v: &Verdict<'_>) -> Option<std::borrow::Cow<'static, str>> {
+    if let Some(f) = v.family {
+        return Some(format!("{}: {}", f.name, f.advice).into());
     }
-    (v.resettable == Resettable::No).then(|| {
-        "the kernel has no reset for it: a VM may find it as the last one left it; \
-         assign every function of its card together, or expect to reboot between VM runs"
-            .to_owned()
-    })
+    (v.resettable == Resettable::No).then_some(NO_RESET_HINT.into())
 }
 
 /// Why a config's `reset_method` cannot be written to a device.
@@ -495,6 +558,15 @@ mod tests {
         Methods::Listed(parse(words))
     }
 
+    /// The verdict on a lone device.
+    fn alone(d: &Device, m: Methods, families: &[Family]) -> (Resettable, Option<String>, Methods) {
+        let devices = [d.clone()];
+        let methods = [m];
+        let judge = Judge::new(&devices, &methods, families);
+        let v = judge.verdict(0, &|_| true);
+        (v.resettable, hint(&v).map(String::from), v.methods.clone())
+    }
+
     #[test]
     fn parses_the_kernels_words_in_order_and_keeps_unknown_ones() {
         assert_eq!(parse("flr bus\n"), [Method::Flr, Method::Bus]);
@@ -532,11 +604,10 @@ mod tests {
     #[test]
     fn own_method_makes_a_device_resettable() {
         let d = dev("0000:03:00.0", 0x020000);
-        let m = BTreeMap::from([(d.address, listed("flr pm"))]);
-        let v = judge(&d, std::slice::from_ref(&d), &m, &|_| true, &[]);
-        assert_eq!(v.resettable, Resettable::Device);
-        assert_eq!(v.methods, listed("flr pm"));
-        assert_eq!(hint(&v), None);
+        let (resettable, hint, methods) = alone(&d, listed("flr pm"), &[]);
+        assert_eq!(resettable, Resettable::Device);
+        assert_eq!(methods, listed("flr pm"));
+        assert_eq!(hint, None);
     }
 
     #[test]
@@ -546,37 +617,83 @@ mod tests {
         let gpu = dev("0000:01:00.0", 0x030000);
         let audio = dev("0000:01:00.1", 0x040300);
         let devices = vec![gpu.clone(), audio.clone()];
-        let m = BTreeMap::from([
-            (gpu.address, listed("bus")),
-            (audio.address, Methods::Listed(vec![])),
-        ]);
-        let both = judge(&audio, &devices, &m, &|_| true, &[]);
+        let m = vec![listed("bus"), Methods::Listed(vec![])];
+        let judge = Judge::new(&devices, &m, &[]);
+        assert_eq!(judge.index(audio.address), Some(1));
+        let both = judge.verdict(1, &|_| true);
         assert_eq!(both.resettable, Resettable::SlotBus);
-        let alone = judge(&audio, &devices, &m, &|x| x == audio.address, &[]);
+        let alone = judge.verdict(1, &|x| x.address == audio.address);
         assert_eq!(alone.resettable, Resettable::No);
         assert!(hint(&alone).unwrap().contains("no reset"));
     }
 
     #[test]
+    fn a_slot_is_its_neighbours_and_no_further() {
+        // Three slots side by side: 01:00 (bus on .0), 01:01 (nothing), 02:00 (bus).
+        let devices = vec![
+            dev("0000:01:00.0", 0x020000),
+            dev("0000:01:00.1", 0x020000),
+            dev("0000:01:01.0", 0x020000),
+            dev("0000:01:01.1", 0x020000),
+            dev("0000:02:00.0", 0x020000),
+        ];
+        let none = || Methods::Listed(vec![]);
+        let m = vec![listed("bus"), none(), none(), none(), listed("bus")];
+        let judge = Judge::new(&devices, &m, &[]);
+        let all = |_: &Device| true;
+        let got: Vec<Resettable> = (0..devices.len())
+            .map(|i| judge.verdict(i, &all).resettable)
+            .collect();
+        assert_eq!(
+            got,
+            [
+                Resettable::Device,
+                Resettable::SlotBus,
+                Resettable::No,
+                Resettable::No,
+                Resettable::Device
+            ]
+        );
+        // The slot's other function counts too: with 01:00.0 kept back, 01:00.1 is not
+        // reset.
+        let not_first = |d: &Device| d.address != devices[0].address;
+        assert_eq!(judge.verdict(1, &not_first).resettable, Resettable::No);
+        assert_eq!(judge.index(a("0000:01:02.0")), None);
+        // Methods missing for a device (a list shorter than the devices) say unknown.
+        let short = vec![listed("bus")];
+        let devices2 = &devices[..2];
+        let judge = Judge {
+            devices: devices2,
+            methods: &short,
+            families: Vec::new(),
+        };
+        assert_eq!(judge.verdict(1, &all).resettable, Resettable::Unknown);
+    }
+
+    #[test]
     fn no_method_anywhere_in_the_slot_cannot_be_reset() {
         let d = dev("0000:02:00.0", 0x030000);
-        let m = BTreeMap::from([(d.address, Methods::Listed(vec![]))]);
-        let v = judge(&d, std::slice::from_ref(&d), &m, &|_| true, &[]);
-        assert_eq!(v.resettable, Resettable::No);
-        assert_eq!(v.resettable.words(), "cannot be reset between VM runs");
+        let (resettable, hint, _) = alone(&d, Methods::Listed(vec![]), &[]);
+        assert_eq!(resettable, Resettable::No);
+        assert_eq!(resettable.words(), "cannot be reset between VM runs");
+        assert_eq!(
+            hint.as_deref(),
+            Some(
+                "the kernel has no reset for it: a VM may find it as the last one left it; \
+                 assign every function of its card together, or expect to reboot between VM runs"
+            )
+        );
     }
 
     #[test]
     fn older_kernels_say_unknown_and_bridges_need_none() {
         let d = dev("0000:02:00.0", 0x030000);
-        let m = BTreeMap::from([(d.address, Methods::Unknown)]);
-        let v = judge(&d, std::slice::from_ref(&d), &m, &|_| true, &[]);
-        assert_eq!(v.resettable, Resettable::Unknown);
-        assert_eq!(hint(&v), None);
+        let (resettable, hint, _) = alone(&d, Methods::Unknown, &[]);
+        assert_eq!(resettable, Resettable::Unknown);
+        assert_eq!(hint, None);
         let bridge = dev("0000:00:01.0", 0x060400);
-        let m = BTreeMap::from([(bridge.address, Methods::Listed(vec![]))]);
-        let v = judge(&bridge, std::slice::from_ref(&bridge), &m, &|_| true, &[]);
-        assert_eq!(v.resettable, Resettable::NotNeeded);
+        let (resettable, _, _) = alone(&bridge, Methods::Listed(vec![]), &[]);
+        assert_eq!(resettable, Resettable::NotNeeded);
     }
 
     #[test]
@@ -603,10 +720,9 @@ mod tests {
         }
         // The advice comes with the verdict, whatever the kernel lists.
         let d = dev("0000:01:00.0", 0x030000);
-        let m = BTreeMap::from([(d.address, listed("bus"))]);
-        let v = judge(&d, std::slice::from_ref(&d), &m, &|_| true, &fams);
-        assert_eq!(v.resettable, Resettable::Device);
-        assert!(hint(&v).unwrap().contains("vendor-reset"));
+        let (resettable, hint, _) = alone(&d, listed("bus"), &fams);
+        assert_eq!(resettable, Resettable::Device);
+        assert!(hint.unwrap().contains("vendor-reset"));
         assert!(families("[[family]]\nname = 1\n").is_err());
     }
 

@@ -54,14 +54,14 @@ fn groups_with_names_drivers_and_usability() {
     assert!(g1.needs.is_empty() && g1.blockers.is_empty());
     let gpu = &g1.devices[1];
     assert_eq!(
-        gpu.vendor_name.as_deref(),
+        gpu.vendor_name,
         Some("Advanced Micro Devices, Inc. [AMD/ATI]")
     );
     assert_eq!(
-        gpu.device_name.as_deref(),
+        gpu.device_name,
         Some("Caicos [Radeon HD 6450/7450/8450 / R5 230 OEM]")
     );
-    assert_eq!(gpu.subsystem_name.as_deref(), Some("Radeon HD 6450"));
+    assert_eq!(gpu.subsystem_name, Some("Radeon HD 6450"));
     assert_eq!(gpu.class_name, "VGA compatible controller");
     assert!(!gpu.bridge);
     assert!(g1.devices[0].bridge);

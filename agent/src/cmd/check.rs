@@ -378,6 +378,10 @@ fn device_findings(
     log: &[kmsg::Record],
 ) -> Vec<Finding> {
     let mut out = Vec::new();
+    // One index of the topology for every configured device's group verdict (a
+    // verdict asked of `plan::group_verdict` each time would index the whole machine
+    // again: quadratic on a big host).
+    let planner = plan::Planner::new(topo);
     let agent_lines: Vec<&kmsg::Record> = log
         .iter()
         .filter(|r| r.text.starts_with("vfio-early:"))
@@ -435,12 +439,12 @@ fn device_findings(
 
     for addr in configured {
         let check = format!("device {addr}");
-        let Some(d) = topo.devices.iter().find(|d| d.address == *addr) else {
+        let Some(d) = device_at(topo, *addr) else {
             continue;
         };
         match d.driver.as_deref() {
             Some(drv) if pci::is_vfio_driver(drv) => {
-                let verdict = d.iommu_group.map(|g| (g, plan::group_verdict(topo, g)));
+                let verdict = d.iommu_group.map(|g| (g, planner.group_verdict(g)));
                 out.push(match verdict {
                     None => Finding::new(check, Status::Fail, format!("on {drv}, but in no IOMMU group")),
                     Some((g, v)) if v.handover == plan::Handover::Ready => {
@@ -610,6 +614,14 @@ fn vfio_backend(host: &Host, devices: &[Device]) -> Option<Finding> {
     })
 }
 
+/// The device at `address` (the topology's devices are sorted by address).
+fn device_at(topo: &Topology, address: PciAddress) -> Option<&Device> {
+    topo.devices
+        .binary_search_by_key(&address, |d| d.address)
+        .ok()
+        .map(|i| &topo.devices[i])
+}
+
 /// `reset ADDR`: the reset verdict of each configured device ([`reset::judge`], the
 /// configured devices being what is assigned together), the advice of its family, and
 /// whether the `reset_method` its entry chooses is what the kernel shows now.
@@ -623,13 +635,14 @@ fn reset_findings(
     use crate::reset::{self, Resettable};
     let methods = reset::read_all(host, &topo.devices);
     let families = reset::builtin_families();
-    let assigned = |a: PciAddress| configured.contains(&a);
+    let judge = reset::Judge::new(&topo.devices, &methods, &families);
+    let assigned = |d: &Device| configured.contains(&d.address);
     let mut out = Vec::new();
     for addr in configured {
-        let Some(d) = topo.devices.iter().find(|d| d.address == *addr) else {
+        let Some(i) = judge.index(*addr) else {
             continue;
         };
-        let v = reset::judge(d, &topo.devices, &methods, &assigned, &families);
+        let v = judge.verdict(i, &assigned);
         if v.resettable == Resettable::NotNeeded {
             continue;
         }
@@ -648,10 +661,9 @@ fn reset_findings(
         out.push(finding);
     }
     for (addr, wanted) in plan.reset_targets(selectors) {
-        let now = methods
-            .get(&addr)
-            .cloned()
-            .unwrap_or(reset::Methods::Unknown);
+        let now = judge
+            .index(addr)
+            .map_or(reset::Methods::Unknown, |i| methods[i].clone());
         let want = reset::words(wanted);
         out.push(if now.listed() == Some(wanted) {
             Finding::new(

@@ -45,6 +45,7 @@
 //! one of `device`, `slot-bus`, `no` (cannot be reset between VM runs), `unknown`,
 //! `not-needed` (a bridge); `family` and `hint` only when there is advice.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -53,8 +54,8 @@ use crate::cmdline::Cmdline;
 use crate::exit::{Error, Exit, Outcome};
 use crate::host::Host;
 use crate::iommu::{Evidence, Vendor};
-use crate::machine::{gpus, read_facts, read_topology};
-use crate::pci::{Device, PciAddress, Sriov};
+use crate::machine::{gpus, read_facts, read_topology_with};
+use crate::pci::{Device, PciAddress, Sriov, Text};
 use crate::pciids::PciIds;
 use crate::plan::{self, class_name, Handover, OptIn, Plan, Topology};
 use crate::reset;
@@ -77,9 +78,10 @@ pub struct Args {
     pub device: Option<PciAddress>,
 }
 
-/// One device of a group, as shown.
+/// One device of a group, as shown (names borrowed from the `pci.ids` it was read
+/// with).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DeviceView {
+pub struct DeviceView<'a> {
     /// PCI address.
     pub address: PciAddress,
     /// `vendor:device`.
@@ -89,13 +91,13 @@ pub struct DeviceView {
     /// Class code, six hex digits.
     pub class: String,
     /// Class name (pci.ids, else a built-in coarse name).
-    pub class_name: String,
+    pub class_name: &'a str,
     /// Vendor name from pci.ids.
-    pub vendor_name: Option<String>,
+    pub vendor_name: Option<&'a str>,
     /// Device name from pci.ids.
-    pub device_name: Option<String>,
+    pub device_name: Option<&'a str>,
     /// Subsystem (card) name from pci.ids.
-    pub subsystem_name: Option<String>,
+    pub subsystem_name: Option<&'a str>,
     /// Driver bound now.
     pub driver: Option<String>,
     /// The firmware's boot display.
@@ -128,16 +130,16 @@ pub struct ResetView {
     pub family: Option<String>,
     /// What to do.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
+    pub hint: Option<Cow<'static, str>>,
 }
 
 impl ResetView {
     /// The view of a verdict.
-    pub fn of(v: &reset::Verdict) -> Self {
+    pub fn of(v: &reset::Verdict<'_>) -> Self {
         Self {
             methods: v.methods.listed().map(<[reset::Method]>::to_vec),
             resettable: v.resettable,
-            family: v.family.as_ref().map(|f| f.name.clone()),
+            family: v.family.map(|f| f.name.clone()),
             hint: reset::hint(v),
         }
     }
@@ -145,7 +147,7 @@ impl ResetView {
 
 /// One group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Group {
+pub struct Group<'a> {
     /// Group number.
     pub group: u32,
     /// `handover` is `ready` (kept for older readers).
@@ -159,7 +161,7 @@ pub struct Group {
     /// Why no config can hand it over (impossible).
     pub blockers: Vec<String>,
     /// Members, by address.
-    pub devices: Vec<DeviceView>,
+    pub devices: Vec<DeviceView<'a>>,
 }
 
 /// The IOMMU state.
@@ -175,15 +177,15 @@ pub struct IommuState {
     pub fix: Option<String>,
 }
 
-/// Everything `groups` shows.
+/// Everything `groups` shows (names borrowed from the `pci.ids` it was read with).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Groups {
+pub struct Groups<'a> {
     /// Format version.
     pub version: u32,
     /// IOMMU state.
     pub iommu: IommuState,
     /// Groups, by number.
-    pub groups: Vec<Group>,
+    pub groups: Vec<Group<'a>>,
     /// Host-level traps that make the groups themselves untrue (`pcie_acs_override=`)
     /// or the boot differ from any plan (mkinitcpio hook order), as `bind --dry-run`
     /// words them.
@@ -193,21 +195,27 @@ pub struct Groups {
     pub ungrouped: Vec<PciAddress>,
 }
 
-fn view(d: &Device, ids: Option<&PciIds>, gpu: Option<usize>) -> DeviceView {
-    let name = |f: &dyn Fn(&PciIds) -> Option<&str>| ids.and_then(f).map(str::to_owned);
+fn view<'a>(d: &Device, ids: Option<&'a PciIds>, gpu: Option<usize>) -> DeviceView<'a> {
     let (device_name, subsystem_name) = ids.map_or((None, None), |i| {
         i.device_and_subsystem(d.vendor, d.device, d.subsystem_vendor, d.subsystem_device)
     });
+    // `{:04x}:{:04x}` and `{:06x}`, without the formatting machinery (once per device).
+    let pair = |a: u16, b: u16| {
+        let mut t = Text::<9>::new();
+        t.hex(a.into(), 4).byte(b':').hex(b.into(), 4);
+        t.as_str().to_owned()
+    };
     DeviceView {
         address: d.address,
-        id: d.id().to_string(),
-        subsystem: format!("{:04x}:{:04x}", d.subsystem_vendor, d.subsystem_device),
-        class: format!("{:06x}", d.class),
-        class_name: name(&|i| i.subclass(d.class))
-            .unwrap_or_else(|| class_name(d.class).to_owned()),
-        vendor_name: name(&|i| i.vendor(d.vendor)),
-        device_name: device_name.map(str::to_owned),
-        subsystem_name: subsystem_name.map(str::to_owned),
+        id: pair(d.vendor, d.device),
+        subsystem: pair(d.subsystem_vendor, d.subsystem_device),
+        class: Text::<8>::new().hex(d.class, 6).as_str().to_owned(),
+        class_name: ids
+            .and_then(|i| i.subclass(d.class))
+            .unwrap_or_else(|| class_name(d.class)),
+        vendor_name: ids.and_then(|i| i.vendor(d.vendor)),
+        device_name,
+        subsystem_name,
         driver: d.driver.clone(),
         boot_vga: d.boot_vga,
         bridge: d.is_bridge(),
@@ -219,10 +227,12 @@ fn view(d: &Device, ids: Option<&PciIds>, gpu: Option<usize>) -> DeviceView {
 }
 
 /// Reads every group (names from `ids`) and asks the planner about each.
-pub fn collect(host: &Host, ids: Option<&PciIds>) -> Groups {
-    let topo = read_topology(host);
+pub fn collect<'a>(host: &Host, ids: Option<&'a PciIds>) -> Groups<'a> {
+    // `reset_method` is read with the other attributes, from the same directory.
+    let has_attr = reset::host_has_attr(host);
+    let (topo, methods) = read_topology_with(host, |a| reset::read_in(a, has_attr));
     let mut g = of_topology(&topo, ids);
-    add_resets(&mut g, &topo, &reset::read_all(host, &topo.devices));
+    add_resets(&mut g, &topo, &methods);
     let none = Plan::default();
     g.warnings = traps::find(&none, &topo, &read_facts(host, &none))
         .iter()
@@ -244,28 +254,17 @@ pub fn collect(host: &Host, ids: Option<&PciIds>) -> Groups {
     g
 }
 
-/// Adds each device's reset verdict, its IOMMU group being what is assigned with it.
-pub fn add_resets(
-    g: &mut Groups,
-    topo: &Topology,
-    methods: &std::collections::BTreeMap<PciAddress, reset::Methods>,
-) {
+/// Adds each device's reset verdict, its IOMMU group being what is assigned with it;
+/// `methods[i]` are those of `topo.devices[i]`.
+pub fn add_resets(g: &mut Groups<'_>, topo: &Topology, methods: &[reset::Methods]) {
     let families = reset::builtin_families();
+    let judge = reset::Judge::new(&topo.devices, methods, &families);
     for grp in &mut g.groups {
         let n = grp.group;
-        // The topology's devices are sorted by address (pci::scan): looked up by
-        // binary search, so that a big machine costs what its devices do.
-        let find = |a: PciAddress| {
-            topo.devices
-                .binary_search_by_key(&a, |d| d.address)
-                .ok()
-                .map(|i| &topo.devices[i])
-        };
-        let in_group = |a: PciAddress| find(a).is_some_and(|d| d.iommu_group == Some(n));
+        let in_group = |d: &Device| d.iommu_group == Some(n);
         for view in &mut grp.devices {
-            if let Some(d) = find(view.address) {
-                let v = reset::judge(d, &topo.devices, methods, &in_group, &families);
-                view.reset = Some(ResetView::of(&v));
+            if let Some(i) = judge.index(view.address) {
+                view.reset = Some(ResetView::of(&judge.verdict(i, &in_group)));
             }
         }
     }
@@ -273,13 +272,13 @@ pub fn add_resets(
 
 /// The groups of a topology, each with the planner's verdict (pure; `iommu.vendor`
 /// and the reasons are left for [`collect`]).
-pub fn of_topology(topo: &Topology, ids: Option<&PciIds>) -> Groups {
+pub fn of_topology<'a>(topo: &Topology, ids: Option<&'a PciIds>) -> Groups<'a> {
     let numbers: std::collections::BTreeSet<u32> =
         topo.devices.iter().filter_map(|d| d.iommu_group).collect();
     let gpu_list = gpus(topo);
     let gpu_of = |a: PciAddress| gpu_list.binary_search(&a).ok().map(|i| i + 1);
     let planner = plan::Planner::new(topo);
-    let groups: Vec<Group> = numbers
+    let groups: Vec<Group<'a>> = numbers
         .into_iter()
         .map(|g| {
             let v = planner.group_verdict(g);
@@ -322,7 +321,7 @@ pub fn of_topology(topo: &Topology, ids: Option<&PciIds>) -> Groups {
 /// # Errors
 /// [`Error::Usage`] when the group or device named does not exist (or is in no
 /// group), [`Error::Refused`] when `--gpu` leaves nothing to show.
-pub fn filter(mut all: Groups, args: &Args) -> Result<Groups, Error> {
+pub fn filter<'a>(mut all: Groups<'a>, args: &Args) -> Result<Groups<'a>, Error> {
     if let Some(g) = args.group {
         all.groups.retain(|x| x.group == g);
         if all.groups.is_empty() && all.iommu.on {
@@ -354,8 +353,11 @@ pub fn filter(mut all: Groups, args: &Args) -> Result<Groups, Error> {
 }
 
 /// The human rendering.
-pub fn render(g: &Groups) -> String {
-    let mut out = String::new();
+pub fn render(g: &Groups<'_>) -> String {
+    // About two lines of 100 bytes per device: grown once or twice, not a page at a
+    // time.
+    let devices: usize = g.groups.iter().map(|grp| grp.devices.len()).sum();
+    let mut out = String::with_capacity(256 + 256 * devices);
     if !g.iommu.on {
         let _ = writeln!(
             out,
@@ -401,27 +403,33 @@ pub fn render(g: &Groups) -> String {
             ),
         };
         for d in &grp.devices {
-            let mut names = String::new();
-            if let Some(v) = &d.vendor_name {
-                names.push_str(v);
-                names.push(' ');
-            }
-            if let Some(n) = &d.device_name {
-                names.push_str(n);
-                names.push(' ');
-            }
-            let _ = write!(
-                out,
-                "\t{} {} [{}]: {names}[{}]",
-                d.address,
+            // `\t{address} {class_name} [{class:4}]: {vendor} {device} [{id}]`, pieces
+            // pushed as they are (once per device: no formatting machinery).
+            out.push('\t');
+            d.address.push_to(&mut out);
+            for piece in [
+                " ",
                 d.class_name,
-                &d.class[..4],
-                d.id
-            );
-            if let Some(s) = &d.subsystem_name {
-                let _ = write!(out, " ({s})");
+                " [",
+                d.class.get(..4).unwrap_or(&d.class),
+                "]: ",
+            ] {
+                out.push_str(piece);
             }
-            let _ = write!(out, " driver={}", d.driver.as_deref().unwrap_or("none"));
+            for name in [d.vendor_name, d.device_name].into_iter().flatten() {
+                out.push_str(name);
+                out.push(' ');
+            }
+            out.push('[');
+            out.push_str(&d.id);
+            out.push(']');
+            if let Some(s) = &d.subsystem_name {
+                out.push_str(" (");
+                out.push_str(s);
+                out.push(')');
+            }
+            out.push_str(" driver=");
+            out.push_str(d.driver.as_deref().unwrap_or("none"));
             if d.boot_vga {
                 out.push_str(" boot_vga");
             }
@@ -457,29 +465,42 @@ fn render_reset(out: &mut String, r: &ResetView, advise: bool) {
     if r.resettable == reset::Resettable::NotNeeded {
         return;
     }
-    let methods = match &r.methods {
-        None => "unknown".to_owned(),
-        Some(m) if m.is_empty() => "none".to_owned(),
-        Some(m) => reset::words(m),
-    };
-    let _ = write!(out, "\t\treset: {methods}");
+    out.push_str("\t\treset: ");
+    match &r.methods {
+        None => out.push_str("unknown"),
+        Some(m) if m.is_empty() => out.push_str("none"),
+        Some(m) => {
+            for (i, method) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push_str(method.name());
+            }
+        }
+    }
     if matches!(
         r.resettable,
         reset::Resettable::SlotBus | reset::Resettable::No | reset::Resettable::Unknown
     ) {
-        let _ = write!(out, " ({})", r.resettable.words());
+        out.push_str(" (");
+        out.push_str(r.resettable.words());
+        out.push(')');
     }
     out.push('\n');
     if let Some(h) = r.hint.as_ref().filter(|_| advise) {
-        let _ = writeln!(out, "\t\treset hint: {h}");
+        out.push_str("\t\treset hint: ");
+        out.push_str(h);
+        out.push('\n');
     }
 }
 
 fn list(a: &[PciAddress]) -> String {
     let mut out = String::with_capacity(a.len() * 14);
     for (i, x) in a.iter().enumerate() {
-        let sep = if i == 0 { "" } else { ", " };
-        let _ = write!(out, "{sep}{x}");
+        if i > 0 {
+            out.push_str(", ");
+        }
+        x.push_to(&mut out);
     }
     out
 }
