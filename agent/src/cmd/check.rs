@@ -622,7 +622,7 @@ fn device_at(topo: &Topology, address: PciAddress) -> Option<&Device> {
         .map(|i| &topo.devices[i])
 }
 
-/// `reset ADDR`: the reset verdict of each configured device ([`reset::judge`], the
+/// `reset ADDR`: the reset verdict of each configured device ([`reset::Judge`], the
 /// configured devices being what is assigned together), the advice of its family, and
 /// whether the `reset_method` its entry chooses is what the kernel shows now.
 fn reset_findings(

@@ -39,7 +39,7 @@
 //! "numvfs": 2, "drivers_autoprobe": true, "vfs": ["0000:03:10.0", "0000:03:10.2"] }`,
 //! a VF `{ "role": "vf", "pf": "0000:03:00.0", "index": 1 }`; in words, `SR-IOV PF:
 //! 2 of 7 VFs` and `SR-IOV VF 1 of 0000:03:00.0` end the device's line.
-//! `reset` is the reset verdict ([`crate::reset::judge`], the IOMMU group counting as
+//! `reset` is the reset verdict ([`crate::reset::Judge`], the IOMMU group counting as
 //! what is assigned together): `methods` as the kernel's `reset_method` lists them
 //! (`[]` when it shows none, `null` when the kernel is older than 5.15), `resettable`
 //! one of `device`, `slot-bus`, `no` (cannot be reset between VM runs), `unknown`,
