@@ -331,19 +331,30 @@ impl Evidence {
 
     /// The firmware tables, sysfs and procfs; the log left unread.
     pub(crate) fn from_sysfs(host: &Host) -> Self {
+        let mut ev = Self::from_sysfs_but_cpu(host);
+        ev.read_cpuinfo(host);
+        ev
+    }
+
+    /// The CPU's vendor and `hypervisor` flag from `/proc/cpuinfo`.
+    fn read_cpuinfo(&mut self, host: &Host) {
+        (self.cpu_vendor, self.hypervisor) = host
+            .read("proc/cpuinfo")
+            .map(|t| parse_cpuinfo(&t))
+            .unwrap_or_default();
+    }
+
+    /// [`Evidence::from_sysfs`] without `/proc/cpuinfo`.
+    fn from_sysfs_but_cpu(host: &Host) -> Self {
         let tables = host.list(ACPI_TABLES);
         let acpi = [Vendor::Intel, Vendor::Amd, Vendor::Arm]
             .into_iter()
             .filter(|v| tables.iter().any(|t| t == v.acpi_table()))
             .collect();
         let interrupts = host.read("proc/interrupts");
-        let (cpu_vendor, hypervisor) = host
-            .read("proc/cpuinfo")
-            .map(|t| parse_cpuinfo(&t))
-            .unwrap_or_default();
         Self {
-            cpu_vendor,
-            hypervisor,
+            cpu_vendor: None,
+            hypervisor: false,
             acpi,
             acpi_visible: host.exists(ACPI_TABLES),
             units: host.list(CLASS_IOMMU),
@@ -369,10 +380,16 @@ impl Evidence {
 
     /// The boot's evidence: sysfs first, and the log (in one pass) only when sysfs
     /// leaves a question open ([`Evidence::sysfs_leaves_a_question`]).
+    /// The CPU's vendor and flags only word why it is off and the fix
+    /// ([`Evidence::why_off`]): with the IOMMU on, `/proc/cpuinfo` is not read (under
+    /// QEMU TCG the kernel's text for `-cpu max` is a few milliseconds of the boot).
     pub fn read_lazily(host: &Host) -> Self {
-        let mut ev = Self::from_sysfs(host);
+        let mut ev = Self::from_sysfs_but_cpu(host);
         if ev.sysfs_leaves_a_question() {
             ev.log = read_log(host);
+        }
+        if !ev.is_on() {
+            ev.read_cpuinfo(host);
         }
         ev
     }
@@ -832,6 +849,43 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("allow_unsafe_interrupts"));
+    }
+
+    #[test]
+    fn the_boot_reads_the_cpu_only_to_word_an_iommu_that_is_off() {
+        let t = testing::TestSysfs::new();
+        t.file(
+            "proc/cpuinfo",
+            "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu hypervisor\n",
+        );
+        t.file("proc/interrupts", "           CPU0\n");
+        let host = Host::new(t.root());
+        // Off: the CPU words the fix.
+        let off = Evidence::read_lazily(&host);
+        assert!(!off.is_on());
+        assert_eq!(
+            (off.cpu_vendor, off.hypervisor),
+            (Some(Vendor::Intel), true)
+        );
+        // On (a unit and a group in sysfs): not read, and the same verdict as with it.
+        t.file("sys/class/iommu/dmar0/uevent", "");
+        t.file("sys/kernel/iommu_groups/0/type", "DMA");
+        let on = Evidence::read_lazily(&host);
+        assert!(on.is_on());
+        assert_eq!(on.cpu_vendor, None);
+        let cmdline = Cmdline::parse("intel_iommu=on");
+        let ctx = cmdline_check::Context {
+            vendor: on.vendor(),
+            iommu_on: true,
+            intel_default_on: None,
+            platform_opt_in: false,
+            devices: &[],
+            configured: &[],
+        };
+        assert_eq!(
+            verdict(&on, &cmdline, &ctx),
+            verdict(&Evidence::read(&host), &cmdline, &ctx)
+        );
     }
 
     /// The QEMU virt machine (gic-version=3, iommu=smmuv3, direct -kernel boot):
