@@ -27,7 +27,7 @@ pub(crate) const IMAGE_ALIAS_DIR: &str = "usr/lib/vfio-early";
 /// Reads what the planner needs from the host: devices, groups and alias tables (for
 /// every device without a driver).
 pub fn read_topology(host: &Host) -> Topology {
-    read_topology_for(host, driverless)
+    read_topology_for(host, &driverless)
 }
 
 /// Every device without a driver (what [`read_topology`] asks the alias tables about).
@@ -48,7 +48,7 @@ pub(crate) fn read_topology_with<T>(
     extra: impl FnMut(&mut crate::host::AttrDir) -> T,
 ) -> (Topology, Vec<T>) {
     let (devices, more) = pci::scan_with(host, extra);
-    (topology_of(host, devices, driverless), more)
+    (topology_of(host, devices, &driverless), more)
 }
 
 /// [`read_topology`], with the alias tables asked only about the devices `ask` names
@@ -56,7 +56,7 @@ pub(crate) fn read_topology_with<T>(
 /// devices whose claimant its plan looks at). When it names none, the tables are not
 /// read at all (the image's is the whole kernel's, 482 KB on Debian's: 16 M of the
 /// boot's 18 M instructions), `claimants` stays empty and `alias_tables` false.
-pub fn read_topology_for(host: &Host, ask: impl FnOnce(&Topology) -> Vec<PciAddress>) -> Topology {
+pub fn read_topology_for(host: &Host, ask: &dyn Fn(&Topology) -> Vec<PciAddress>) -> Topology {
     topology_of(host, pci::scan(host), ask)
 }
 
@@ -64,7 +64,7 @@ pub fn read_topology_for(host: &Host, ask: impl FnOnce(&Topology) -> Vec<PciAddr
 fn topology_of(
     host: &Host,
     devices: Vec<pci::Device>,
-    ask: impl FnOnce(&Topology) -> Vec<PciAddress>,
+    ask: &dyn Fn(&Topology) -> Vec<PciAddress>,
 ) -> Topology {
     let iommu_groups = pci::iommu_groups_present(host);
     // Only without groups: the evidence that says why (firmware tables, sysfs; the
@@ -429,11 +429,12 @@ mod tests {
                 let sel = Config::parse(std::path::Path::new("t.toml"), toml.as_bytes())
                     .unwrap()
                     .devices;
-                let mut asked = Vec::new();
-                let lean = read_topology_for(&host, |t| {
-                    asked = plan::Planner::new(t).claim_questions(&sel);
-                    asked.clone()
+                let asked = std::cell::RefCell::new(Vec::new());
+                let lean = read_topology_for(&host, &|t| {
+                    *asked.borrow_mut() = plan::Planner::new(t).claim_questions(&sel);
+                    asked.borrow().clone()
                 });
+                let asked = asked.into_inner();
                 asked_any |= !asked.is_empty();
                 assert_eq!(plan::plan(&sel, &lean), plan::plan(&sel, &full), "{toml}");
                 if asked.is_empty() {

@@ -484,19 +484,20 @@ impl<'a> Planner<'a> {
     pub fn claim_questions(&self, selectors: &[Selector]) -> Vec<PciAddress> {
         let topo = self.topo;
         let selected = resolve_in(selectors, &topo.devices, &self.by_addr).selected;
-        let mut asked = BTreeSet::new();
+        let mut asked = Vec::new();
         for addr in selected.keys() {
             let d = self.by_addr[addr];
             let Some(g) = GroupKey::of(d.address, d.iommu_group, topo.groups_at_probe) else {
                 continue;
             };
             for m in self.groups.get(&g).map_or(&[][..], Vec::as_slice) {
-                if !selected.contains_key(&m.address) && m.driver.is_none() && !m.is_bridge() {
-                    asked.insert(m.address);
+                let asks = !selected.contains_key(&m.address) && m.driver.is_none();
+                if asks && !m.is_bridge() && !asked.contains(&m.address) {
+                    asked.push(m.address);
                 }
             }
         }
-        asked.into_iter().collect()
+        asked
     }
 
     /// What any config could do with one IOMMU group ([`group_verdict`]).

@@ -194,7 +194,7 @@ fn bind(args: &Args, host: &Host) -> Exit {
         if args.dry_run {
             return read_topology(host);
         }
-        machine::read_topology_for(host, |t| {
+        machine::read_topology_for(host, &|t| {
             let mut asked = plan::Planner::new(t).claim_questions(&config.devices);
             asked.extend(config.sriov.iter().map(|e| e.address));
             asked
