@@ -1019,12 +1019,284 @@ fn open_error(path: &Path, e: Errno) -> HostError {
     }
 }
 
-/// Writes `bytes` to a resolved target in a forked child and waits at most `timeout`.
+/// Writes `bytes` to a resolved target in a child and waits at most `timeout`: through
+/// this thread's writer child ([`WriterChild`]), or, for a value too large for it or
+/// when it cannot be had, in a child forked for this write alone ([`forked_write`]).
+fn bounded_write(t: &Target, bytes: &[u8], timeout: Duration) -> HostResult<()> {
+    if bytes.len() > WRITER_VALUE_MAX || t.name.as_bytes().len() > WRITER_NAME_MAX {
+        return forked_write(t, bytes, timeout);
+    }
+    // Another thread's write in progress (tests run in parallel; the agent has one
+    // thread): this one in a child of its own, rather than waiting for that one.
+    let Ok(mut slot) = WRITER.try_lock() else {
+        return forked_write(t, bytes, timeout);
+    };
+    {
+        if slot.is_none() {
+            *slot = WriterChild::start().ok();
+        }
+        let Some(w) = slot.as_ref() else {
+            return forked_write(t, bytes, timeout);
+        };
+        match w.write(t, bytes, timeout) {
+            Ok(0) => Ok(()),
+            Ok(errno) => Err(open_error(&t.shown, Errno::from_raw(errno))),
+            Err(late) => {
+                // Late or gone: killed and abandoned as a forked writer is (it may sit
+                // in the kernel; SIGKILL takes effect when it leaves); the next write
+                // starts another.
+                let _ = kill(w.pid, Signal::SIGKILL);
+                *slot = None;
+                if late {
+                    Err(HostError::Timeout {
+                        path: t.shown.clone(),
+                        timeout,
+                    })
+                } else {
+                    // It ended before answering (it never does on its own): this write
+                    // in a child of its own.
+                    forked_write(t, bytes, timeout)
+                }
+            }
+        }
+    }
+}
+
+/// The largest value and name the writer child takes (sysfs attributes hold a page).
+const WRITER_VALUE_MAX: usize = 4096;
+const WRITER_NAME_MAX: usize = 255;
+
+/// The process's writer child, started at its first bounded write.
+static WRITER: std::sync::Mutex<Option<WriterChild>> = std::sync::Mutex::new(None);
+
+/// A forked child that does bounded writes one at a time, so that a run forks once
+/// rather than once per write (under QEMU TCG a fork of the agent and the page faults
+/// that follow it cost 2-5 ms; a boot binding a card makes about six writes). Each
+/// request is one datagram on a `SOCK_SEQPACKET` pair: the target's directory as a
+/// descriptor (`SCM_RIGHTS`), the name and the bytes; the answer is the errno (0 when
+/// the whole value was written). The parent waits for it at most the write's timeout
+/// (`poll` on the socket); a child that is late is sent SIGKILL and abandoned, exactly
+/// as a child forked for one write is. The child closes every descriptor but its
+/// socket when it starts (the run lock above all), allocates nothing, and ends when
+/// the parent's end of the socket closes.
+struct WriterChild {
+    sock: OwnedFd,
+    pid: Pid,
+}
+
+impl WriterChild {
+    fn start() -> nix::Result<Self> {
+        use nix::libc;
+        let mut fds = [0; 2];
+        // SAFETY: socketpair writes two descriptors into the array it is given.
+        let rc = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        };
+        if rc != 0 {
+            return Err(Errno::last());
+        }
+        let (ours, theirs) = (owned(fds[0]), owned(fds[1]));
+        // SAFETY: the child only calls async-signal-safe functions (close, recvmsg,
+        // openat, write, send, _exit) on its own stack buffers, allocates nothing, and
+        // never returns into the caller's stack.
+        match unsafe { fork() }? {
+            // SAFETY: as above.
+            ForkResult::Child => unsafe { writer_child(theirs.as_raw_fd()) },
+            ForkResult::Parent { child } => {
+                drop(theirs);
+                Ok(Self {
+                    sock: ours,
+                    pid: child,
+                })
+            }
+        }
+    }
+
+    /// One write: the errno the child answered (0: written), or `Err(true)` when it did
+    /// not answer within `timeout`, `Err(false)` when it is gone.
+    fn write(&self, t: &Target, bytes: &[u8], timeout: Duration) -> Result<i32, bool> {
+        use nix::libc;
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let name = t.name.as_bytes();
+        #[allow(clippy::cast_possible_truncation)] // both within WRITER_*_MAX
+        let head = [name.len() as u16, bytes.len() as u16];
+        let mut iov = [
+            libc::iovec {
+                iov_base: head.as_ptr() as *mut libc::c_void,
+                iov_len: std::mem::size_of_val(&head),
+            },
+            libc::iovec {
+                iov_base: name.as_ptr() as *mut libc::c_void,
+                iov_len: name.len(),
+            },
+            libc::iovec {
+                iov_base: bytes.as_ptr() as *mut libc::c_void,
+                iov_len: bytes.len(),
+            },
+        ];
+        let dir: RawFd = t.dir.as_raw_fd();
+        let mut cmsg = CmsgFd::default();
+        // SAFETY: the header describes the iovecs and the control buffer above, which
+        // outlive the call; CMSG_* only compute offsets within that buffer.
+        let sent = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = iov.as_mut_ptr();
+            msg.msg_iovlen = iov.len() as _;
+            msg.msg_control = std::ptr::addr_of_mut!(cmsg).cast();
+            msg.msg_controllen = std::mem::size_of::<CmsgFd>() as _;
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), dir);
+            libc::sendmsg(self.sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
+        };
+        if sent < 0 {
+            return Err(false);
+        }
+        let start = Instant::now();
+        loop {
+            let left = timeout.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return Err(true);
+            }
+            let ms = left.as_micros().div_ceil(1000);
+            let pt = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, pt) {
+                Ok(0) | Err(Errno::EINTR) => continue,
+                Ok(_) => {
+                    let mut answer = [0u8; 4];
+                    match nix::unistd::read(self.sock.as_raw_fd(), &mut answer) {
+                        Ok(4) => return Ok(i32::from_ne_bytes(answer)),
+                        _ => return Err(false),
+                    }
+                }
+                Err(_) => return Err(false),
+            }
+        }
+    }
+}
+
+/// A control buffer for one descriptor, aligned as `cmsghdr` needs.
+#[repr(C)]
+#[derive(Default)]
+struct CmsgFd {
+    _align: [u64; 0],
+    buf: [u8; 32],
+}
+
+/// The writer child's loop ([`WriterChild`]).
+///
+/// # Safety
+/// Only in a freshly forked child: it closes descriptors it did not open and ends with
+/// `_exit`.
+unsafe fn writer_child(sock: RawFd) -> ! {
+    // SAFETY: the caller's contract (a freshly forked child): raw system calls on
+    // this function's own stack buffers and the descriptors it received.
+    unsafe {
+        use nix::libc;
+        // Every descriptor but the socket (the run lock above all: an abandoned child must
+        // not hold it): close_range (Linux 5.9+), else one by one.
+        let fence = |from: u32, to: u32| {
+            if from <= to && libc::syscall(libc::SYS_close_range, from, to, 0 as libc::c_uint) != 0
+            {
+                for fd in from..=to.min(1023) {
+                    #[allow(clippy::cast_possible_wrap)]
+                    libc::close(fd as i32);
+                }
+            }
+        };
+        #[allow(clippy::cast_sign_loss)]
+        let s = sock as u32;
+        if s > 0 {
+            fence(0, s - 1);
+        }
+        fence(s + 1, u32::MAX);
+        let mut buf = [0u8; 4 + WRITER_NAME_MAX + WRITER_VALUE_MAX];
+        let mut name = [0u8; WRITER_NAME_MAX + 1];
+        loop {
+            let mut cmsg = CmsgFd::default();
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = std::ptr::addr_of_mut!(cmsg).cast();
+            msg.msg_controllen = std::mem::size_of::<CmsgFd>() as _;
+            let n = libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC);
+            if n <= 0 {
+                // The parent's end closed (or broke): nothing more to write.
+                libc::_exit(0);
+            }
+            #[allow(clippy::cast_sign_loss)]
+            let n = n as usize;
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            let dir = if c.is_null() || (*c).cmsg_type != libc::SCM_RIGHTS {
+                -1
+            } else {
+                std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<RawFd>())
+            };
+            let nl = usize::from(u16::from_ne_bytes([buf[0], buf[1]]));
+            let vl = usize::from(u16::from_ne_bytes([buf[2], buf[3]]));
+            let errno = if dir < 0 || nl > WRITER_NAME_MAX || 4 + nl + vl != n {
+                libc::EINVAL
+            } else {
+                name[..nl].copy_from_slice(&buf[4..4 + nl]);
+                name[nl] = 0;
+                let fd = libc::openat(
+                    dir,
+                    name.as_ptr().cast(),
+                    libc::O_WRONLY | libc::O_TRUNC | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                );
+                if fd < 0 {
+                    Errno::last_raw()
+                } else {
+                    let w = libc::write(fd, buf[4 + nl..].as_ptr().cast(), vl);
+                    #[allow(clippy::cast_sign_loss)]
+                    let e = if w < 0 {
+                        Errno::last_raw()
+                    } else if w as usize == vl {
+                        0
+                    } else {
+                        libc::EIO
+                    };
+                    libc::close(fd);
+                    e
+                }
+            };
+            if dir >= 0 {
+                libc::close(dir);
+            }
+            let answer = errno.to_ne_bytes();
+            if libc::send(
+                sock,
+                answer.as_ptr().cast(),
+                answer.len(),
+                libc::MSG_NOSIGNAL,
+            ) < 0
+            {
+                libc::_exit(0);
+            }
+        }
+    }
+}
+
+/// Writes `bytes` to a resolved target in a child forked for this write alone and
+/// waits at most `timeout`.
 ///
 /// The child allocates nothing: it closes the run lock (so an abandoned child does not
 /// hold it), opens the prepared name in the prepared directory with `O_NOFOLLOW`,
 /// writes once, and leaves with `_exit`, passing the errno back as its exit status.
-fn bounded_write(t: &Target, bytes: &[u8], timeout: Duration) -> HostResult<()> {
+fn forked_write(t: &Target, bytes: &[u8], timeout: Duration) -> HostResult<()> {
     let lock_fd = LOCK_FD.load(Ordering::SeqCst);
     // SAFETY: the child only calls async-signal-safe functions (close, openat, write,
     // _exit) on data prepared before the fork, and never returns into the caller's
@@ -1783,6 +2055,57 @@ mod tests {
         // The unbounded write never blocks on it.
         let err = h.write("sys/unbind", "x").unwrap_err();
         assert!(matches!(err, HostError::Special { .. }), "{err}");
+    }
+
+    #[test]
+    fn one_writer_child_does_the_writes_until_one_is_late() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("sys")).unwrap();
+        fs::write(dir.path().join("sys/a"), "").unwrap();
+        fs::write(dir.path().join("sys/b"), "").unwrap();
+        nix::unistd::mkfifo(&dir.path().join("sys/stuck"), Mode::S_IRWXU).unwrap();
+        let h = Host::new(dir.path());
+        let target = |rel: &str| h.sys_target(Path::new(rel)).unwrap();
+        let long = Duration::from_secs(10);
+        // One child, many writes (the global one is shared with the tests running in
+        // parallel: this one is the test's own).
+        let w = WriterChild::start().unwrap();
+        assert_eq!(w.write(&target("sys/a"), b"one", long), Ok(0));
+        assert_eq!(w.write(&target("sys/b"), b"two", long), Ok(0));
+        assert_eq!(fs::read_to_string(dir.path().join("sys/a")).unwrap(), "one");
+        assert_eq!(fs::read_to_string(dir.path().join("sys/b")).unwrap(), "two");
+        // An error comes back as the errno, and the child goes on.
+        fs::create_dir(dir.path().join("sys/d")).unwrap();
+        assert_eq!(w.write(&target("sys/d"), b"x", long), Ok(nix::libc::EISDIR));
+        assert_eq!(w.write(&target("sys/a"), b"three", long), Ok(0));
+        // A write that does not end in time: late, and the child still in it.
+        let t0 = Instant::now();
+        assert_eq!(
+            w.write(&target("sys/stuck"), b"x", Duration::from_millis(200)),
+            Err(true)
+        );
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        assert_eq!(
+            waitpid(w.pid, Some(WaitPidFlag::WNOHANG)),
+            Ok(WaitStatus::StillAlive)
+        );
+        kill(w.pid, Signal::SIGKILL).unwrap();
+        assert!(matches!(
+            waitpid(w.pid, None),
+            Ok(WaitStatus::Signaled(_, Signal::SIGKILL, _))
+        ));
+        // Gone: said so, not taken for an answer.
+        assert_eq!(w.write(&target("sys/a"), b"four", long), Err(false));
+        // Through write_bounded (the shared child, or a child of its own), a value
+        // larger than the shared child takes included.
+        h.write_bounded("sys/b", "five", long).unwrap();
+        let big = "y".repeat(WRITER_VALUE_MAX + 1);
+        h.write_bounded("sys/a", &big, long).unwrap();
+        assert_eq!(fs::read_to_string(dir.path().join("sys/a")).unwrap(), big);
+        assert_eq!(
+            fs::read_to_string(dir.path().join("sys/b")).unwrap(),
+            "five"
+        );
     }
 
     #[test]
