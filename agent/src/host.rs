@@ -1069,6 +1069,26 @@ const WRITER_NAME_MAX: usize = 255;
 /// The process's writer child, started at its first bounded write.
 static WRITER: std::sync::Mutex<Option<WriterChild>> = std::sync::Mutex::new(None);
 
+/// Ends the writer child, if there is one: its socket closed, it leaves at once, and
+/// is reaped within `timeout` (else left to init, as an abandoned writer is). The
+/// boot calls it when it is done, so that no process of it outlives the run.
+pub(crate) fn end_writer(timeout: Duration) {
+    let Some(w) = WRITER.lock().ok().and_then(|mut s| s.take()) else {
+        return;
+    };
+    let pid = w.pid;
+    drop(w.sock);
+    let start = Instant::now();
+    let mut pause = ChildWait::new(pid);
+    while waitpid(pid, Some(WaitPidFlag::WNOHANG)) == Ok(WaitStatus::StillAlive) {
+        let left = timeout.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return;
+        }
+        pause.until_exit(left);
+    }
+}
+
 /// A forked child that does bounded writes one at a time, so that a run forks once
 /// rather than once per write (under QEMU TCG a fork of the agent and the page faults
 /// that follow it cost 2-5 ms; a boot binding a card makes about six writes). Each
@@ -2098,6 +2118,8 @@ mod tests {
         assert_eq!(w.write(&target("sys/a"), b"four", long), Err(false));
         // Through write_bounded (the shared child, or a child of its own), a value
         // larger than the shared child takes included.
+        h.write_bounded("sys/b", "five", long).unwrap();
+        end_writer(Duration::from_millis(100));
         h.write_bounded("sys/b", "five", long).unwrap();
         let big = "y".repeat(WRITER_VALUE_MAX + 1);
         h.write_bounded("sys/a", &big, long).unwrap();
