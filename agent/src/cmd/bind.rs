@@ -75,7 +75,6 @@ pub fn run(args: &Args, host: &Host) -> Outcome {
     };
     let logger = KmsgLogger::new(host, stderr_level, kmsg_level).install();
     let code = bind(args, host);
-    crate::host::end_writer(std::time::Duration::from_millis(100));
     if !args.dry_run {
         logger.finish(host);
     }
