@@ -1067,32 +1067,47 @@ fn child_write(dir: RawFd, name: &CStr, bytes: &[u8]) -> nix::Result<()> {
 }
 
 fn wait_bounded(path: &Path, child: Pid, timeout: Duration) -> HostResult<()> {
+    match reap_within(child, timeout) {
+        Ok(Some(Ended::Exited(0))) => Ok(()),
+        Ok(Some(Ended::Exited(code))) => Err(open_error(path, Errno::from_raw(code))),
+        Ok(Some(Ended::Signaled(sig))) => Err(HostError::io(
+            path.to_path_buf(),
+            io::Error::other(format!("writer killed by {sig}")),
+        )),
+        Ok(None) => Err(HostError::Timeout {
+            path: path.to_path_buf(),
+            timeout,
+        }),
+        Err(e) => Err(HostError::errno_at(path, e)),
+    }
+}
+
+/// How a child waited for by [`reap_within`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// It exited with this status.
+    Exited(i32),
+    /// A signal ended it.
+    Signaled(Signal),
+}
+
+/// Waits at most `timeout` (from now) for `child` to end, and reaps it ([`ChildWait`]).
+/// `Ok(None)`: still running then, so it is sent SIGKILL and abandoned. The child may
+/// sit in an uninterruptible kernel wait; SIGKILL takes effect when it leaves it, and
+/// init reaps it if it ever ends: nothing here waits longer than `timeout`.
+fn reap_within(child: Pid, timeout: Duration) -> nix::Result<Option<Ended>> {
     let start = Instant::now();
     let mut pause = ChildWait::new(child);
     loop {
-        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, 0)) => return Ok(()),
-            Ok(WaitStatus::Exited(_, code)) => {
-                return Err(open_error(path, Errno::from_raw(code)));
-            }
-            Ok(WaitStatus::Signaled(_, sig, _)) => {
-                return Err(HostError::io(
-                    path.to_path_buf(),
-                    io::Error::other(format!("writer killed by {sig}")),
-                ))
-            }
-            Ok(_) => {}
-            Err(e) => return Err(HostError::errno_at(path, e)),
+        match waitpid(child, Some(WaitPidFlag::WNOHANG))? {
+            WaitStatus::Exited(_, code) => return Ok(Some(Ended::Exited(code))),
+            WaitStatus::Signaled(_, sig, _) => return Ok(Some(Ended::Signaled(sig))),
+            _ => {}
         }
         let left = timeout.saturating_sub(start.elapsed());
         if left.is_zero() {
-            // The child may sit in an uninterruptible kernel wait; SIGKILL takes effect
-            // when it leaves it. We do not wait: init reaps it if it ever ends.
             let _ = kill(child, Signal::SIGKILL);
-            return Err(HostError::Timeout {
-                path: path.to_path_buf(),
-                timeout,
-            });
+            return Ok(None);
         }
         pause.until_exit(left);
     }
@@ -1204,30 +1219,18 @@ pub(crate) fn run_bounded(program: &Path, args: &[&CStr], timeout: Duration) -> 
     };
     drop(err_w);
     drop(null);
-    let start = Instant::now();
-    let mut pause = ChildWait::new(child);
-    loop {
-        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok(Ran::Exited(code, drain(err_r))),
-            Ok(WaitStatus::Signaled(_, sig, _)) => {
-                return Ok(Ran::Signaled(format!(
-                    "signal: {} ({})",
-                    sig as i32,
-                    sig.as_str()
-                )))
-            }
-            Ok(_) => {}
-            Err(e) => return Err(HostError::errno_at(&shown, e)),
-        }
-        let left = timeout.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            let _ = kill(child, Signal::SIGKILL);
-            return Err(HostError::Timeout {
-                path: shown,
-                timeout,
-            });
-        }
-        pause.until_exit(left);
+    match reap_within(child, timeout) {
+        Ok(Some(Ended::Exited(code))) => Ok(Ran::Exited(code, drain(err_r))),
+        Ok(Some(Ended::Signaled(sig))) => Ok(Ran::Signaled(format!(
+            "signal: {} ({})",
+            sig as i32,
+            sig.as_str()
+        ))),
+        Ok(None) => Err(HostError::Timeout {
+            path: shown,
+            timeout,
+        }),
+        Err(e) => Err(HostError::errno_at(&shown, e)),
     }
 }
 
@@ -1315,33 +1318,21 @@ pub(crate) fn finit_bounded(
         Ok(ForkResult::Parent { child }) => child,
     };
     drop(res_w);
-    let start = Instant::now();
-    let mut pause = ChildWait::new(child);
-    let ended = loop {
-        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, 0)) => break None,
-            Ok(WaitStatus::Exited(_, code)) => {
-                let e = io::Error::other(format!("the module loader exited with status {code}"));
-                break Some(HostError::io(shown.to_path_buf(), e));
-            }
-            Ok(WaitStatus::Signaled(_, sig, _)) => {
-                let e = io::Error::other(format!("the module loader was killed by {sig}"));
-                break Some(HostError::io(shown.to_path_buf(), e));
-            }
-            Ok(_) => {}
-            Err(e) => break Some(HostError::errno_at(shown, e)),
-        }
-        let left = timeout.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            // As for a stalled write: SIGKILL takes effect when the child leaves the
-            // kernel; init reaps it.
-            let _ = kill(child, Signal::SIGKILL);
-            break Some(HostError::Timeout {
-                path: shown.to_path_buf(),
-                timeout,
-            });
-        }
-        pause.until_exit(left);
+    let ended = match reap_within(child, timeout) {
+        Ok(Some(Ended::Exited(0))) => None,
+        Ok(Some(Ended::Exited(code))) => Some(HostError::io(
+            shown.to_path_buf(),
+            io::Error::other(format!("the module loader exited with status {code}")),
+        )),
+        Ok(Some(Ended::Signaled(sig))) => Some(HostError::io(
+            shown.to_path_buf(),
+            io::Error::other(format!("the module loader was killed by {sig}")),
+        )),
+        Ok(None) => Some(HostError::Timeout {
+            path: shown.to_path_buf(),
+            timeout,
+        }),
+        Err(e) => Some(HostError::errno_at(shown, e)),
     };
     let bytes = drain_bytes(res_r, steps.len() * 3);
     let results = bytes
