@@ -348,43 +348,80 @@ impl DepTable {
     }
 }
 
-/// Options for a module from `modprobe.d` (`options <mod> k=v ...`) and the kernel
-/// command line (`<mod>.k=v`), the command line last, as modprobe applies them.
-pub(crate) fn module_options(host: &Host, cmdline: &Cmdline, module: &str) -> String {
-    let module = normalize(module);
-    let mut opts: Vec<String> = Vec::new();
-    for dir in [
-        "lib/modprobe.d",
-        "usr/lib/modprobe.d",
-        "etc/modprobe.d",
-        "run/modprobe.d",
-    ] {
-        for file in host.list(dir).iter().filter(|f| f.ends_with(".conf")) {
-            let Ok(text) = host.read(format!("{dir}/{file}")) else {
+/// The `options` lines of `modprobe.d`, read once: every module's options in the order
+/// kmod applies them.
+///
+/// As kmod: the directories in priority order `etc`, `run`, `usr/local/lib`, `usr/lib`,
+/// `lib`; a file name found in several is read from the first only (so `/etc` overrides
+/// a packaged file, and a merged `/lib -> usr/lib` is read once); the files in the order
+/// of their names; `.conf` files only.
+#[derive(Debug, Default)]
+pub(crate) struct ModprobeOptions {
+    /// (module, normalised; its words), in file order.
+    lines: Vec<(String, Vec<String>)>,
+}
+
+/// Where kmod looks for `modprobe.d` files, the first winning a file name.
+const MODPROBE_DIRS: [&str; 5] = [
+    "etc/modprobe.d",
+    "run/modprobe.d",
+    "usr/local/lib/modprobe.d",
+    "usr/lib/modprobe.d",
+    "lib/modprobe.d",
+];
+
+impl ModprobeOptions {
+    /// Reads every `options` line of this root's `modprobe.d` files.
+    pub(crate) fn read(host: &Host) -> Self {
+        let mut files: BTreeMap<String, &str> = BTreeMap::new();
+        for dir in MODPROBE_DIRS {
+            for name in host.list(dir) {
+                if name.ends_with(".conf") {
+                    files.entry(name).or_insert(dir);
+                }
+            }
+        }
+        let mut lines = Vec::new();
+        for (name, dir) in files {
+            let Ok(text) = host.read(format!("{dir}/{name}")) else {
                 continue;
             };
             for line in text.lines() {
                 let mut w = line.split_whitespace();
-                if w.next() == Some("options")
-                    && w.next().map(normalize).as_deref() == Some(module.as_str())
-                {
-                    opts.extend(w.map(str::to_owned));
+                if w.next() != Some("options") {
+                    continue;
+                }
+                if let Some(module) = w.next() {
+                    lines.push((normalize(module), w.map(str::to_owned).collect()));
                 }
             }
         }
+        Self { lines }
     }
-    for (key, value) in cmdline.params() {
-        if let Some((m, param)) = key.split_once('.') {
-            if normalize(m) == module {
-                opts.push(match value {
-                    Some(v) if v.contains(' ') => format!("{param}=\"{v}\""),
-                    Some(v) => format!("{param}={v}"),
-                    None => param.to_owned(),
-                });
+
+    /// The options of `module`: `modprobe.d`'s, then the kernel command line's
+    /// (`<mod>.k=v`), as modprobe applies them.
+    pub(crate) fn of(&self, cmdline: &Cmdline, module: &str) -> String {
+        let module = normalize(module);
+        let mut opts: Vec<String> = self
+            .lines
+            .iter()
+            .filter(|(m, _)| *m == module)
+            .flat_map(|(_, w)| w.iter().cloned())
+            .collect();
+        for (key, value) in cmdline.params() {
+            if let Some((m, param)) = key.split_once('.') {
+                if normalize(m) == module {
+                    opts.push(match value {
+                        Some(v) if v.contains(' ') => format!("{param}=\"{v}\""),
+                        Some(v) => format!("{param}={v}"),
+                        None => param.to_owned(),
+                    });
+                }
             }
         }
+        opts.join(" ")
     }
-    opts.join(" ")
 }
 
 /// How vfio-pci became available.
@@ -452,19 +489,23 @@ pub(crate) fn load_module(
 /// same options; the own loader starts no program (under QEMU TCG, exec'ing the
 /// dynamically linked modprobe cost the boot benchmark about 70 ms).
 fn load(host: &Host, cmdline: &Cmdline, name: &str, timeout: Duration) -> HostResult<Availability> {
-    let modprobe = find_kmod_modprobe(host);
     let planned = Loader::read(host, cmdline).and_then(|l| {
         let p = l.plan(name)?;
         Ok((l, p))
     });
-    match (planned, modprobe) {
-        (Ok((loader, plan)), Some(m)) if !plan.all_plain() => {
-            drop(loader);
-            run_modprobe(&m, name, timeout).map(|()| Availability::Modprobe(m))
+    // kmod's modprobe is looked for only when the own loader cannot do it all.
+    match planned {
+        Ok((loader, plan)) if plan.all_plain() => {
+            loader.run(&plan, timeout).map(Availability::Loaded)
         }
-        (Ok((loader, plan)), _) => loader.run(&plan, timeout).map(Availability::Loaded),
-        (Err(_), Some(m)) => run_modprobe(&m, name, timeout).map(|()| Availability::Modprobe(m)),
-        (Err(e), None) => Err(e),
+        Ok((loader, plan)) => match find_kmod_modprobe(host) {
+            Some(m) => run_modprobe(&m, name, timeout).map(|()| Availability::Modprobe(m)),
+            None => loader.run(&plan, timeout).map(Availability::Loaded),
+        },
+        Err(e) => match find_kmod_modprobe(host) {
+            Some(m) => run_modprobe(&m, name, timeout).map(|()| Availability::Modprobe(m)),
+            None => Err(e),
+        },
     }
 }
 
@@ -589,6 +630,7 @@ struct Loader<'a> {
     cmdline: &'a Cmdline,
     deps: DepTable,
     soft: BTreeMap<String, (Vec<String>, Vec<String>)>,
+    options: ModprobeOptions,
     dir: String,
 }
 
@@ -605,6 +647,7 @@ impl<'a> Loader<'a> {
                 .read(format!("{dir}/modules.softdep"))
                 .map(|t| parse_softdep(&t))
                 .unwrap_or_default(),
+            options: ModprobeOptions::read(host),
             dir,
         })
     }
@@ -647,7 +690,7 @@ impl<'a> Loader<'a> {
             }
             if !self.host.exists(format!("sys/module/{m}")) {
                 plan.steps.push(Step {
-                    opts: module_options(self.host, self.cmdline, &m),
+                    opts: self.options.of(self.cmdline, &m),
                     module: m.clone(),
                     file,
                     unit,
@@ -946,6 +989,7 @@ mod tests {
             soft: parse_softdep(
                 "softdep vfio post: vfio_iommu_type1 vfio_iommu_spapr_tce\nsoftdep vfio_pci_core pre: pre_one\n",
             ),
+            options: ModprobeOptions::read(host),
             dir: "lib/modules/x".to_owned(),
         }
     }
@@ -1046,8 +1090,56 @@ mod tests {
         let host = Host::new(dir.path());
         let cmdline = Cmdline::parse("quiet vfio_pci.disable_idle_d3=1 vfio-pci.ids=1002:6779");
         assert_eq!(
-            module_options(&host, &cmdline, "vfio_pci"),
+            ModprobeOptions::read(&host).of(&cmdline, "vfio_pci"),
             "disable_vga=1 disable_idle_d3=1 ids=1002:6779"
+        );
+    }
+
+    #[test]
+    fn modprobe_d_files_are_read_as_kmod_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let put = |rel: &str, text: &str| {
+            let p = dir.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        // The packaged file is overridden by the one of the same name in /etc.
+        put(
+            "lib/modprobe.d/vfio.conf",
+            "options vfio_pci disable_vga=0\n",
+        );
+        put(
+            "etc/modprobe.d/vfio.conf",
+            "options vfio_pci disable_vga=1\n",
+        );
+        // Files apply in name order, whichever directory holds them.
+        put(
+            "usr/lib/modprobe.d/10-a.conf",
+            "options vfio-pci nointxmask=1\n",
+        );
+        put(
+            "run/modprobe.d/20-b.conf",
+            "options vfio_pci disable_idle_d3=1\n",
+        );
+        // Not a .conf file: ignored, as kmod does.
+        put("etc/modprobe.d/old.bak", "options vfio_pci bogus=1\n");
+        let host = Host::new(dir.path());
+        assert_eq!(
+            ModprobeOptions::read(&host).of(&Cmdline::default(), "vfio_pci"),
+            "nointxmask=1 disable_idle_d3=1 disable_vga=1"
+        );
+        // A merged /usr (lib -> usr/lib) does not give a file's options twice.
+        let dir2 = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir2.path().join("usr/lib/modprobe.d")).unwrap();
+        std::fs::write(
+            dir2.path().join("usr/lib/modprobe.d/vfio.conf"),
+            "options vfio_pci disable_vga=1\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("usr/lib", dir2.path().join("lib")).unwrap();
+        assert_eq!(
+            ModprobeOptions::read(&Host::new(dir2.path())).of(&Cmdline::default(), "vfio-pci"),
+            "disable_vga=1"
         );
     }
 }
