@@ -358,10 +358,16 @@ impl AttrDir {
         if !regular(&nix::sys::stat::fstat(fd.as_raw_fd()).ok()?) {
             return None;
         }
+        // A regular file's read gives less than asked only at its end, so a short read
+        // ends it (sysfs gives an attribute whole in one read): one call, not two.
         let mut len = 0;
         while len < self.buf.len() {
             match nix::unistd::read(fd.as_raw_fd(), &mut self.buf[len..]) {
                 Ok(0) => break,
+                Ok(n) if len + n < self.buf.len() => {
+                    len += n;
+                    break;
+                }
                 Ok(n) => len += n,
                 Err(Errno::EINTR) => {}
                 Err(_) => return None,
