@@ -236,34 +236,13 @@ pub(crate) fn dracut_list(text: &str, key: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// The last `options vfio-pci ids=...` of the modprobe.d files, with its file.
+/// The last `options vfio-pci ids=...` of the modprobe.d files, with its file, as
+/// the module loader reads them ([`crate::modules::ModprobeOptions`]).
 pub(crate) fn modprobe_ids(host: &Host) -> Option<(String, String)> {
-    let mut found = None;
-    for dir in [
-        "lib/modprobe.d",
-        "usr/lib/modprobe.d",
-        "etc/modprobe.d",
-        "run/modprobe.d",
-    ] {
-        for name in host.list(dir).iter().filter(|n| n.ends_with(".conf")) {
-            let file = format!("{dir}/{name}");
-            let Ok(text) = host.read(&file) else { continue };
-            for line in text.lines() {
-                let mut w = line.split_whitespace();
-                if w.next() != Some("options")
-                    || w.next().map(normalize).as_deref() != Some("vfio_pci")
-                {
-                    continue;
-                }
-                for kv in w {
-                    if let Some(v) = kv.strip_prefix("ids=") {
-                        found = Some((file.clone(), v.trim_matches('"').to_owned()));
-                    }
-                }
-            }
-        }
-    }
-    found
+    let options = crate::modules::ModprobeOptions::read(host);
+    options
+        .last("vfio_pci", "ids")
+        .map(|(file, ids)| (file.to_owned(), ids))
 }
 
 /// The words of the last `HOOKS=(...)` in a mkinitcpio config (bash array syntax,

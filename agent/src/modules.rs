@@ -357,8 +357,9 @@ impl DepTable {
 /// of their names; `.conf` files only.
 #[derive(Debug, Default)]
 pub(crate) struct ModprobeOptions {
-    /// (module, normalised; its words), in file order.
-    lines: Vec<(String, Vec<String>)>,
+    /// (the file, relative to the root; the module, normalised; its words), in the
+    /// order kmod applies them.
+    lines: Vec<(String, String, Vec<String>)>,
 }
 
 /// Where kmod looks for `modprobe.d` files, the first winning a file name.
@@ -383,7 +384,8 @@ impl ModprobeOptions {
         }
         let mut lines = Vec::new();
         for (name, dir) in files {
-            let Ok(text) = host.read(format!("{dir}/{name}")) else {
+            let file = format!("{dir}/{name}");
+            let Ok(text) = host.read(&file) else {
                 continue;
             };
             for line in text.lines() {
@@ -392,11 +394,27 @@ impl ModprobeOptions {
                     continue;
                 }
                 if let Some(module) = w.next() {
-                    lines.push((normalize(module), w.map(str::to_owned).collect()));
+                    let words = w.map(str::to_owned).collect();
+                    lines.push((file.clone(), normalize(module), words));
                 }
             }
         }
         Self { lines }
+    }
+
+    /// The last `KEY=value` given to `module`, with its file (quotes taken off): what
+    /// the module gets when the command line does not say otherwise.
+    pub(crate) fn last(&self, module: &str, key: &str) -> Option<(&str, String)> {
+        let module = normalize(module);
+        self.lines
+            .iter()
+            .filter(|(_, m, _)| *m == module)
+            .flat_map(|(f, _, w)| w.iter().map(move |kv| (f, kv)))
+            .filter_map(|(f, kv)| {
+                let v = kv.strip_prefix(key)?.strip_prefix('=')?;
+                Some((f.as_str(), v.trim_matches('"').to_owned()))
+            })
+            .next_back()
     }
 
     /// The options of `module`: `modprobe.d`'s, then the kernel command line's
@@ -406,8 +424,8 @@ impl ModprobeOptions {
         let mut opts: Vec<String> = self
             .lines
             .iter()
-            .filter(|(m, _)| *m == module)
-            .flat_map(|(_, w)| w.iter().cloned())
+            .filter(|(_, m, _)| *m == module)
+            .flat_map(|(_, _, w)| w.iter().cloned())
             .collect();
         for (key, value) in cmdline.params() {
             if let Some((m, param)) = key.split_once('.') {
@@ -1124,10 +1142,17 @@ mod tests {
         // Not a .conf file: ignored, as kmod does.
         put("etc/modprobe.d/old.bak", "options vfio_pci bogus=1\n");
         let host = Host::new(dir.path());
+        let options = ModprobeOptions::read(&host);
         assert_eq!(
-            ModprobeOptions::read(&host).of(&Cmdline::default(), "vfio_pci"),
+            options.of(&Cmdline::default(), "vfio_pci"),
             "nointxmask=1 disable_idle_d3=1 disable_vga=1"
         );
+        // What `check` shows as the source of a value is the file the loader used.
+        assert_eq!(
+            options.last("vfio-pci", "disable_vga"),
+            Some(("etc/modprobe.d/vfio.conf", "1".to_owned()))
+        );
+        assert_eq!(options.last("vfio_pci", "ids"), None);
         // A merged /usr (lib -> usr/lib) does not give a file's options twice.
         let dir2 = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir2.path().join("usr/lib/modprobe.d")).unwrap();
