@@ -55,6 +55,17 @@ for ((i = 1; i <= rounds; i++)); do
             die "bench-$run-$i: vfio_iommu_type1 was not loaded"
     done
 done
+# One more boot: the agent's `--version` run three times in a row. The first run is
+# the first time its code executes in the boot (QEMU TCG translates it then); the
+# later ones run translated code: what first execution alone costs.
+qemu_boot "bench-exec" intel "$WORK_DIR/bench.img" "printk.devkmsg=on ve.bench=exec" || true
+exec_ms=()
+for run in 1 2 3; do
+    next=$((run + 1))
+    [[ $run == 3 ]] && next=end
+    exec_ms+=("$(span "$WORK_DIR/bench-exec.log" "ve-bench: exec $run\$" "ve-bench: exec $next\$" | awk '{ printf "%.1f", $1 * 1000 }')") ||
+        die "no exec markers in bench-exec.log"
+done
 agent=$(median <"$WORK_DIR/bench-agent.txt")
 lines=$(median <"$WORK_DIR/bench-agent-lines.txt")
 shell=$(median <"$WORK_DIR/bench-shell.txt")
@@ -67,5 +78,6 @@ printf 'shell loop (vfio-bind), hook markers:                      %.1f ms  [%s]
     "$(awk -v v="$shell" 'BEGIN { print v * 1000 }')" "$(tr '\n' ' ' <"$WORK_DIR/bench-shell.txt")"
 printf 'same-module loop (vfio-bind + vfio_iommu_type1), markers:  %.1f ms  [%s]\n' \
     "$(awk -v v="$same" 'BEGIN { print v * 1000 }')" "$(tr '\n' ' ' <"$WORK_DIR/bench-same.txt")"
+printf 'agent --version, 1st / 2nd / 3rd run in one boot:         %s / %s / %s ms\n' "${exec_ms[@]}"
 printf 'ratio agent/shell: %.2f\n' "$(awk -v a="$agent" -v s="$shell" 'BEGIN { print a / s }')"
 printf 'ratio agent/shell, same modules: %.2f\n' "$(awk -v a="$agent" -v s="$same" 'BEGIN { print a / s }')"
