@@ -27,9 +27,11 @@
 //!
 //! Kernel writes can block forever (an `unbind` waiting on a wedged driver). A thread
 //! stuck in such a write cannot be killed, so [`Host::write_bounded`] performs the
-//! write in a forked child and abandons it when the time is up. Everything the child
-//! needs (the resolved directory, the file name) is prepared before the fork: the
-//! child only opens, writes and leaves.
+//! write in a child process and abandons it when the time is up. The child shares the
+//! agent's memory (`clone(CLONE_VM)`, not `fork`: no page tables to copy, no
+//! copy-on-write faults; see [`spawn_shared`]), runs on a stack of its own with copies
+//! of the resolved directory's descriptor, the file name and the value, and only
+//! opens, writes and leaves, by raw system calls.
 
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fs;
@@ -528,7 +530,7 @@ fn walk_beneath(base: &OwnedFd, rel: &Path) -> Result<OwnedFd, ResolveError> {
     stack.pop().ok_or(ResolveError::Escapes)
 }
 
-/// A file to write, resolved before anything is written (and before any fork).
+/// A file to write, resolved before anything is written (and before any child starts).
 #[derive(Debug)]
 struct Target {
     /// The file's directory, resolved beneath the base.
@@ -539,7 +541,7 @@ struct Target {
     shown: PathBuf,
 }
 
-/// The descriptor of the held run lock, closed by every forked writer so that a child
+/// The descriptor of the held run lock, closed by every writer child so that a child
 /// abandoned in the kernel does not keep the lock after the run ends.
 static LOCK_FD: AtomicI32 = AtomicI32::new(-1);
 /// Makes temp file names unique within a process.
@@ -786,9 +788,9 @@ impl Host {
             .map_err(|e| HostError::io(t.shown, e))
     }
 
-    /// Like [`Host::write`], but performed by a forked child that is abandoned (and
+    /// Like [`Host::write`], but performed by a child process that is abandoned (and
     /// sent SIGKILL) when it has not finished within `timeout`. The file is resolved,
-    /// confined, before the fork.
+    /// confined, before the child starts.
     pub(crate) fn write_bounded(
         &self,
         rel: impl AsRef<Path>,
@@ -1025,55 +1027,85 @@ fn open_error(path: &Path, e: Errno) -> HostError {
     }
 }
 
-/// Writes `bytes` to a resolved target in a forked child and waits at most `timeout`.
+/// Writes `bytes` to a resolved target in a child that shares this process's memory
+/// ([`spawn_shared`]) and waits at most `timeout`.
 ///
-/// The child allocates nothing: it closes the run lock (so an abandoned child does not
-/// hold it), opens the prepared name in the prepared directory with `O_NOFOLLOW`,
-/// writes once, and leaves with `_exit`, passing the errno back as its exit status.
+/// The child closes its copy of the run lock (so an abandoned child does not hold it),
+/// opens the prepared name in the prepared directory with `O_NOFOLLOW`, writes once,
+/// and exits with the errno as its status (0: written whole); see [`write_child`].
 fn bounded_write(t: &Target, bytes: &[u8], timeout: Duration) -> HostResult<()> {
-    let lock_fd = LOCK_FD.load(Ordering::SeqCst);
-    // SAFETY: the child only calls async-signal-safe functions (close, openat, write,
-    // _exit) on data prepared before the fork, and never returns into the caller's
-    // stack.
-    let forked = unsafe { fork() };
-    match forked {
-        Err(e) => Err(HostError::errno_at(&t.shown, e)),
-        Ok(ForkResult::Child) => {
-            if lock_fd >= 0 {
-                // SAFETY: closing the child's copy of a descriptor; nothing else in the
-                // child uses it.
-                unsafe { nix::libc::close(lock_fd) };
-            }
-            let code = match child_write(t.dir.as_raw_fd(), &t.name, bytes) {
-                Ok(()) => 0,
-                Err(errno) => (errno as i32).clamp(1, 254),
+    let name = t.name.as_bytes_with_nul();
+    let spawned = ChildMem::new(size_of::<WriteArgs>() + name.len() + bytes.len() + 3 * 16)
+        .and_then(|mut mem| {
+            let args = WriteArgs {
+                dir: t.dir.as_raw_fd(),
+                lock_fd: LOCK_FD.load(Ordering::SeqCst),
+                name: mem.put_slice(name).cast(),
+                bytes: mem.put_slice(bytes),
+                len: bytes.len(),
             };
-            // SAFETY: `_exit` ends the child at once, without running atexit handlers
-            // or destructors that belong to the parent's state.
-            unsafe { nix::libc::_exit(code) }
+            // SAFETY: `write_child` is such an entry: raw system calls on the `WriteArgs`
+            // it is given, whose pointers all point into `mem`.
+            unsafe { spawn_shared(mem, args, write_child) }
+        });
+    match spawned {
+        Ok(child) => wait_bounded(&t.shown, child, timeout),
+        Err(e) => Err(HostError::errno_at(&t.shown, e)),
+    }
+}
+
+/// What [`write_child`] is given, in the child's own memory.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct WriteArgs {
+    /// The target's directory (the child's copy of the descriptor).
+    dir: RawFd,
+    /// The run lock's descriptor, or -1.
+    lock_fd: RawFd,
+    /// The file name, NUL-terminated.
+    name: *const nix::libc::c_char,
+    /// The value and its length.
+    bytes: *const u8,
+    len: usize,
+}
+
+/// The writer child of [`bounded_write`]: its exit status is the errno of the first
+/// step that failed, clamped to 1..=254, or 0.
+extern "C" fn write_child(arg: *mut nix::libc::c_void) -> nix::libc::c_int {
+    use nix::libc;
+    // SAFETY: `arg` is the `WriteArgs` that `spawn_shared` copied into this child's
+    // memory, which stays mapped as long as the child runs.
+    let a = unsafe { &*arg.cast::<WriteArgs>() };
+    // SAFETY: system calls on the child's own descriptors and on memory `a` points
+    // to (in the child's memory, `len` bytes at `bytes`, `name` NUL-terminated).
+    let ret = unsafe {
+        if a.lock_fd >= 0 {
+            raw::close(a.lock_fd);
         }
-        Ok(ForkResult::Parent { child }) => wait_bounded(&t.shown, child, timeout),
-    }
-}
-
-fn child_write(dir: RawFd, name: &CStr, bytes: &[u8]) -> nix::Result<()> {
-    let fd = openat(
-        Some(dir),
-        name,
-        OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    let fd = owned(fd);
-    let n = nix::unistd::write(&fd, bytes)?;
-    if n == bytes.len() {
-        Ok(())
+        let flags = libc::O_WRONLY | libc::O_TRUNC | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let fd = raw::openat(a.dir, a.name, flags);
+        match RawFd::try_from(fd) {
+            Ok(fd) if fd >= 0 => {
+                let n = raw::write(fd, a.bytes, a.len);
+                if n < 0 || usize::try_from(n) == Ok(a.len) {
+                    n.min(0)
+                } else {
+                    -libc::c_long::from(libc::EIO)
+                }
+            }
+            _ => fd,
+        }
+    };
+    #[allow(clippy::cast_possible_truncation)] // clamped to 0..=254 first
+    raw::exit(if ret == 0 {
+        0
     } else {
-        Err(Errno::EIO)
-    }
+        (-ret).clamp(1, 254) as i32
+    })
 }
 
-fn wait_bounded(path: &Path, child: Pid, timeout: Duration) -> HostResult<()> {
-    match reap_within(child, timeout) {
+fn wait_bounded(path: &Path, child: SharedChild, timeout: Duration) -> HostResult<()> {
+    match child.reap_within(timeout) {
         Ok(Some(Ended::Exited(0))) => Ok(()),
         Ok(Some(Ended::Exited(code))) => Err(open_error(path, Errno::from_raw(code))),
         Ok(Some(Ended::Signaled(sig))) => Err(HostError::io(
@@ -1116,6 +1148,254 @@ fn reap_within(child: Pid, timeout: Duration) -> nix::Result<Option<Ended>> {
             return Ok(None);
         }
         pause.until_exit(left);
+    }
+}
+
+/// Memory for a child of [`spawn_shared`], one anonymous mapping: a guard page
+/// (`PROT_NONE`, so an overflow faults instead of writing elsewhere), the child's stack
+/// above it, and above that the data the child reads (its argument block and every
+/// byte it points to), copied in by the parent before the child starts.
+///
+/// Unmapped when dropped: only ever while no child can run on it (see
+/// [`SharedChild::reap_within`]).
+struct ChildMem {
+    base: *mut u8,
+    /// The whole mapping's length.
+    len: usize,
+    /// Where the next value goes (an offset; the data area starts at the stack's top).
+    next: usize,
+    /// The stack's top (an offset), 16-byte aligned.
+    top: usize,
+}
+
+impl ChildMem {
+    /// The child's stack: its frames are a few hundred bytes (raw system calls, no
+    /// library code).
+    const STACK: usize = 16 << 10;
+
+    /// A mapping with room for `data` bytes of values: pass the sum of the sizes to be
+    /// put, plus 16 for each `put`/`put_slice` (alignment).
+    fn new(data: usize) -> nix::Result<Self> {
+        use nix::libc;
+        // SAFETY: a query without side effects (nix's wrapper would clear `errno`).
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+            .ok()
+            .filter(|&p| p > 0)
+            .unwrap_or(4096);
+        let top = page + Self::STACK;
+        let len = (top + data).next_multiple_of(page);
+        // SAFETY: a new private anonymous mapping; no existing memory is involved.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        let mem = Self {
+            base: base.cast(),
+            len,
+            next: top,
+            top,
+        };
+        // SAFETY: the lowest page of the mapping just made, which nothing uses yet.
+        Errno::result(unsafe { libc::mprotect(base, page, libc::PROT_NONE) })?;
+        Ok(mem)
+    }
+
+    /// Copies `items` into the data area; their address there.
+    fn put_slice<T: Copy>(&mut self, items: &[T]) -> *const T {
+        let at = self.next.next_multiple_of(align_of::<T>());
+        let size = size_of_val(items);
+        assert!(at + size <= self.len, "ChildMem sized too small");
+        self.next = at + size;
+        // SAFETY: `at .. at + size` lies in the mapping (checked above), is aligned for
+        // `T`, and holds nothing else (`next` only grows); `T: Copy` has no drop.
+        unsafe {
+            let dst = self.base.add(at).cast::<T>();
+            std::ptr::copy_nonoverlapping(items.as_ptr(), dst, items.len());
+            dst
+        }
+    }
+}
+
+impl Drop for ChildMem {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made by `new`; nothing refers to it any more (the only
+        // user, a child, has been reaped or never started).
+        unsafe { nix::libc::munmap(self.base.cast(), self.len) };
+    }
+}
+
+/// A child started by [`spawn_shared`], with the memory it runs on.
+struct SharedChild {
+    pid: Pid,
+    /// Never dropped while the child might run: freed only by `reap_within` once the
+    /// child has been reaped, leaked otherwise.
+    mem: std::mem::ManuallyDrop<ChildMem>,
+}
+
+impl SharedChild {
+    /// [`reap_within`] for this child. Once it has been reaped its memory is unmapped;
+    /// otherwise (late: sent SIGKILL but maybe still inside a system call that reads
+    /// its arguments; or a failed wait) the memory is leaked on purpose, a stack and a
+    /// few bytes for each abandoned write.
+    fn reap_within(self, timeout: Duration) -> nix::Result<Option<Ended>> {
+        let ended = reap_within(self.pid, timeout);
+        if let Ok(Some(_)) = ended {
+            drop(std::mem::ManuallyDrop::into_inner(self.mem));
+        }
+        ended
+    }
+}
+
+/// Starts `entry(copy of args)` as a child process that shares this process's memory:
+/// `clone(CLONE_VM | SIGCHLD)`, which costs no copy of the page tables and no
+/// copy-on-write faults afterwards, as `fork` does. Not `CLONE_VFORK`: the parent goes
+/// on at once, to bound the wait; not `CLONE_THREAD`: the child is a process of its
+/// own, waited for with `waitpid`/pidfd and killed with SIGKILL like a forked one, and
+/// one stuck in the kernel does not keep this process from exiting. Without
+/// `CLONE_FILES` the child has a copy of the descriptor table, as after `fork`.
+///
+/// `args` and everything it points to must be in `mem` (put there with
+/// [`ChildMem::put_slice`]): the caller's own memory may be freed while an abandoned
+/// child still reads its arguments in a system call. The child runs with every signal
+/// blocked (only SIGKILL and the kernel's own faults end it early), so no signal
+/// handler of the parent ever runs on its stack. (Not `nix::sched::clone`: it passes
+/// the child a closure in its own stack frame, gone when it returns in the parent.)
+///
+/// # Safety
+/// `entry` must be fit to run beside the parent in the same memory, with the parent's
+/// thread pointer: it may only read its argument block, use its own stack, make
+/// system calls through [`raw`] (never libc, which sets the parent thread's `errno`),
+/// and end with [`raw::exit`]; it must not allocate, lock, panic or unwind.
+unsafe fn spawn_shared<A: Copy>(
+    mut mem: ChildMem,
+    args: A,
+    entry: extern "C" fn(*mut nix::libc::c_void) -> nix::libc::c_int,
+) -> nix::Result<SharedChild> {
+    use nix::libc;
+    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
+    let arg = mem.put_slice(std::slice::from_ref(&args));
+    // SAFETY: the top of the stack in `mem`, 16-byte aligned, in the mapping.
+    let stack = unsafe { mem.base.add(mem.top) };
+    let mut old = SigSet::empty();
+    pthread_sigmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old),
+    )?;
+    // SAFETY: the child runs `entry` (fit for it: the caller's promise) on the stack in
+    // `mem`, with its argument there too; `mem` outlives it (`SharedChild`).
+    let pid = unsafe {
+        libc::clone(
+            entry,
+            stack.cast(),
+            libc::CLONE_VM | libc::SIGCHLD,
+            arg.cast_mut().cast(),
+        )
+    };
+    let cloned = Errno::result(pid);
+    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    Ok(SharedChild {
+        pid: Pid::from_raw(cloned?),
+        mem: std::mem::ManuallyDrop::new(mem),
+    })
+}
+
+/// The system calls of a [`spawn_shared`] child, made without libc: libc's wrappers set
+/// `errno`, which is thread-local, found through the thread pointer the child shares
+/// with the parent's thread. Each returns what the kernel does: a value, or `-errno`.
+mod raw {
+    use nix::libc::{self, c_char, c_int, c_long};
+
+    /// A system call with up to four arguments.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn syscall4(nr: c_long, a: c_long, b: c_long, c: c_long, d: c_long) -> c_long {
+        let ret;
+        // SAFETY: the caller's: a system call whose arguments it vouches for; the
+        // instruction clobbers rcx and r11, declared.
+        unsafe {
+            core::arch::asm!(
+                "syscall",
+                inlateout("rax") nr => ret,
+                in("rdi") a, in("rsi") b, in("rdx") c, in("r10") d,
+                lateout("rcx") _, lateout("r11") _,
+                options(nostack),
+            );
+        }
+        ret
+    }
+
+    /// A system call with up to four arguments.
+    #[cfg(target_arch = "aarch64")]
+    unsafe fn syscall4(nr: c_long, a: c_long, b: c_long, c: c_long, d: c_long) -> c_long {
+        let ret;
+        // SAFETY: the caller's: a system call whose arguments it vouches for.
+        unsafe {
+            core::arch::asm!(
+                "svc 0",
+                in("x8") nr,
+                inlateout("x0") a => ret,
+                in("x1") b, in("x2") c, in("x3") d,
+                options(nostack),
+            );
+        }
+        ret
+    }
+
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    compile_error!("host::raw has system call stubs for x86_64 and aarch64 only");
+
+    /// `close(fd)`.
+    pub(super) unsafe fn close(fd: c_int) -> c_long {
+        // SAFETY: no memory involved.
+        unsafe { syscall4(libc::SYS_close, fd.into(), 0, 0, 0) }
+    }
+
+    /// `openat(dir, name, flags)`, mode 0 (no `O_CREAT`).
+    /// SAFETY (caller): `name` is NUL-terminated.
+    pub(super) unsafe fn openat(dir: c_int, name: *const c_char, flags: c_int) -> c_long {
+        // SAFETY: the caller's.
+        unsafe {
+            syscall4(
+                libc::SYS_openat,
+                dir.into(),
+                name as c_long,
+                flags.into(),
+                0,
+            )
+        }
+    }
+
+    /// `write(fd, buf, len)`.
+    /// SAFETY (caller): `len` readable bytes at `buf`.
+    pub(super) unsafe fn write(fd: c_int, buf: *const u8, len: usize) -> c_long {
+        #[allow(clippy::cast_possible_wrap)] // the kernel reads the register as size_t
+        // SAFETY: the caller's.
+        unsafe {
+            syscall4(libc::SYS_write, fd.into(), buf as c_long, len as c_long, 0)
+        }
+    }
+
+    /// `exit(code)`: ends the calling process (the child is a process of its own, not
+    /// a thread of the parent's group).
+    pub(super) fn exit(code: c_int) -> ! {
+        // SAFETY: ends the caller; touches no memory.
+        unsafe {
+            #[cfg(target_arch = "x86_64")]
+            core::arch::asm!("syscall", in("rax") libc::SYS_exit, in("rdi") c_long::from(code),
+                options(noreturn, nostack));
+            #[cfg(target_arch = "aarch64")]
+            core::arch::asm!("svc 0", in("x8") libc::SYS_exit, in("x0") c_long::from(code),
+                options(noreturn, nostack));
+        }
     }
 }
 
@@ -1707,6 +1987,92 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.errno(), Some(nix::libc::EISDIR));
         assert!(err.to_string().contains("/d"), "{err}");
+    }
+
+    #[test]
+    fn bounded_writes_in_a_row_each_leave_their_value() {
+        // Each write a child of its own, its memory unmapped once it is reaped.
+        let dir = tempfile::tempdir().unwrap();
+        let h = Host::new(dir.path());
+        fs::create_dir_all(dir.path().join("sys")).unwrap();
+        fs::write(dir.path().join("sys/attr"), "").unwrap();
+        for i in 0..300 {
+            let value = format!("value-{i}");
+            h.write_bounded("sys/attr", &value, Duration::from_secs(5))
+                .unwrap();
+            assert_eq!(
+                fs::read_to_string(dir.path().join("sys/attr")).unwrap(),
+                value
+            );
+        }
+        // A value larger than the child's stack, copied whole into its memory.
+        let big = "x".repeat(ChildMem::STACK * 4 + 3);
+        h.write_bounded("sys/attr", &big, Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.path().join("sys/attr")).unwrap(),
+            big
+        );
+    }
+
+    #[test]
+    fn the_bounded_writer_opens_as_before_no_create_no_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Host::new(dir.path());
+        fs::create_dir_all(dir.path().join("sys")).unwrap();
+        // No O_CREAT: a missing file stays missing.
+        let err = h
+            .write_bounded("sys/new_id", "8086 10d3", Duration::from_secs(5))
+            .unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+        assert!(!dir.path().join("sys/new_id").exists());
+        // O_NOFOLLOW: a link as the file itself is refused, its target untouched.
+        fs::write(dir.path().join("sys/real"), "old").unwrap();
+        std::os::unix::fs::symlink("real", dir.path().join("sys/link")).unwrap();
+        let err = h
+            .write_bounded("sys/link", "new", Duration::from_secs(5))
+            .unwrap_err();
+        assert!(matches!(err, HostError::Escapes { .. }), "{err}");
+        assert_eq!(
+            fs::read_to_string(dir.path().join("sys/real")).unwrap(),
+            "old"
+        );
+    }
+
+    #[test]
+    fn a_failing_bounded_write_leaves_the_callers_errno() {
+        // The writer shares this thread's memory and thread pointer: had it called
+        // libc, its EISDIR would be this thread's errno now.
+        let dir = tempfile::tempdir().unwrap();
+        let h = Host::new(dir.path());
+        fs::create_dir_all(dir.path().join("sys/d")).unwrap();
+        Errno::set_raw(nix::libc::ENOTRECOVERABLE);
+        let err = h
+            .write_bounded("sys/d", "x", Duration::from_secs(5))
+            .unwrap_err();
+        assert_eq!(err.errno(), Some(nix::libc::EISDIR));
+        assert_eq!(Errno::last_raw(), nix::libc::ENOTRECOVERABLE);
+    }
+
+    #[test]
+    fn bounded_write_gives_up_on_a_fifo_whose_reader_never_reads() {
+        // The open succeeds (there is a reader); the write blocks once the pipe is full.
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("sys")).unwrap();
+        let fifo = dir.path().join("sys/bind");
+        nix::unistd::mkfifo(&fifo, Mode::S_IRWXU).unwrap();
+        let _reader = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let h = Host::new(dir.path());
+        let value = "0".repeat(1 << 20);
+        let err = h
+            .write_bounded("sys/bind", &value, Duration::from_millis(200))
+            .unwrap_err();
+        assert!(matches!(err, HostError::Timeout { .. }), "{err}");
+        assert!(err.to_string().contains("no answer after 200 ms"), "{err}");
     }
 
     /// A child that leaves at once, not yet reaped.
