@@ -1384,6 +1384,21 @@ mod raw {
         }
     }
 
+    /// `finit_module(fd, params, flags)`.
+    /// SAFETY (caller): `params` is NUL-terminated.
+    pub(super) unsafe fn finit_module(fd: c_int, params: *const c_char, flags: u32) -> c_long {
+        // SAFETY: the caller's.
+        unsafe {
+            syscall4(
+                libc::SYS_finit_module,
+                fd.into(),
+                params as c_long,
+                flags.into(),
+                0,
+            )
+        }
+    }
+
     /// `exit(code)`: ends the calling process (the child is a process of its own, not
     /// a thread of the parent's group).
     pub(super) fn exit(code: c_int) -> ! {
@@ -1539,8 +1554,9 @@ pub(crate) struct FinitStep {
 /// a pipe, which the child fills without waiting for the parent.
 pub(crate) const FINIT_MAX_STEPS: usize = 1024;
 
-/// Loads module files with `finit_module`, in order, in a forked child (no exec: the
-/// agent's own code, no modprobe binary to start), waited for at most `timeout`
+/// Loads module files with `finit_module`, in order, in a child sharing this process's
+/// memory ([`spawn_shared`]; no exec: the agent's own code, no modprobe binary to
+/// start; the steps copied into the child's memory), waited for at most `timeout`
 /// ([`ChildWait`]); a child still running then is sent SIGKILL and abandoned, as for
 /// [`run_bounded`]. Returns each step tried, in order, with its errno (`EEXIST`, a
 /// module already there, counts as loaded), and the error that ended the wait early,
@@ -1550,7 +1566,6 @@ pub(crate) fn finit_bounded(
     steps: &[FinitStep],
     timeout: Duration,
 ) -> (Vec<(usize, Option<Errno>)>, Option<HostError>) {
-    use nix::libc;
     if steps.len() > FINIT_MAX_STEPS {
         let e = io::Error::other(format!(
             "{} modules to load (at most {FINIT_MAX_STEPS})",
@@ -1562,49 +1577,37 @@ pub(crate) fn finit_bounded(
         Ok(p) => p,
         Err(e) => return (Vec::new(), Some(HostError::errno_at(shown, e))),
     };
-    let lock_fd = LOCK_FD.load(Ordering::SeqCst);
-    // SAFETY: the child only calls async-signal-safe functions (close, open,
-    // finit_module, write, _exit) on data prepared before the fork, allocates nothing,
-    // and never returns into the caller's stack.
-    let forked = unsafe { fork() };
-    let child = match forked {
+    let strings: usize = steps
+        .iter()
+        .map(|s| s.path.as_bytes_with_nul().len() + s.params.as_bytes_with_nul().len())
+        .sum();
+    let need = strings + steps.len() * size_of::<RawStep>() + size_of::<FinitArgs>() + 2 * 16;
+    let spawned = ChildMem::new(need).and_then(|mut mem| {
+        let table: Vec<RawStep> = steps
+            .iter()
+            .map(|s| RawStep {
+                path: mem.put_slice(s.path.as_bytes_with_nul()).cast(),
+                params: mem.put_slice(s.params.as_bytes_with_nul()).cast(),
+                flags: s.flags,
+                on_failure: s.on_failure,
+            })
+            .collect();
+        let args = FinitArgs {
+            lock_fd: LOCK_FD.load(Ordering::SeqCst),
+            out: res_w.as_raw_fd(),
+            steps: mem.put_slice(&table),
+            len: table.len(),
+        };
+        // SAFETY: `finit_child` is such an entry: raw system calls on the `FinitArgs` it
+        // is given, whose pointers all point into `mem`.
+        unsafe { spawn_shared(mem, args, finit_child) }
+    });
+    let child = match spawned {
+        Ok(child) => child,
         Err(e) => return (Vec::new(), Some(HostError::errno_at(shown, e))),
-        // SAFETY: as above: raw system calls on descriptors and C strings the parent
-        // prepared; `_exit` ends the child without running the parent's destructors.
-        Ok(ForkResult::Child) => unsafe {
-            if lock_fd >= 0 {
-                libc::close(lock_fd);
-            }
-            let out = res_w.as_raw_fd();
-            let mut i = 0;
-            while i < steps.len() {
-                let s = &steps[i];
-                let fd = libc::open(s.path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
-                let rc = if fd < 0 {
-                    -1
-                } else {
-                    libc::syscall(libc::SYS_finit_module, fd, s.params.as_ptr(), s.flags)
-                };
-                let errno = if rc < 0 { Errno::last_raw() } else { 0 };
-                if fd >= 0 {
-                    libc::close(fd);
-                }
-                let errno = if errno == libc::EEXIST { 0 } else { errno };
-                #[allow(clippy::cast_possible_truncation)] // i < FINIT_MAX_STEPS
-                let rec = [(i & 0xff) as u8, (i >> 8) as u8, errno.clamp(0, 255) as u8];
-                libc::write(out, rec.as_ptr().cast(), rec.len());
-                i = if errno == 0 {
-                    i + 1
-                } else {
-                    s.on_failure.max(i + 1)
-                };
-            }
-            libc::_exit(0)
-        },
-        Ok(ForkResult::Parent { child }) => child,
     };
     drop(res_w);
-    let ended = match reap_within(child, timeout) {
+    let ended = match child.reap_within(timeout) {
         Ok(Some(Ended::Exited(0))) => None,
         Ok(Some(Ended::Exited(code))) => Some(HostError::io(
             shown.to_path_buf(),
@@ -1630,6 +1633,75 @@ pub(crate) fn finit_bounded(
         .filter(|(i, _)| *i < steps.len())
         .collect();
     (results, ended)
+}
+
+/// What [`finit_child`] is given, in the child's own memory.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct FinitArgs {
+    /// The run lock's descriptor, or -1.
+    lock_fd: RawFd,
+    /// The results pipe (the child's copy of its write end).
+    out: RawFd,
+    /// The steps and their number.
+    steps: *const RawStep,
+    len: usize,
+}
+
+/// A [`FinitStep`] in the child's memory: the strings NUL-terminated.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct RawStep {
+    path: *const nix::libc::c_char,
+    params: *const nix::libc::c_char,
+    flags: u32,
+    on_failure: usize,
+}
+
+/// The module loader child of [`finit_bounded`]: one 3-byte record per step tried
+/// (step index, little-endian, and its errno, 0 for loaded or already there), then
+/// exit status 0.
+extern "C" fn finit_child(arg: *mut nix::libc::c_void) -> nix::libc::c_int {
+    use nix::libc;
+    // SAFETY: `arg` is the `FinitArgs` that `spawn_shared` copied into this child's
+    // memory, which stays mapped as long as the child runs.
+    let a = unsafe { &*arg.cast::<FinitArgs>() };
+    // SAFETY: as `a`: `len` steps at `steps`, in the child's memory.
+    let steps = unsafe { std::slice::from_raw_parts(a.steps, a.len) };
+    // SAFETY: system calls on the child's own descriptors and on NUL-terminated strings
+    // and a local buffer.
+    unsafe {
+        if a.lock_fd >= 0 {
+            raw::close(a.lock_fd);
+        }
+        let mut i = 0;
+        while let Some(s) = steps.get(i) {
+            let fd = raw::openat(libc::AT_FDCWD, s.path, libc::O_RDONLY | libc::O_CLOEXEC);
+            let rc = match RawFd::try_from(fd) {
+                Ok(fd) if fd >= 0 => {
+                    let rc = raw::finit_module(fd, s.params, s.flags);
+                    raw::close(fd);
+                    rc
+                }
+                _ => fd,
+            };
+            let errno = if rc < 0 && rc != -libc::c_long::from(libc::EEXIST) {
+                -rc
+            } else {
+                0
+            };
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            // i < FINIT_MAX_STEPS; errno clamped to a byte first
+            let rec = [(i & 0xff) as u8, (i >> 8) as u8, errno.clamp(0, 255) as u8];
+            raw::write(a.out, rec.as_ptr(), rec.len());
+            i = if errno == 0 {
+                i + 1
+            } else {
+                s.on_failure.max(i + 1)
+            };
+        }
+    }
+    raw::exit(0)
 }
 
 /// What an ended child left in its stderr pipe, at most 4 KiB, without waiting (a
@@ -2161,7 +2233,7 @@ mod tests {
     }
 
     #[test]
-    fn the_forked_module_loader_reports_each_step_and_skips_a_failed_unit() {
+    fn the_module_loader_reports_each_step_and_skips_a_failed_unit() {
         // Files that do not exist: open fails, finit_module is never called.
         let dir = tempfile::tempdir().unwrap();
         let step = |name: &str, on_failure: usize| FinitStep {
@@ -2172,7 +2244,10 @@ mod tests {
         };
         // Step 0 fails and skips its unit (step 1); step 2 fails and ends the run.
         let steps = [step("a.ko", 2), step("b.ko", 2), step("c.ko", 3)];
+        // The loader shares this thread's memory: its ENOENTs are not this errno.
+        Errno::set_raw(nix::libc::ENOTRECOVERABLE);
         let (results, ended) = finit_bounded(dir.path(), &steps, Duration::from_secs(10));
+        assert_eq!(Errno::last_raw(), nix::libc::ENOTRECOVERABLE);
         assert!(ended.is_none(), "{ended:?}");
         assert_eq!(
             results,
