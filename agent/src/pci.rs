@@ -511,7 +511,9 @@ impl Device {
                 .text("driver_override")
                 .filter(|v| !v.is_empty() && *v != "(null)")
                 .map(str::to_owned),
-            boot_vga: a.text("boot_vga") == Some("1"),
+            // The kernel shows `boot_vga` on VGA-class devices only: the others are
+            // not asked (one look fewer per device at boot).
+            boot_vga: class >> 16 == 0x03 && a.text("boot_vga") == Some("1"),
             iommu_group: a.link_name("iommu_group").and_then(|g| g.parse().ok()),
             modalias,
             sriov: read_pf(&mut a),
@@ -707,6 +709,18 @@ mod tests {
         ] {
             assert_eq!(parse_modalias(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn boot_vga_is_read_on_display_devices_only() {
+        let t = testing::TestSysfs::new();
+        t.add(&testing::Dev::new("0000:00:02.0", (0x1234, 0x1111), 0x030000).boot_vga());
+        // Not a kernel's tree: the kernel shows boot_vga on VGA devices alone.
+        t.add(&testing::Dev::new("0000:00:03.0", (0x8086, 0x10d3), 0x020000).boot_vga());
+        let host = Host::new(t.root());
+        let read = |a: &str| Device::read(&host, a.parse().unwrap()).unwrap().boot_vga;
+        assert!(read("0000:00:02.0"));
+        assert!(!read("0000:00:03.0"));
     }
 
     #[test]
