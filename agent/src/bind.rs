@@ -5,7 +5,7 @@
 //! 1. `driver_override` = `vfio-pci` on each selected device (only selected devices get
 //!    an override), so no other driver can take it from now on;
 //! 2. unbind each from the host driver that won the race (built in, or loaded early by
-//!    `rd.driver.pre=` / `MODULES=`), through a forked writer with a time bound;
+//!    `rd.driver.pre=` / `MODULES=`), through a writer child with a time bound;
 //! 3. `drivers_probe` each; vfio-pci matches through the override;
 //! 4. re-read each `driver` link: a probe never reports failure, only the link tells.
 //!
@@ -531,7 +531,7 @@ fn check_made_group(host: &Host, ours: &[PciAddress]) -> Result<(), GroupFailure
 }
 
 /// The least time each rollback write gets, whatever the group's budget left: a
-/// fork and one small write, which a machine under load can delay past the verify
+/// child process and one small write, which a machine under load can delay past the verify
 /// window (seen at load 16 with the 250 ms window); still a bound.
 const ROLLBACK_FLOOR: Duration = Duration::from_secs(1);
 

@@ -24,7 +24,7 @@
 //! the GPU driver loads later (udev's coldplug) it passes the device by. That is why the
 //! agent runs in the initramfs, before coldplug, and why it writes the override first.
 //! A driver that won the race (built in, or loaded early on purpose) is unbound, with a
-//! time bound: a kernel write can block forever, so it happens in a forked child that
+//! time bound: a kernel write can block forever, so it happens in a child process that
 //! can be abandoned ([`host::Host::write_bounded`]). The `driver` link is then read back,
 //! because a probe never reports failure; a group that does not end wholly on vfio-pci
 //! is rolled back ([`bind`]).

@@ -6,8 +6,9 @@
 //! `modules.builtin.modinfo` (drivers built into the kernel).
 //!
 //! Loading vfio-pci: the closure from `modules.dep` is loaded with `finit_module` by a
-//! forked child of the agent, with the options `modprobe.d` and the kernel command
-//! line give and the soft dependencies of `modules.softdep`, as `modprobe
+//! child process of the agent (sharing its memory: `host::finit_bounded`), with the
+//! options `modprobe.d` and the kernel command line give and the soft dependencies of
+//! `modules.softdep`, as `modprobe
 //! --ignore-install` would. Compressed modules go to the image's kmod `modprobe` when
 //! there is one (kernels before 6.4 cannot decompress them; busybox's applet cannot
 //! read kmod's binary index, so it is never used).
@@ -499,7 +500,7 @@ pub(crate) fn load_module(
     load(host, cmdline, &name, timeout)
 }
 
-/// Loads `name` and what it needs, within `timeout`. The agent's own loader (a forked
+/// Loads `name` and what it needs, within `timeout`. The agent's own loader (a child
 /// child calling `finit_module` over the `modules.dep` closure, [`crate::host::finit_bounded`])
 /// when every file of it is a plain `.ko` or the image has no kmod `modprobe`; otherwise
 /// (compressed modules, which kernels before 6.4 cannot take from `finit_module`) kmod's
@@ -745,7 +746,7 @@ impl<'a> Loader<'a> {
         self.host.path(format!("{}/{}", self.dir, step.file))
     }
 
-    /// Loads the plan's files in a forked child, within `timeout`; the modules loaded.
+    /// Loads the plan's files in a child process, within `timeout`; the modules loaded.
     fn run(&self, plan: &LoadPlan, timeout: Duration) -> HostResult<Vec<String>> {
         use std::os::unix::ffi::OsStrExt;
         let bad = |p: &std::path::Path| HostError::Io {
