@@ -1116,12 +1116,13 @@ mod tests {
 
     #[test]
     fn modprobe_d_files_are_read_as_kmod_reads_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let put = |rel: &str, text: &str| {
-            let p = dir.path().join(rel);
+        fn put_at(root: &std::path::Path, rel: &str, text: &str) {
+            let p = root.join(rel);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, text).unwrap();
-        };
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let put = |rel: &str, text: &str| put_at(dir.path(), rel, text);
         // The packaged file is overridden by the one of the same name in /etc.
         put(
             "lib/modprobe.d/vfio.conf",
@@ -1156,12 +1157,11 @@ mod tests {
         assert_eq!(options.last("vfio_pci", "ids"), None);
         // A merged /usr (lib -> usr/lib) does not give a file's options twice.
         let dir2 = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir2.path().join("usr/lib/modprobe.d")).unwrap();
-        std::fs::write(
-            dir2.path().join("usr/lib/modprobe.d/vfio.conf"),
+        put_at(
+            dir2.path(),
+            "usr/lib/modprobe.d/vfio.conf",
             "options vfio_pci disable_vga=1\n",
-        )
-        .unwrap();
+        );
         std::os::unix::fs::symlink("usr/lib", dir2.path().join("lib")).unwrap();
         assert_eq!(
             ModprobeOptions::read(&Host::new(dir2.path())).of(&Cmdline::default(), "vfio-pci"),
