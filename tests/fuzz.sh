@@ -60,6 +60,9 @@ if ! cargo +nightly --version >/dev/null 2>&1; then
 fi
 
 read -r -a targets <<<"${TARGETS:-$(all_targets | tr '\n' ' ')}"
+# The fuzz targets build into fuzz/target (nightly, sanitizer flags), whatever target
+# directory the caller's CARGO_TARGET_DIR names for the project.
+unset CARGO_TARGET_DIR
 host=$(rustc -vV | sed -n 's/^host: //p')
 bindir=fuzz/target/$host/release
 logdir=fuzz/target/logs
