@@ -13,8 +13,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cd "$repo"
 target_dir=${TARGET_DIR:-target}
-# Absolute either way (CARGO_TARGET_DIR may be): `make install DESTDIR=` needs it.
-[[ $target_dir == /* ]] || target_dir=$PWD/$target_dir
 out=$target_dir/debian
 root=$out/root
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
@@ -26,7 +24,10 @@ export SOURCE_DATE_EPOCH
 
 rm -rf "$root"
 mkdir -p "$root"
-make -s install DESTDIR="$root" >/dev/null
+# DESTDIR must be absolute; the target directory may be either (CARGO_TARGET_DIR).
+destdir=$root
+[[ $destdir == /* ]] || destdir=$PWD/$destdir
+make -s install DESTDIR="$destdir" >/dev/null
 # mkinitcpio is not in Debian: its hooks and the unit for its systemd hook stay out.
 rm -r "$root/usr/lib/initcpio" "$root/usr/lib/vfio-early/vfio-early.service"
 doc=$root/usr/share/doc/vfio-early

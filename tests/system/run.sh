@@ -50,7 +50,7 @@ if ((!check_only)); then
     # never packaged).
     deb=$(make -s deb 2>"$SYS_WORK/build.out" | tail -n 1)
     [[ -f $deb ]] || { cat "$SYS_WORK/build.out" >&2; slog "make deb wrote no package"; exit 2; }
-    deb=$REPO_DIR/$deb
+    [[ $deb == /* ]] || deb=$REPO_DIR/$deb
 
     # The two roots, built side by side (downloads and dpkg overlap).
     t=$(now)
