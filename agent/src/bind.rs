@@ -422,18 +422,7 @@ fn bind_group(
             overridden.push(d.address);
         }
         for d in devices {
-            match current_driver(host, d.address) {
-                Some(drv) if drv != VFIO_DRIVER => {
-                    debug!("{}: unbinding from {drv}", d.address);
-                    w.write(&d.address.attr("driver/unbind"), &d.address.to_string())
-                        .map_err(|error| GroupFailure::Unbind {
-                            address: d.address,
-                            driver: drv,
-                            error,
-                        })?;
-                }
-                _ => {}
-            }
+            unbind(&mut w, d.address)?;
         }
         for d in devices {
             if current_driver(host, d.address).as_deref() != Some(VFIO_DRIVER) {
@@ -495,6 +484,35 @@ fn bind_group(
                 per_device,
                 failure: Some(why),
                 incomplete,
+            }
+        }
+    }
+}
+
+/// Unbinds a device from the host driver it is on, if any. The driver may let go
+/// between the look and the write (a probe that fails, racing udev's driver load,
+/// removes the `driver` link it had made): `driver/unbind` is then not found, and the
+/// device is looked at again, at most twice. With the override written, no probe after
+/// it matches anything but vfio-pci.
+fn unbind(w: &mut Writer<'_>, address: PciAddress) -> Result<(), GroupFailure> {
+    let mut looks = 0;
+    loop {
+        let Some(drv) = current_driver(w.host, address).filter(|d| d != VFIO_DRIVER) else {
+            return Ok(());
+        };
+        debug!("{address}: unbinding from {drv}");
+        match w.write(&address.attr("driver/unbind"), &address.to_string()) {
+            Ok(()) => return Ok(()),
+            Err(WriteError::Host(e)) if e.is_not_found() && looks < 2 => {
+                debug!("{address}: {drv} let go before the unbind ({e}); looking again");
+                looks += 1;
+            }
+            Err(error) => {
+                return Err(GroupFailure::Unbind {
+                    address,
+                    driver: drv,
+                    error,
+                })
             }
         }
     }
@@ -935,6 +953,49 @@ mod tests {
         let err = check_made_group(&host, &["0000:02:00.0".parse().unwrap()]).unwrap_err();
         assert!(matches!(err, GroupFailure::NoGroupMade(_)), "{err}");
         assert!(err.to_string().contains("no IOMMU group"), "{err}");
+    }
+
+    #[test]
+    fn an_unbind_file_that_stays_missing_is_looked_at_again_then_reported() {
+        // What a driver letting go between the look and the write shows the writer
+        // (driver/unbind not found), made to last: the device is looked at again, a
+        // bounded number of times, and the group fails as an unbind failure.
+        let t = TestSysfs::new();
+        t.add(
+            &testing::Dev::new("0000:03:00.0", (0x8086, 0x10d3), 0x020000)
+                .group(4)
+                .driver("e1000e"),
+        );
+        t.driver("vfio-pci");
+        std::fs::remove_file(t.path("sys/bus/pci/drivers/e1000e/unbind")).unwrap();
+        let host = Host::new(t.root());
+        let p = plan(
+            &selectors("[[device]]\naddress = \"0000:03:00.0\"\n"),
+            &read_topology(&host),
+        );
+        let out = execute(&host, &p, &Cmdline::default(), Duration::from_millis(2000));
+        assert_eq!(out.bound(), 0);
+        assert!(
+            matches!(
+                &out.errors[..],
+                [BindError::Group {
+                    why: GroupFailure::Unbind {
+                        error: WriteError::Host(e),
+                        ..
+                    },
+                    ..
+                }] if e.is_not_found()
+            ),
+            "{:?}",
+            out.errors
+        );
+        assert!(
+            out.errors[0]
+                .to_string()
+                .contains("0000:03:00.0: unbinding from e1000e failed"),
+            "{:?}",
+            out.errors
+        );
     }
 
     #[test]
