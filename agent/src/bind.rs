@@ -955,11 +955,8 @@ mod tests {
         assert!(err.to_string().contains("no IOMMU group"), "{err}");
     }
 
-    #[test]
-    fn an_unbind_file_that_stays_missing_is_looked_at_again_then_reported() {
-        // What a driver letting go between the look and the write shows the writer
-        // (driver/unbind not found), made to last: the device is looked at again, a
-        // bounded number of times, and the group fails as an unbind failure.
+    /// One NIC on e1000e, alone in IOMMU group 4, with vfio-pci loaded.
+    fn nic_on_e1000e() -> TestSysfs {
         let t = TestSysfs::new();
         t.add(
             &testing::Dev::new("0000:03:00.0", (0x8086, 0x10d3), 0x020000)
@@ -967,6 +964,15 @@ mod tests {
                 .driver("e1000e"),
         );
         t.driver("vfio-pci");
+        t
+    }
+
+    #[test]
+    fn an_unbind_file_that_stays_missing_is_looked_at_again_then_reported() {
+        // What a driver letting go between the look and the write shows the writer
+        // (driver/unbind not found), made to last: the device is looked at again, a
+        // bounded number of times, and the group fails as an unbind failure.
+        let t = nic_on_e1000e();
         std::fs::remove_file(t.path("sys/bus/pci/drivers/e1000e/unbind")).unwrap();
         let host = Host::new(t.root());
         let p = plan(
@@ -1000,13 +1006,7 @@ mod tests {
 
     #[test]
     fn a_stuck_unbind_is_abandoned_and_the_group_rolled_back() {
-        let t = TestSysfs::new();
-        t.add(
-            &testing::Dev::new("0000:03:00.0", (0x8086, 0x10d3), 0x020000)
-                .group(4)
-                .driver("e1000e"),
-        );
-        t.driver("vfio-pci");
+        let t = nic_on_e1000e();
         let unbind = t.path("sys/bus/pci/drivers/e1000e/unbind");
         std::fs::remove_file(&unbind).unwrap();
         nix::unistd::mkfifo(&unbind, nix::sys::stat::Mode::S_IRWXU).unwrap();
