@@ -51,7 +51,9 @@ for ((i = 1; i <= rounds; i++)); do
     # What each run loaded (report.sh lists the vfio stack's modules): the same-module
     # loop must have loaded what the agent loads, or its figure means nothing.
     for run in agent same; do
-        tr -d '\r' <"$WORK_DIR/bench-$run-$i.log" | grep -aq '^VE-MOD vfio_iommu_type1$' ||
+        # grep -c reads the whole log (-q would stop at the match and, under
+        # pipefail, fail the pipeline on tr's SIGPIPE).
+        [[ $(tr -d '\r' <"$WORK_DIR/bench-$run-$i.log" | grep -ac '^VE-MOD vfio_iommu_type1$') -gt 0 ]] ||
             die "bench-$run-$i: vfio_iommu_type1 was not loaded"
     done
 done
