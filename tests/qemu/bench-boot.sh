@@ -8,6 +8,10 @@
 # applet loads 5 modules, without vfio's soft dependency vfio_iommu_type1), the figure
 # of `ratio agent/shell:`; and loading the 6 modules the agent (and kmod's modprobe, on
 # an installed system) loads, `ratio agent/shell, same modules:`.
+# Then the three once more each under `-icount shift=0,sleep=off`: the guest's clock
+# counts the instructions it executes (1 ns each) and its timer waits, so the time TCG
+# spends translating code the first time it runs (which a CPU does not) is not
+# counted; deterministic, so one boot each (`ratio agent/shell, icount:`).
 # Usage: tests/qemu/bench-boot.sh [ROUNDS]   (default 3; medians are printed)
 set -uo pipefail
 QEMU_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -68,6 +72,23 @@ for run in 1 2 3; do
     exec_ms+=("$(span "$WORK_DIR/bench-exec.log" "ve-bench: exec $run\$" "ve-bench: exec $next\$" | awk '{ printf "%.1f", $1 * 1000 }')") ||
         die "no exec markers in bench-exec.log"
 done
+# The -icount boots: the same three runs, the guest's clock counting instructions.
+icount=()
+for run in agent shell same; do
+    case $run in
+    agent) mode=agent marker=agent ;;
+    shell) mode=shell marker=shell ;;
+    same) mode=shell-same marker=shell ;;
+    esac
+    VE_QEMU_EXTRA="${VE_QEMU_EXTRA:-} -icount shift=0,sleep=off" \
+        qemu_boot "bench-icount-$run" intel "$WORK_DIR/bench.img" "printk.devkmsg=on ve.bench=$mode" || true
+    icount+=("$(span "$WORK_DIR/bench-icount-$run.log" "ve-bench: start $marker" "ve-bench: end $marker")") ||
+        die "no markers in bench-icount-$run.log"
+    if [[ $run != shell ]]; then
+        [[ $(tr -d '\r' <"$WORK_DIR/bench-icount-$run.log" | grep -ac '^VE-MOD vfio_iommu_type1$') -gt 0 ]] ||
+            die "bench-icount-$run: vfio_iommu_type1 was not loaded"
+    fi
+done
 agent=$(median <"$WORK_DIR/bench-agent.txt")
 lines=$(median <"$WORK_DIR/bench-agent-lines.txt")
 shell=$(median <"$WORK_DIR/bench-shell.txt")
@@ -81,5 +102,10 @@ printf 'shell loop (vfio-bind), hook markers:                      %.1f ms  [%s]
 printf 'same-module loop (vfio-bind + vfio_iommu_type1), markers:  %.1f ms  [%s]\n' \
     "$(awk -v v="$same" 'BEGIN { print v * 1000 }')" "$(tr '\n' ' ' <"$WORK_DIR/bench-same.txt")"
 printf 'agent --version, 1st / 2nd / 3rd run in one boot:         %s / %s / %s ms\n' "${exec_ms[@]}"
+printf 'icount (guest clock = instructions executed), agent / loop / same-module loop: %.1f / %.1f / %.1f ms\n' \
+    "$(awk -v v="${icount[0]}" 'BEGIN { print v * 1000 }')" "$(awk -v v="${icount[1]}" 'BEGIN { print v * 1000 }')" \
+    "$(awk -v v="${icount[2]}" 'BEGIN { print v * 1000 }')"
 printf 'ratio agent/shell: %.2f\n' "$(awk -v a="$agent" -v s="$shell" 'BEGIN { print a / s }')"
 printf 'ratio agent/shell, same modules: %.2f\n' "$(awk -v a="$agent" -v s="$same" 'BEGIN { print a / s }')"
+printf 'ratio agent/shell, icount: %.2f\n' "$(awk -v a="${icount[0]}" -v s="${icount[1]}" 'BEGIN { print a / s }')"
+printf 'ratio agent/shell, same modules, icount: %.2f\n' "$(awk -v a="${icount[0]}" -v s="${icount[2]}" 'BEGIN { print a / s }')"
