@@ -183,6 +183,9 @@ if ((boot_rounds > 0)); then
         "${agent_ms:-?} / ${shell_ms:-?} ms (medians)" "${boot_ratio:-failed, see $log} ($boot_met)" "<= 1.0"
     row "the same, the loop also loading vfio_iommu_type1 (as kmod's modprobe does: the 6 modules the agent loads)" \
         "${agent_ms:-?} / ${same_ms:-?} ms (medians)" "${same_ratio:-failed, see $log}" "(for comparison)"
+    loop_use=$(sed -nE 's/^e1000e opened through VFIO[^;]*; loop: (.*)$/\1/p' <<<"$out")
+    row "a VM's use of what the run bound: the e1000e opened through VFIO afterwards (container, group, type-1 IOMMU, device; as QEMU opens it)" \
+        "agent and same-module loop: held; the guide's loop: ${loop_use:-?}" "-" "(for comparison)"
     # -icount: the guest's clock counts instructions (and timer waits), so TCG's
     # translation of code run for the first time is not in the figures.
     read -r ic_agent ic_shell ic_same < <(sed -nE 's/^icount [^:]*: *([0-9.]+) \/ ([0-9.]+) \/ ([0-9.]+) ms.*/\1 \2 \3/p' <<<"$out")
