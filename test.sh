@@ -43,6 +43,11 @@ if [[ -x tests/fuzz.sh ]]; then
 fi
 # The benchmarks run (small inputs; their figures are not judged here).
 step "bench smoke" tests/bench/run.sh --quick
+# The boot benchmark once: its checks hold (every run's markers, the modules loaded,
+# the agent's bind usable through VFIO), its ratios are not judged.
+if ((!fast)) && [[ -x tests/qemu/bench-boot.sh ]]; then
+  step "boot bench smoke" tests/qemu/bench-boot.sh 1
+fi
 
 # One closing line over everything: tests counted by cargo and by the QEMU harness.
 sum() { grep -Eo "[0-9]+ $1" "$log" | awk '{ n += $1 } END { print n + 0 }'; }
