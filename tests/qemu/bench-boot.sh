@@ -13,7 +13,8 @@
 # Then the three once more each under `-icount shift=0,sleep=off`: the guest's clock
 # counts the instructions it executes (1 ns each) and its timer waits, so the time TCG
 # spends translating code the first time it runs (which a CPU does not) is not
-# counted; deterministic, so one boot each (`ratio agent/shell, icount:`).
+# counted; deterministic, so one boot each (`ratio agent/shell, icount:`). Last, the
+# agent with -v under both: its trace, each line timed (where its time goes).
 # Usage: tests/qemu/bench-boot.sh [ROUNDS]   (default 3; medians are printed)
 set -uo pipefail
 QEMU_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -97,6 +98,36 @@ for run in agent shell same; do
             die "bench-icount-$run: vfio_iommu_type1 was not loaded"
     fi
 done
+# Where the agent's time goes: two more boots of the agent with -v, each trace line a
+# kernel log record (the hook's ve.bench=trace), under TCG and under -icount
+# (deterministic); the time from each line to the next, side by side.
+# trace LOG: "MS TEXT" per line between the markers, MS since the line before.
+trace() {
+    tr -d '\r' <"$1" | grep -a '^VE-KMSG' | sed -n '/ve-bench: start agent/,/ve-bench: end agent/p' | awk '
+        { ts = $0; sub(/^VE-KMSG \[ */, "", ts); sub(/\].*/, "", ts); text = $0; sub(/^VE-KMSG \[[^]]*\] /, "", text) }
+        # -v lines carry the agent clock: dropped (the kernel stamps time them); an info
+        # line comes twice (on stderr and as the agent log record): shown once.
+        { sub(/^vfio-early: +[0-9]+\.[0-9]+ ms /, "vfio-early: ", text) }
+        NR > 1 && text != last { printf "%.1f %s\n", (ts - prev) * 1000, substr(text, 1, 100); prev = ts }
+        NR == 1 { prev = ts }
+        { last = text }'
+}
+qemu_boot "bench-trace" intel "$WORK_DIR/bench.img" "printk.devkmsg=on ve.bench=trace" || true
+VE_QEMU_EXTRA="${VE_QEMU_EXTRA:-} -icount shift=0,sleep=off" \
+    qemu_boot "bench-icount-trace" intel "$WORK_DIR/bench.img" "printk.devkmsg=on ve.bench=trace" || true
+trace "$WORK_DIR/bench-trace.log" >"$WORK_DIR/bench-trace.txt"
+trace "$WORK_DIR/bench-icount-trace.log" >"$WORK_DIR/bench-icount-trace.txt"
+for f in bench-trace bench-icount-trace; do
+    grep -q 've-bench: end agent$' "$WORK_DIR/$f.txt" || die "no trace between the markers in $f.log"
+done
+# The same lines in both (the kernel's own may differ): side by side, else one after the other.
+if cmp -s <(cut -d' ' -f2- "$WORK_DIR/bench-trace.txt") <(cut -d' ' -f2- "$WORK_DIR/bench-icount-trace.txt"); then
+    steps=$(paste -d' ' <(cut -d' ' -f1 "$WORK_DIR/bench-trace.txt") "$WORK_DIR/bench-icount-trace.txt" |
+        awk '{ t = $1; i = $2; $1 = ""; $2 = ""; sub(/^  /, ""); printf "  %6.1f  %6.1f  %s\n", t, i, $0 }')
+else
+    steps=$(awk '{ m = $1; $1 = ""; printf "  %6.1f     TCG  %s\n", m, substr($0, 2) }' "$WORK_DIR/bench-trace.txt"
+        awk '{ m = $1; $1 = ""; printf "  %6.1f  icount  %s\n", m, substr($0, 2) }' "$WORK_DIR/bench-icount-trace.txt")
+fi
 agent=$(median <"$WORK_DIR/bench-agent.txt")
 lines=$(median <"$WORK_DIR/bench-agent-lines.txt")
 shell=$(median <"$WORK_DIR/bench-shell.txt")
@@ -118,3 +149,4 @@ printf 'ratio agent/shell: %.2f\n' "$(awk -v a="$agent" -v s="$shell" 'BEGIN { p
 printf 'ratio agent/shell, same modules: %.2f\n' "$(awk -v a="$agent" -v s="$same" 'BEGIN { print a / s }')"
 printf 'ratio agent/shell, icount: %.2f\n' "$(awk -v a="${icount[0]}" -v s="${icount[1]}" 'BEGIN { print a / s }')"
 printf 'ratio agent/shell, same modules, icount: %.2f\n' "$(awk -v a="${icount[0]}" -v s="${icount[2]}" 'BEGIN { print a / s }')"
+printf 'the agent with -v, ms from each kernel log line to the next: TCG, -icount, the line:\n%s\n' "$steps"
