@@ -13,6 +13,8 @@
 #              guide's desktop (its 8-function AMD machine: `tree.sh DIR desktop`)
 #   kconfig    `check-kconfig --json` on Debian's config vs `grep -c -E` of the same
 #              options (the symbols rules.toml names)
+#   distinct   the distinct instructions the boot agent's `--version` and a small
+#              `bind --dry-run` execute (callgrind --dump-instr): the code TCG translates
 #   boot       tests/qemu/bench-boot.sh ROUNDS: the agent vs the seed's shell loop
 #              (TCG wall clock; and one boot each under -icount, for comparison)
 #   scaling    groups and bind --dry-run at 15, 256, 1,039 functions; check-kconfig at
@@ -167,6 +169,23 @@ k_ms=$(median_ms "$bin" check-kconfig --json "$cfg")
 grep_ms=$(median_ms grep -c -E "$pattern" "$cfg")
 row "\`check-kconfig --json\` / \`grep -c -E\` of its $(tr '|' '\n' <<<"$names" | wc -l) options, Debian's config ($(($(stat -c %s "$cfg") / 1000)) KB)" \
     "$(thousands "$k_ir") / $(thousands "$grep_ir") instructions; $k_ms / $grep_ms ms" "$(ratio "$k_ir" "$grep_ir")" "<= 1.0"
+
+# --- first-run code ----------------------------------------------------------------
+# distinct CMD...: how many distinct instructions CMD executes (callgrind
+# --dump-instr, positions written out in full): what QEMU TCG has to translate the
+# first time a program runs in a boot (the boot rows).
+distinct() {
+    local f=$work/cg.distinct
+    valgrind --tool=callgrind --dump-instr=yes --compress-pos=no --compress-strings=no \
+        --callgrind-out-file="$f" "$@" >"$work/out" 2>/dev/null
+    grep -oE '^0x[0-9a-f]+' "$f" | sort -u | wc -l
+}
+say "distinct instructions: the boot agent's --version and bind --dry-run"
+d_ver=$(distinct "$boot" --version)
+t_small=$(tree "${sizes[0]}")
+d_dry=$(distinct "$boot" --root "$t_small" bind --dry-run --json)
+row "distinct instructions one run executes (what TCG translates the first time a program runs in a boot), the boot agent" \
+    "\`--version\` $(thousands "$d_ver"); \`bind --dry-run --json\`, ${sizes[0]} functions, $(thousands "$d_dry")" "-" "(for comparison)"
 
 # --- boot time ---------------------------------------------------------------------
 if ((boot_rounds > 0)); then
