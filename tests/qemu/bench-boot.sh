@@ -41,6 +41,17 @@ span() {
 # vfio_use LOG: what the hook's VFIO open of the e1000e after the run gave (`held ...`
 # or vfio-hold's error): can a VM use what the run bound?
 vfio_use() { tr -d '\r' <"$1" | sed -n 's/^VE-KMSG \[[^]]*\] ve-bench: vfio use: //p' | tail -n 1; }
+# usable NAME: the run of NAME.log loaded vfio_iommu_type1 and left the e1000e usable
+# through VFIO, or the script dies: a figure of a run that did less would mean nothing.
+usable() {
+    local log=$WORK_DIR/$1.log use
+    # grep -c reads the whole log (-q would stop at the match and, under pipefail, fail
+    # the pipeline on tr's SIGPIPE).
+    [[ $(tr -d '\r' <"$log" | grep -ac '^VE-MOD vfio_iommu_type1$') -gt 0 ]] ||
+        die "$1: vfio_iommu_type1 was not loaded"
+    use=$(vfio_use "$log")
+    [[ $use == held* ]] || die "$1: the e1000e could not be used through VFIO: ${use:-no answer}"
+}
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 : >"$WORK_DIR/bench-agent.txt"
@@ -61,12 +72,7 @@ for ((i = 1; i <= rounds; i++)); do
     # What each run loaded (report.sh lists the vfio stack's modules): the same-module
     # loop must have loaded what the agent loads, or its figure means nothing.
     for run in agent same; do
-        # grep -c reads the whole log (-q would stop at the match and, under
-        # pipefail, fail the pipeline on tr's SIGPIPE).
-        [[ $(tr -d '\r' <"$WORK_DIR/bench-$run-$i.log" | grep -ac '^VE-MOD vfio_iommu_type1$') -gt 0 ]] ||
-            die "bench-$run-$i: vfio_iommu_type1 was not loaded"
-        [[ $(vfio_use "$WORK_DIR/bench-$run-$i.log") == held* ]] ||
-            die "bench-$run-$i: the e1000e could not be used through VFIO: $(vfio_use "$WORK_DIR/bench-$run-$i.log")"
+        usable "bench-$run-$i"
     done
     shell_use=$(vfio_use "$WORK_DIR/bench-shell-$i.log")
 done
@@ -93,10 +99,7 @@ for run in agent shell same; do
         qemu_boot "bench-icount-$run" intel "$WORK_DIR/bench.img" "printk.devkmsg=on ve.bench=$mode" || true
     icount+=("$(span "$WORK_DIR/bench-icount-$run.log" "ve-bench: start $marker" "ve-bench: end $marker")") ||
         die "no markers in bench-icount-$run.log"
-    if [[ $run != shell ]]; then
-        [[ $(tr -d '\r' <"$WORK_DIR/bench-icount-$run.log" | grep -ac '^VE-MOD vfio_iommu_type1$') -gt 0 ]] ||
-            die "bench-icount-$run: vfio_iommu_type1 was not loaded"
-    fi
+    [[ $run == shell ]] || usable "bench-icount-$run"
 done
 # Where the agent's time goes: two more boots of the agent with -v, each trace line a
 # kernel log record (the hook's ve.bench=trace), under TCG and under -icount
